@@ -1,0 +1,152 @@
+"""The Manager interface every backend implements, and the figures it reports.
+
+Policies and sessions speak these verbs; only backends know ``memory.high`` from ``memory.limit_in_bytes``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..detect import HostLayout
+from ..limits import Limits
+from ..spawn import Process
+
+
+@dataclass
+class Stats:
+    """A cgroup's figures at one moment. ``None``: this backend or kernel cannot tell."""
+
+    memory_current: int | None = None
+    memory_peak: int | None = None  # since creation (v2 memory.peak, v1 max_usage_in_bytes, or sampled)
+    cpu_usec: int | None = None  # user + system
+    cpu_throttled_usec: int | None = None
+    nr_throttled: int | None = None
+    oom_kills: int = 0  # processes the kernel OOM-killed in this cgroup
+    memory_max_events: int = 0  # times usage hit the hard limit
+    memory_high_events: int = 0  # times usage went over the soft limit (v2) / stalled at it (v1)
+    under_oom: bool = False  # v1: tasks are stalled at the limit right now (oom_kill_disable=1)
+    pids_current: int | None = None
+    pids_denied: int = 0  # forks refused by pids.max
+    populated: bool | None = None
+    frozen: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Cgroup:
+    """A handle on one cgroup the manager created or opened. ``path`` is relative to the manager's root."""
+
+    path: tuple[str, ...]
+    parent: Cgroup | None = None
+    limits: Limits = field(default_factory=Limits)
+    backend_data: dict[str, Any] = field(default_factory=dict)
+    closed: bool = False
+
+    @property
+    def name(self) -> str:
+        return "/".join(self.path)
+
+    def __repr__(self) -> str:
+        return f"Cgroup({self.name!r})"
+
+
+@dataclass(frozen=True)
+class Features:
+    """What this host can do, probed once. ``notes`` explain what is missing and what we do instead."""
+
+    backend: str
+    enforce_memory: bool
+    enforce_cpu: bool
+    enforce_pids: bool
+    memory_high: str  # "memory.high", "v1-stall" or ""
+    freeze: str  # "cgroup.freeze", "freezer", "" (SIGSTOP is not offered: it does not stop a tree)
+    kill: str  # "cgroup.kill", "freezer+SIGKILL", "SIGKILL-loop", "process-group"
+    memory_peak: str  # "memory.peak", "max_usage_in_bytes", "sampled"
+    oom_group: str  # "memory.oom.group", "cgroup.kill on OOM", ""
+    events: str  # "cgroup2 notifications", "eventfd", "polling"
+    psi: str  # "per-cgroup", "system", ""
+    psi_min_window_us: int
+    fast_spawn: bool
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Manager(abc.ABC):
+    """Create, fill, watch and remove cgroups beneath one root, on one kind of host."""
+
+    kind: str = "abstract"
+    layout: HostLayout
+    root_name: str
+    features: Features
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def create(
+        self, path: Sequence[str], limits: Limits | None = None, *, exist_ok: bool = True, full: bool = False
+    ) -> Cgroup:
+        """Create the cgroup at ``path`` (and missing parents) with ``limits``; nothing is left on failure.
+
+        ``full``: create it in every hierarchy this backend uses, so that any limit can be set later without
+        moving its processes (for pre-placed spare leaves)."""
+
+    @abc.abstractmethod
+    def open(self, path: Sequence[str]) -> Cgroup:
+        """A handle on an existing cgroup (e.g. to adopt it after a restart); raises NotFound."""
+
+    @abc.abstractmethod
+    def children(self, path: Sequence[str]) -> list[str]:
+        """Names of the child cgroups of ``path`` (``()`` is the root)."""
+
+    @abc.abstractmethod
+    def destroy(self, cg: Cgroup, timeout: float = 5.0) -> None:
+        """Kill what is left in ``cg`` and its children, then remove them, waiting for them to drain."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Release fds; remove the root if it is empty (another process may still be using it)."""
+
+    # --- limits and processes ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def set_limits(self, cg: Cgroup, limits: Limits) -> None:
+        """Apply every field ``limits`` sets; raises LimitRejected naming the value the kernel refused."""
+
+    @abc.abstractmethod
+    def spawn(self, cg: Cgroup, argv: Sequence[str], **kwargs: Any) -> Process:
+        """Start ``argv`` inside ``cg`` (placed before it execs). kwargs as :func:`agentcgroup.spawn.spawn`."""
+
+    @abc.abstractmethod
+    def attach(self, cg: Cgroup, pid: int) -> None:
+        """Move an existing process (one we started) into ``cg``."""
+
+    @abc.abstractmethod
+    def pids(self, cg: Cgroup) -> list[int]:
+        """Processes in ``cg`` and below."""
+
+    # --- figures and control ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def stats(self, cg: Cgroup) -> Stats: ...
+
+    @abc.abstractmethod
+    def freeze(self, cg: Cgroup, timeout: float = 1.0) -> None:
+        """Stop every process in ``cg`` (and below) until :meth:`thaw`; raises Unsupported if impossible."""
+
+    @abc.abstractmethod
+    def thaw(self, cg: Cgroup) -> None: ...
+
+    @abc.abstractmethod
+    def kill(self, cg: Cgroup, timeout: float = 5.0) -> int:
+        """SIGKILL every process in ``cg`` and below, forks racing included; wait until none is left.
+
+        Returns how many processes were seen to be killed (best effort; 0 if it was already empty).
+        """
+
+    # --- v1 soft limit ---------------------------------------------------------------------------------
+    def release_stall(self, cg: Cgroup, new_limit: int) -> None:
+        """v1 only: raise a stalled cgroup's limit (and let the kernel OOM-kill above it again)."""
+        raise NotImplementedError

@@ -1,0 +1,257 @@
+"""cgroup v1 controllers, plus the controller-less cgroup2 mount where there is one (hybrid hosts).
+
+Roles: ``memory`` (always), ``unified`` (cgroup2, always when mounted: freeze, kill, events, PSI, CPU time),
+``freezer`` (always when there is no ``cgroup.freeze``), ``cpuacct`` (always when there is no cgroup2 and it is
+mounted apart from ``cpu``), ``cpu`` and ``pids`` (only where a limit asks for them).
+
+v1 has no ``memory.high``. Its equivalent: ``memory.limit_in_bytes`` at the soft limit with
+``oom_kill_disable=1``; at the limit the tasks stall (no OOM kill), an eventfd on ``memory.oom_control`` fires,
+and the controller raises the limit to the hard one (:meth:`release_stall`) or kills the call, within a
+deadline. v1 has no ``memory.oom.group`` either: the controller kills the whole cgroup when it sees an OOM kill.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from ..cgroupfs import Dir
+from ..detect import HostLayout
+from ..errors import Busy, CgroupError, LimitRejected, Unsupported
+from ..limits import Limits
+from ..parsers import parse_flat_keyed, parse_pids
+from ..units import MAX_BYTES
+from ._tree import TreeManager
+from .base import Cgroup, Stats
+from .probe import probe_features
+
+CFS_PERIOD_US = 100_000
+
+
+class HybridManager(TreeManager):
+    main_role = "memory"
+
+    def __init__(self, layout: HostLayout, root_name: str = "agentcg") -> None:
+        if "memory" not in layout.v1:
+            raise Unsupported("no cgroup v1 memory hierarchy is mounted")
+        self.layout = layout
+        self.kind = layout.mode
+        bases = {"memory": layout.v1["memory"].base}
+        unified = layout.unified
+        if unified is not None:
+            bases["unified"] = unified.base
+        for role in ("cpu", "pids", "freezer", "cpuacct"):
+            h = layout.v1.get(role)
+            if h is None or h.mountpoint == layout.v1["memory"].mountpoint:
+                continue
+            if role == "cpuacct" and ("cpu" in layout.v1 and layout.v1["cpu"].mountpoint == h.mountpoint):
+                continue  # co-mounted cpu,cpuacct: one role
+            if role in ("freezer", "cpuacct") and unified is not None:
+                continue  # cgroup2 gives freeze and CPU time (added back below if this kernel lacks them)
+            bases[role] = h.base
+        super().__init__(bases, root_name)
+        self.always_roles = tuple(r for r in ("memory", "unified", "freezer", "cpuacct") if r in bases)
+        self.features = probe_features(self)
+        if unified is not None and self.features.freeze != "cgroup.freeze" and "freezer" in layout.v1:
+            self._bases["freezer"] = layout.v1["freezer"].base  # old kernel: cgroup2 without cgroup.freeze
+            self.always_roles = (*self.always_roles, "freezer")
+
+    def full_roles(self) -> list[str]:
+        return [r for r in self.roles if r in ("memory", "unified", "cpu", "pids") or r in self.always_roles]
+
+    def roles_for(self, limits: Limits) -> list[str]:
+        roles = []
+        if limits.cpu is not None or limits.cpu_weight is not None:
+            roles.append("cpu")
+        if limits.pids_max is not None:
+            roles.append("pids")
+        return roles
+
+    # --- limits ----------------------------------------------------------------------------------------
+    def set_limits(self, cg: Cgroup, limits: Limits) -> None:
+        if cg.closed:
+            raise CgroupError(f"cgroup {cg.name} is closed", cg.name)
+        mem = cg.backend_data["dirs"]["memory"]
+        new = cg.limits.merged(limits)
+        if limits.memory_max is not None or limits.memory_high is not None:
+            hard = new.memory_max if new.memory_max is not None else MAX_BYTES
+            soft = new.memory_high if new.memory_high is not None else MAX_BYTES
+            if soft < hard:
+                self._write_limit(mem, soft)
+                mem.write("memory.oom_control", "1")
+                cg.backend_data["stall"] = True
+            else:
+                self._write_limit(mem, hard)
+                mem.write("memory.oom_control", "0")
+                cg.backend_data["stall"] = False
+        if limits.memory_low is not None:
+            mem.write(
+                "memory.soft_limit_in_bytes",
+                "-1" if limits.memory_low >= MAX_BYTES else str(limits.memory_low),
+            )
+        if limits.cpu is not None or limits.cpu_weight is not None:
+            cpu = self._ensure_role(cg, "cpu") if "cpu" in self.roles else None
+            if cpu is None:
+                raise Unsupported("the cpu controller is not mounted: cannot limit CPU", cg.name)
+            if limits.cpu is not None:
+                quota = max(1000, round(limits.cpu * CFS_PERIOD_US))
+                cpu.write("cpu.cfs_period_us", str(CFS_PERIOD_US))
+                cpu.write("cpu.cfs_quota_us", str(quota))
+            if limits.cpu_weight is not None:
+                cpu.write("cpu.shares", str(max(2, limits.cpu_weight * 1024 // 100)))
+        if limits.pids_max is not None:
+            if "pids" not in self.roles:
+                raise Unsupported("the pids controller is not mounted: cannot limit processes", cg.name)
+            self._ensure_role(cg, "pids").write(
+                "pids.max", "max" if limits.pids_max >= MAX_BYTES else str(limits.pids_max)
+            )
+        cg.limits = new
+
+    @staticmethod
+    def _write_limit(mem: Dir, value: int) -> None:
+        text = "-1" if value >= MAX_BYTES else str(value)
+        try:
+            mem.write("memory.limit_in_bytes", text)
+        except CgroupError as exc:
+            if isinstance(exc, Busy):  # EBUSY: usage is above the new limit and cannot be reclaimed
+                raise LimitRejected(
+                    f"write {mem.path}/memory.limit_in_bytes <- {text!r}: usage is above it and the kernel "
+                    "could not reclaim enough",
+                    mem.path,
+                    text,
+                ) from None
+            raise
+
+    def release_stall(self, cg: Cgroup, new_limit: int) -> None:
+        """Lift the v1 soft-limit stall: raise the limit to ``new_limit`` and re-enable the OOM killer."""
+        mem = cg.backend_data["dirs"]["memory"]
+        self._write_limit(mem, new_limit)
+        mem.write("memory.oom_control", "0")
+        cg.backend_data["stall"] = False
+
+    # --- figures ---------------------------------------------------------------------------------------
+    def stats(self, cg: Cgroup) -> Stats:
+        dirs = cg.backend_data["dirs"]
+        mem = dirs["memory"]
+        s = Stats()
+        s.memory_current = int(mem.read("memory.usage_in_bytes"))
+        s.memory_peak = int(mem.read("memory.max_usage_in_bytes"))
+        oom = parse_flat_keyed(mem.read("memory.oom_control"))
+        s.oom_kills = int(oom.get("oom_kill", 0))
+        s.under_oom = bool(oom.get("under_oom", 0))
+        failcnt = int(mem.read("memory.failcnt"))
+        if cg.backend_data.get("stall"):
+            s.memory_high_events = failcnt
+        else:
+            s.memory_max_events = failcnt
+        if "unified" in dirs:
+            u = dirs["unified"]
+            cpu = parse_flat_keyed(u.read("cpu.stat"))
+            s.cpu_usec = int(cpu.get("usage_usec", 0))
+            ev = parse_flat_keyed(u.read("cgroup.events"))
+            s.populated = bool(ev.get("populated", 0))
+            s.frozen = bool(ev.get("frozen", 0))
+        elif "cpuacct" in dirs or ("cpu" in dirs and dirs["cpu"].has("cpuacct.usage")):
+            d = dirs.get("cpuacct") or dirs["cpu"]
+            s.cpu_usec = int(d.read("cpuacct.usage")) // 1000
+        if "cpu" in dirs:
+            st = parse_flat_keyed(dirs["cpu"].read("cpu.stat"))
+            s.nr_throttled = int(st.get("nr_throttled", 0))
+            s.cpu_throttled_usec = int(st.get("throttled_time", 0)) // 1000
+        if "pids" in dirs:
+            p = dirs["pids"]
+            s.pids_current = int(p.read("pids.current"))
+            ev = parse_flat_keyed(p.read_optional("pids.events") or "")
+            s.pids_denied = int(ev.get("max", 0))
+        if "freezer" in dirs:
+            s.frozen = dirs["freezer"].read("freezer.state").strip() == "FROZEN"
+        if s.populated is None:
+            s.populated = bool(self.pids(cg))
+        return s
+
+    # --- freeze / thaw / kill --------------------------------------------------------------------------
+    def freeze(self, cg: Cgroup, timeout: float = 1.0) -> None:
+        dirs = cg.backend_data["dirs"]
+        if "unified" in dirs and self.features.freeze == "cgroup.freeze":
+            dirs["unified"].write("cgroup.freeze", "1")
+            if not self.wait_file(dirs["unified"], "cgroup.events", "frozen", 1, timeout):
+                raise CgroupError(f"{cg.name}: not frozen after {timeout:g} s", cg.name)
+            return
+        if "freezer" in dirs:
+            fz = dirs["freezer"]
+            fz.write("freezer.state", "FROZEN")
+            deadline = time.monotonic() + timeout
+            while fz.read("freezer.state").strip() != "FROZEN":
+                if time.monotonic() > deadline:
+                    raise CgroupError(f"{cg.name}: not frozen after {timeout:g} s", cg.name)
+                time.sleep(0.001)
+            return
+        raise Unsupported("no freezer on this host (neither cgroup.freeze nor the v1 freezer)", cg.name)
+
+    def thaw(self, cg: Cgroup) -> None:
+        dirs = cg.backend_data["dirs"]
+        if "unified" in dirs and self.features.freeze == "cgroup.freeze":
+            dirs["unified"].write("cgroup.freeze", "0")
+        elif "freezer" in dirs:
+            dirs["freezer"].write("freezer.state", "THAWED")
+
+    def kill(self, cg: Cgroup, timeout: float = 5.0) -> int:
+        dirs = cg.backend_data["dirs"]
+        before = self.pids(cg)
+        if not before:
+            return 0
+        if "unified" in dirs and self.features.kill == "cgroup.kill":
+            dirs["unified"].write("cgroup.kill", "1")
+        elif "freezer" in dirs:
+            self._freezer_kill(cg, dirs["freezer"], timeout)
+        deadline = time.monotonic() + timeout
+        delay = 0.0002
+        while True:
+            left = self.pids(cg)
+            if not left:
+                return len(before)
+            if time.monotonic() > deadline:
+                raise CgroupError(f"{cg.name}: {len(left)} processes still alive {timeout:g} s after kill", cg.name)
+            # without cgroup.kill (or for stragglers racing it), SIGKILL what we see, again and again
+            self.kill_pids(left, signal.SIGKILL)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
+
+    def _freezer_kill(self, cg: Cgroup, fz: Dir, timeout: float) -> None:
+        """Freeze so nothing can fork, SIGKILL every task, thaw so they can die."""
+        try:
+            self.freeze(cg, timeout=min(timeout, 1.0))
+        except CgroupError:
+            pass
+        self.kill_pids(parse_pids(fz.read("cgroup.procs")), signal.SIGKILL)
+        fz.write("freezer.state", "THAWED")
+
+    # --- events (v1 eventfds) --------------------------------------------------------------------------
+    def oom_eventfd(self, cg: Cgroup) -> int:
+        """An eventfd that counts OOM events (stalls or kills) in ``cg``'s memory cgroup."""
+        mem = cg.backend_data["dirs"]["memory"]
+        efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        ofd = mem.open_file("memory.oom_control")
+        try:
+            mem.write("cgroup.event_control", f"{efd} {ofd}")
+        except BaseException:
+            os.close(efd)
+            raise
+        finally:
+            os.close(ofd)
+        return efd
+
+    def threshold_eventfd(self, cg: Cgroup, threshold: int) -> int:
+        """An eventfd signalled when ``cg``'s memory usage crosses ``threshold`` bytes (either way)."""
+        mem = cg.backend_data["dirs"]["memory"]
+        efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        ufd = mem.open_file("memory.usage_in_bytes")
+        try:
+            mem.write("cgroup.event_control", f"{efd} {ufd} {int(threshold)}")
+        except BaseException:
+            os.close(efd)
+            raise
+        finally:
+            os.close(ufd)
+        return efd

@@ -1,0 +1,41 @@
+"""The ``agentcg`` command: one group, one file per sub-command."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import click
+
+from .doctor_cmd import doctor
+from .run_cmd import run
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="agentcgroup")
+@click.option("-v", "--verbose", count=True, help="Log decisions (-v) or everything (-vv) to stderr.")
+def cli(verbose: int) -> None:
+    """agentcgroup: a cgroup for every tool call of an AI agent."""
+    level = os.environ.get("AGENTCG_LOG")
+    if verbose or level:
+        logging.basicConfig(
+            stream=sys.stderr,
+            level=logging.DEBUG if verbose > 1 else (level or logging.INFO),
+            format="agentcg: %(message)s",
+        )
+
+
+cli.add_command(run)
+cli.add_command(doctor)
+
+try:  # optional sub-commands, each in its own module
+    from .report_cmd import report
+
+    cli.add_command(report)
+except ImportError:  # pragma: no cover - report module missing from a partial install
+    pass
+
+
+def main() -> None:
+    cli(prog_name="agentcg")

@@ -1,0 +1,75 @@
+"""The error tree. Every error names what it is about.
+
+``CgroupError`` and its subclasses come from the kernel side (translated from ``OSError`` in one place,
+:mod:`agentcgroup.cgroupfs`). ``InvalidValue`` is bad user input: it is also a ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import errno
+
+
+class AgentCgroupError(Exception):
+    """Base of everything this package raises on purpose."""
+
+
+class InvalidValue(AgentCgroupError, ValueError):
+    """A value given by the user (a size, a name, a priority) is not acceptable."""
+
+    def __init__(self, what: str, value: object, why: str) -> None:
+        self.what, self.value, self.why = what, value, why
+        super().__init__(f"invalid {what} {value!r}: {why}")
+
+
+class CgroupError(AgentCgroupError):
+    """An operation on a cgroup failed. ``path`` is the cgroup (or file) it was about."""
+
+    def __init__(self, message: str, path: str | None = None, value: str | None = None) -> None:
+        self.path, self.value = path, value
+        super().__init__(message)
+
+
+class NotFound(CgroupError):
+    """The cgroup, or a control file of it, does not exist."""
+
+
+class PermissionDenied(CgroupError):
+    """The kernel refused the operation for lack of privilege or delegation."""
+
+
+class Unsupported(CgroupError):
+    """This host (kernel, cgroup version, mount) cannot do what was asked."""
+
+
+class LimitRejected(CgroupError):
+    """The kernel rejected a value written to a control file."""
+
+
+class InvalidName(CgroupError, InvalidValue):
+    """A cgroup path component is not a safe name."""
+
+    def __init__(self, name: str, why: str, what: str = "name") -> None:
+        InvalidValue.__init__(self, what, name, why)
+        self.path, self.value = None, name
+
+
+class Busy(CgroupError):
+    """The cgroup still has processes or children (rmdir gave EBUSY past its retries)."""
+
+
+def from_oserror(exc: OSError, path: str, op: str, value: str | None = None) -> CgroupError:
+    """Translate an ``OSError`` from cgroupfs into the error tree, naming the path and the value."""
+    what = f"{op} {path}" + (f" <- {value!r}" if value is not None else "")
+    reason = exc.strerror or str(exc)
+    code = exc.errno
+    if code == errno.ENOENT:
+        return NotFound(f"{what}: no such cgroup or control file", path, value)
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return PermissionDenied(f"{what}: permission denied ({reason})", path, value)
+    if code == errno.EBUSY:
+        return Busy(f"{what}: busy ({reason})", path, value)
+    if code in (errno.EINVAL, errno.ERANGE, errno.EOVERFLOW) and value is not None:
+        return LimitRejected(f"{what}: the kernel rejected the value ({reason})", path, value)
+    if code in (errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENODEV):
+        return Unsupported(f"{what}: not supported here ({reason})", path, value)
+    return CgroupError(f"{what}: {reason}", path, value)

@@ -1,0 +1,104 @@
+"""Backend-neutral resource limits, validated when built (so nothing is created for bad input)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from .errors import InvalidValue
+from .units import MAX_BYTES, format_cpu, format_size_arg, parse_count, parse_cpu, parse_size
+
+#: cgroup v2 cpu.weight range; v1 cpu.shares is derived from it (100 <-> 1024)
+WEIGHT_MIN, WEIGHT_MAX, WEIGHT_DEFAULT = 1, 10_000, 100
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a cgroup may use. ``None`` leaves a field as it is (a new cgroup: unlimited / default).
+
+    memory_max   hard limit in bytes: over it the kernel reclaims, then OOM-kills (MAX_BYTES = unlimited)
+    memory_high  soft limit: over it the kernel throttles (v2 memory.high; v1: the stall at the limit with
+                 oom_kill_disable=1, released or escalated by the controller within a deadline)
+    memory_low   protection from reclaim (v2 memory.low; v1: soft_limit_in_bytes on everything else)
+    cpu          CPU quota in cores (0.2 = 20 % of one core)
+    cpu_weight   relative CPU share, 1..10000 (100 = default)
+    pids_max     most processes/threads at once
+    oom_group    kill the whole cgroup on OOM, not one task (v2 memory.oom.group)
+    """
+
+    memory_max: int | None = None
+    memory_high: int | None = None
+    memory_low: int | None = None
+    cpu: float | None = None
+    cpu_weight: int | None = None
+    pids_max: int | None = None
+    oom_group: bool | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("memory_max", "memory_high", "memory_low", "pids_max"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise InvalidValue(name.replace("_", "-"), value, "must be a positive whole number")
+        if self.cpu is not None and not (self.cpu > 0):
+            raise InvalidValue("cpu", self.cpu, "must be more than 0 cores")
+        if self.cpu_weight is not None and not (WEIGHT_MIN <= self.cpu_weight <= WEIGHT_MAX):
+            raise InvalidValue("cpu-weight", self.cpu_weight, f"must be {WEIGHT_MIN}..{WEIGHT_MAX}")
+        if (
+            self.memory_high is not None
+            and self.memory_max is not None
+            and self.memory_high < MAX_BYTES
+            and self.memory_high > self.memory_max
+        ):
+            raise InvalidValue(
+                "memory-high",
+                format_size_arg(self.memory_high),
+                f"is above the hard limit {format_size_arg(self.memory_max)}; the soft limit must be lower",
+            )
+
+    @classmethod
+    def parse(
+        cls,
+        memory: str | int | None = None,
+        memory_high: str | int | None = None,
+        memory_low: str | int | None = None,
+        cpu: str | float | None = None,
+        cpu_weight: str | int | None = None,
+        pids: str | int | None = None,
+        oom_group: bool | None = None,
+    ) -> Limits:
+        """Build from user text (``512M``, ``20%``, ...); raises :class:`InvalidValue` naming the value."""
+        weight = None
+        if cpu_weight is not None:
+            weight = parse_count(cpu_weight, "cpu-weight")
+        return cls(
+            memory_max=parse_size(memory, "memory") if memory is not None else None,
+            memory_high=parse_size(memory_high, "memory-high") if memory_high is not None else None,
+            memory_low=parse_size(memory_low, "memory-low") if memory_low is not None else None,
+            cpu=parse_cpu(cpu) if cpu is not None else None,
+            cpu_weight=weight,
+            pids_max=parse_count(pids, "pids") if pids is not None else None,
+            oom_group=oom_group,
+        )
+
+    def merged(self, other: Limits | None) -> Limits:
+        """These limits with every field ``other`` sets taken from ``other``."""
+        if other is None:
+            return self
+        return replace(self, **{f.name: v for f in fields(other) if (v := getattr(other, f.name)) is not None})
+
+    def is_empty(self) -> bool:
+        return all(getattr(self, f.name) is None for f in fields(self))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Only the fields that are set, in user units (``512M``, ``20%``)."""
+        out: dict[str, Any] = {}
+        for key, value in asdict(self).items():
+            if value is None:
+                continue
+            if key.startswith("memory_"):
+                out[key] = format_size_arg(value)
+            elif key == "cpu":
+                out[key] = format_cpu(value)
+            else:
+                out[key] = value
+        return out

@@ -1,0 +1,85 @@
+"""What a tool call returns: the figures, the steps the controller took, and feedback for the agent."""
+
+from __future__ import annotations
+
+import json
+import signal as _signal
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: why a call ended early; ``None`` means it ended on its own
+KILLED_BY = ("memory", "timeout", "policy", "signal", "pids")
+
+
+@dataclass
+class Step:
+    """One action taken on a call: ``at`` is seconds since it started."""
+
+    at: float
+    action: str  # "throttle", "release", "freeze", "thaw", "kill", "note"
+    reason: str
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    session: str
+    call_id: str
+    command: str
+    argv: list[str]
+    backend: str
+    exit_code: int | None = None  # set when the command exited by itself
+    signal: int | None = None  # set when a signal ended it
+    duration_s: float = 0.0
+    cpu_s: float | None = None
+    memory_peak: int | None = None
+    memory_limit: int | None = None
+    memory_high: int | None = None
+    oom_kills: int = 0
+    killed_by: str | None = None
+    kill_reason: str | None = None
+    memory_high_events: int = 0
+    cpu_throttled_s: float | None = None
+    frozen_s: float = 0.0
+    pids_denied: int = 0
+    leftover_killed: int = 0  # background processes still running when the command ended, then killed
+    limits: dict[str, Any] = field(default_factory=dict)
+    steps: list[Step] = field(default_factory=list)
+    feedback: str | None = None
+    enforced: bool = True  # False on the no-cgroup backend: limits were not enforced as a group
+    stdout: bytes | None = None
+    stderr: bytes | None = None
+
+    @property
+    def returncode(self) -> int:
+        """Shell convention: the exit code, or 128 + the signal number."""
+        if self.signal is not None:
+            return 128 + self.signal
+        return self.exit_code if self.exit_code is not None else 1
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and self.killed_by is None
+
+    @property
+    def signal_name(self) -> str | None:
+        if self.signal is None:
+            return None
+        try:
+            return _signal.Signals(self.signal).name
+        except ValueError:
+            return f"signal {self.signal}"
+
+    def to_dict(self, include_output: bool = False) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("stdout"), d.pop("stderr")
+        if include_output:
+            for name in ("stdout", "stderr"):
+                data = getattr(self, name)
+                d[name] = None if data is None else data.decode(errors="replace")
+        d["returncode"] = self.returncode
+        d["signal_name"] = self.signal_name
+        return d
+
+    def to_json(self, include_output: bool = False) -> str:
+        return json.dumps(self.to_dict(include_output), separators=(",", ":"))

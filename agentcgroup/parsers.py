@@ -1,0 +1,188 @@
+"""Pure parsers of kernel text. No I/O here: every function takes a string.
+
+Unknown keys are kept, never fatal: kernels add fields over time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .units import MAX_BYTES, parse_kernel_size
+
+
+def _number(text: str) -> int | float | str:
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+
+def parse_flat_keyed(text: str) -> dict[str, int | float | str]:
+    """``key value`` lines (memory.events, cpu.stat, memory.stat, v1 memory.oom_control, pids.events)."""
+    out: dict[str, int | float | str] = {}
+    for line in text.splitlines():
+        parts = line.split(None, 1)
+        if len(parts) == 2:
+            out[parts[0]] = _number(parts[1].strip())
+        elif len(parts) == 1:
+            out[parts[0]] = ""
+    return out
+
+
+def parse_nested_keyed(text: str) -> dict[str, dict[str, int | float | str]]:
+    """``name k=v k=v`` lines (io.stat, memory.numa_stat, PSI). The first word names the row."""
+    out: dict[str, dict[str, int | float | str]] = {}
+    for line in text.splitlines():
+        words = line.split()
+        if not words:
+            continue
+        row: dict[str, int | float | str] = {}
+        for word in words[1:]:
+            key, sep, value = word.partition("=")
+            row[key] = _number(value) if sep else ""
+        out[words[0]] = row
+    return out
+
+
+@dataclass(frozen=True)
+class Pressure:
+    """One PSI line: share of time stalled (percent) over 10/60/300 s, and the total stall in µs."""
+
+    avg10: float
+    avg60: float
+    avg300: float
+    total_us: int
+
+
+def parse_psi(text: str) -> dict[str, Pressure]:
+    """``some avg10=0.00 avg60=0.00 avg300=0.00 total=0`` (and ``full ...``) into ``{"some": Pressure}``."""
+    out: dict[str, Pressure] = {}
+    for name, row in parse_nested_keyed(text).items():
+        try:
+            out[name] = Pressure(float(row["avg10"]), float(row["avg60"]), float(row["avg300"]), int(row["total"]))
+        except (KeyError, ValueError, TypeError):
+            continue
+    return out
+
+
+def parse_max(text: str) -> int:
+    """A single value that may be ``max`` (memory.max, pids.max, v1 limits): ``MAX_BYTES`` for unlimited."""
+    return parse_kernel_size(text)
+
+
+def parse_cpu_max(text: str) -> tuple[int | None, int]:
+    """cpu.max ``$QUOTA $PERIOD`` in µs; quota ``None`` for ``max``."""
+    words = text.split()
+    quota = None if words[0] == "max" else int(words[0])
+    period = int(words[1]) if len(words) > 1 else 100_000
+    return quota, period
+
+
+@dataclass(frozen=True)
+class ProcCgroup:
+    """One line of /proc/<pid>/cgroup."""
+
+    hierarchy_id: int
+    controllers: tuple[str, ...]
+    path: str
+
+
+def parse_proc_cgroup(text: str) -> list[ProcCgroup]:
+    """``4:memory:/a/b`` lines; ``0::/x`` is the cgroup2 entry (no controllers); ``name=systemd`` kept."""
+    out = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        hid, controllers, path = line.split(":", 2)
+        ctrl = tuple(c for c in controllers.split(",") if c)
+        out.append(ProcCgroup(int(hid), ctrl, path))
+    return out
+
+
+@dataclass(frozen=True)
+class Mount:
+    """The fields of one /proc/self/mountinfo line that matter to cgroups."""
+
+    mount_id: int
+    parent_id: int
+    root: str
+    mountpoint: str
+    fstype: str
+    source: str
+    super_options: tuple[str, ...]
+
+
+def _unescape(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo octal
+    if "\\" not in field:
+        return field
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and i + 3 < len(field) and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def parse_mountinfo(text: str) -> list[Mount]:
+    """Parse /proc/self/mountinfo (see proc(5)); the optional fields end at a lone ``-``."""
+    mounts = []
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) < 10 or "-" not in words[6:]:
+            continue
+        sep = words.index("-", 6)
+        fstype, source = words[sep + 1], words[sep + 2]
+        super_opts = tuple(words[sep + 3].split(",")) if len(words) > sep + 3 else ()
+        mounts.append(
+            Mount(
+                int(words[0]),
+                int(words[1]),
+                _unescape(words[3]),
+                _unescape(words[4]),
+                fstype,
+                source,
+                super_opts,
+            )
+        )
+    return mounts
+
+
+def v1_controllers(mount: Mount) -> tuple[str, ...]:
+    """The controllers a v1 cgroup mount carries, from its super options (``rw,cpu,cpuacct`` -> cpu, cpuacct)."""
+    skip = {"rw", "ro", "relatime", "noexec", "nosuid", "nodev", "noatime", "clone_children", "xattr"}
+    return tuple(o for o in mount.super_options if o not in skip and "=" not in o and not o.startswith("release_agent"))
+
+
+def parse_list(text: str) -> list[str]:
+    """Whitespace-separated words (cgroup.controllers, cgroup.subtree_control)."""
+    return text.split()
+
+
+def parse_pids(text: str) -> list[int]:
+    """cgroup.procs / tasks: one pid a line."""
+    return [int(w) for w in text.split()]
+
+
+__all__ = [
+    "MAX_BYTES",
+    "Mount",
+    "Pressure",
+    "ProcCgroup",
+    "parse_cpu_max",
+    "parse_flat_keyed",
+    "parse_list",
+    "parse_max",
+    "parse_mountinfo",
+    "parse_nested_keyed",
+    "parse_pids",
+    "parse_proc_cgroup",
+    "parse_psi",
+    "v1_controllers",
+]

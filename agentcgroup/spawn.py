@@ -1,0 +1,437 @@
+"""Start a process that is already in its cgroups when it execs, and wait for it by pidfd.
+
+Two ways, same result:
+
+* the C spawner (``agentcgroup._spawn``, built at install when a compiler is present): ``vfork``, write ``0``
+  to each ``cgroup.procs`` fd, exec. Costs about what ``subprocess.run`` costs.
+* the fallback: ``subprocess.Popen`` with a ``preexec_fn`` doing the same writes. Correct, but ``fork`` instead
+  of ``vfork`` (~1-2 ms more per call on a small VM). ``agentcg doctor`` says which one is in use.
+
+``stdin``/``stdout``/``stderr`` take ``None`` (inherit), an fd, a file object, :data:`PIPE` or :data:`DEVNULL`.
+"""
+
+from __future__ import annotations
+
+import array
+import os
+import select
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from typing import IO, Any
+
+from .errors import InvalidValue
+
+try:
+    from . import _spawn as _c  # type: ignore[attr-defined]
+except ImportError:  # no compiler at install time
+    _c = None
+
+PIPE = subprocess.PIPE
+DEVNULL = subprocess.DEVNULL
+FAST_SPAWN = _c is not None
+#: the pre-placed exec stub program (built at install next to the extension)
+STUB_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "agentcg-stub")
+STUBS = FAST_SPAWN and os.access(STUB_PATH, os.X_OK)
+
+_STAGES = {
+    1: "placing it in its cgroup",
+    2: "setsid",
+    3: "setting its rlimits",
+    4: "setting up its stdio",
+    5: "changing directory",
+    6: "exec",
+}
+
+
+class SpawnError(OSError):
+    """The command could not be started. ``stage`` says which step failed; nothing of it is left running."""
+
+    def __init__(self, errno_: int, message: str, stage: str) -> None:
+        super().__init__(errno_, message)
+        self.stage = stage
+
+
+def resolve(argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str | None = None) -> str:
+    """The executable ``argv[0]`` names, searched on PATH like a shell; raises ``FileNotFoundError``."""
+    if not argv:
+        raise InvalidValue("command", list(argv), "must not be empty")
+    name = argv[0]
+    if "/" in name:
+        path = name if os.path.isabs(name) or cwd is None else os.path.join(cwd, name)
+        if not os.path.exists(path):
+            raise FileNotFoundError(2, f"command not found: {name}", name)
+        if os.path.isdir(path) or not os.access(path, os.X_OK):
+            raise PermissionError(13, f"not an executable file: {name}", name)
+        return path
+    search = (env if env is not None else os.environ).get("PATH", os.defpath)
+    found = shutil.which(name, path=search)
+    if found is None:
+        raise FileNotFoundError(2, f"command not found: {name}", name)
+    return found
+
+
+def _fd_for(spec: Any, mode: str, to_close: list[int]) -> tuple[int, int | None]:
+    """(fd for the child, our end of a pipe or None)."""
+    if spec is None:
+        return -1, None
+    if spec == PIPE:
+        r, w = os.pipe2(os.O_CLOEXEC)
+        if mode == "r":
+            to_close.append(r)
+            return r, w
+        to_close.append(w)
+        return w, r
+    if spec == DEVNULL:
+        fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        to_close.append(fd)
+        return fd, None
+    if isinstance(spec, int):
+        return spec, None
+    return spec.fileno(), None
+
+
+class Process:
+    """A started command. Waited for through its pidfd, so it can be multiplexed with cgroup events."""
+
+    def __init__(self, pid: int, argv: list[str], popen: subprocess.Popen | None = None) -> None:
+        self.pid, self.argv, self._popen = pid, argv, popen
+        self.returncode: int | None = None
+        self.started = time.monotonic()
+        self.ended: float | None = None
+        self.rusage: Any = None
+        self.stdin: IO[bytes] | None = None
+        self.stdout: IO[bytes] | None = None
+        self.stderr: IO[bytes] | None = None
+        try:
+            self.pidfd: int = os.pidfd_open(pid)
+        except (OSError, AttributeError):  # kernel < 5.3: poll with a short timeout instead
+            self.pidfd = -1
+
+    def fileno(self) -> int:
+        return self.pidfd
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self._reap(os.WNOHANG)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait up to ``timeout`` s (forever if None); the return code, or None if still running."""
+        if self.returncode is not None:
+            return self.returncode
+        if timeout is None:
+            self._reap(0)
+            return self.returncode
+        if self.pidfd >= 0:
+            ready, _, _ = select.select([self.pidfd], [], [], max(timeout, 0))
+            if ready:
+                self._reap(0)
+            return self.returncode
+        deadline = time.monotonic() + timeout
+        while self.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return self.returncode
+
+    def _reap(self, flags: int) -> None:
+        try:
+            pid, status, rusage = os.wait4(self.pid, flags)
+        except ChildProcessError:
+            pid, status, rusage = self.pid, 0, None
+        if pid == 0:
+            return
+        self.ended = time.monotonic()
+        self.rusage = rusage
+        self.returncode = os.waitstatus_to_exitcode(status) if rusage is not None else 0
+        if self._popen is not None:
+            self._popen.returncode = self.returncode
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+            self.pidfd = -1
+
+    def send_signal(self, sig: int) -> None:
+        """Signal the process itself (not its tree: kill the cgroup for that); no-op once reaped."""
+        if self.returncode is None:
+            try:
+                if self.pidfd >= 0:
+                    signal.pidfd_send_signal(self.pidfd, sig)
+                else:
+                    os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def close(self) -> None:
+        for f in (self.stdin, self.stdout, self.stderr):
+            if f is not None:
+                f.close()
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+            self.pidfd = -1
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    procs_fds: Sequence[int] = (),
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    stdin: Any = None,
+    stdout: Any = None,
+    stderr: Any = None,
+    new_session: bool = False,
+    rlimits: Sequence[tuple[int, int, int]] = (),
+    keep_fds: Sequence[int] = (),
+    executable: str | None = None,
+) -> Process:
+    """Start ``argv`` placed in the cgroups whose ``cgroup.procs`` fds are given, before it execs.
+
+    ``rlimits`` is a list of ``(resource, soft, hard)`` (-1 = unlimited) applied in the child.
+    Raises ``FileNotFoundError``/``PermissionError`` for a bad command, :class:`SpawnError` for the rest.
+    """
+    argv = [os.fspath(a) for a in argv]
+    path = executable or resolve(argv, env, cwd)
+    env_map = os.environ if env is None else env
+    child_side: list[int] = []
+    ours: dict[str, int | None] = {}
+    fds = []
+    try:
+        for name, spec, mode in (("stdin", stdin, "r"), ("stdout", stdout, "w"), ("stderr", stderr, "w")):
+            fd, mine = _fd_for(spec, mode, child_side)
+            fds.append(fd)
+            ours[name] = mine
+        if _c is not None:
+            pid = _spawn_c(path, argv, env_map, cwd, fds, procs_fds, new_session, rlimits, keep_fds)
+            proc = Process(pid, argv)
+        else:
+            proc = _spawn_popen(path, argv, env_map, cwd, fds, procs_fds, new_session, rlimits, keep_fds)
+    except BaseException:
+        for fd in ours.values():
+            if fd is not None:
+                os.close(fd)
+        raise
+    finally:
+        for fd in child_side:
+            os.close(fd)
+    if ours["stdin"] is not None:
+        proc.stdin = open(ours["stdin"], "wb", buffering=0)  # noqa: SIM115
+    if ours["stdout"] is not None:
+        proc.stdout = open(ours["stdout"], "rb", buffering=0)  # noqa: SIM115
+    if ours["stderr"] is not None:
+        proc.stderr = open(ours["stderr"], "rb", buffering=0)  # noqa: SIM115
+    return proc
+
+
+def _raise_spawn_error(exc: OSError, stage: str, argv: list[str]) -> None:
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    msg = f"cannot start {argv[0]!r}: {stage} failed: {reason}"
+    if isinstance(exc, FileNotFoundError) and stage == "exec":
+        raise FileNotFoundError(exc.errno, f"command not found: {argv[0]}", argv[0]) from None
+    if isinstance(exc, PermissionError) and stage == "exec":
+        raise PermissionError(exc.errno, f"permission denied: {argv[0]}", argv[0]) from None
+    raise SpawnError(exc.errno or 0, msg, stage) from None
+
+
+def _spawn_c(path, argv, env, cwd, fds, procs_fds, new_session, rlimits, keep_fds) -> int:
+    # stdio sources that are themselves 0-2 but go elsewhere would be clobbered by an earlier dup2
+    moved = []
+    try:
+        fds = list(fds)
+        for i, fd in enumerate(fds):
+            if 0 <= fd <= 2 and fd != i:
+                fds[i] = _dup_high(fd)
+                moved.append(fds[i])
+        env_list = [f"{k}={v}".encode() for k, v in env.items()]
+        try:
+            return _c.spawn(
+                os.fsencode(path),
+                [a.encode() for a in argv],
+                env_list,
+                os.fsencode(cwd) if cwd is not None else None,
+                fds[0],
+                fds[1],
+                fds[2],
+                list(procs_fds),
+                new_session,
+                [(r, s, h) for r, s, h in rlimits],
+                list(keep_fds),
+            )
+        except OSError as exc:
+            stage = _STAGES.get(getattr(exc, "spawn_stage", 6), "exec")
+            _raise_spawn_error(exc, stage, argv)
+            raise AssertionError("unreachable") from None
+    finally:
+        for fd in moved:
+            os.close(fd)
+
+
+class Stub:
+    """A pre-forked process that moves itself into cgroups on request, then execs a command.
+
+    Moving a task between cgroups costs an RCU grace period (several ms) after a quiet spell; a stub pays it
+    off the critical path (see ``_spawn.c``). ``place()`` blocks the caller's thread, not the GIL.
+    """
+
+    def __init__(self) -> None:
+        if not STUBS:
+            raise SpawnError(0, f"pre-placed stubs need {STUB_PATH} and the C spawner (built at install)", "stub")
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            fd = theirs.fileno()
+            self.pid: int = _spawn_c(
+                STUB_PATH, [STUB_PATH, str(fd)], os.environ, None, [-1, -1, -1], (), False, (), (fd,)
+            )
+        finally:
+            theirs.close()
+        self.sock = ours
+        self.used = False
+
+    def _send(self, op: bytes, fds: Sequence[int], payload: bytes = b"") -> None:
+        hdr = struct.pack("=IIII", op[0], len(fds), len(payload), 0)
+        anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+        self.sock.sendmsg([hdr], anc)
+        if payload:
+            self.sock.sendall(payload)
+
+    def place(self, procs_fds: Sequence[int]) -> None:
+        """Move the stub into the cgroups whose ``cgroup.procs`` fds are given."""
+        self._send(b"P", procs_fds)
+        reply = self.sock.recv(4)
+        if len(reply) != 4:
+            raise SpawnError(0, "the stub died while moving into its cgroup", "placing it in its cgroup")
+        (err,) = struct.unpack("=i", reply)
+        if err:
+            raise SpawnError(
+                err, f"moving the stub into its cgroup failed: {os.strerror(err)}", "placing it in its cgroup"
+            )
+
+    def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        stdin: Any = None,
+        stdout: Any = None,
+        stderr: Any = None,
+        new_session: bool = False,
+        rlimits: Sequence[tuple[int, int, int]] = (),
+        executable: str | None = None,
+    ) -> Process:
+        """Make the stub exec ``argv``; the stub *becomes* the command (same pid, our child)."""
+        if self.used:
+            raise SpawnError(0, "this stub was already used", "exec")
+        argv = [os.fspath(a) for a in argv]
+        path = executable or resolve(argv, env, cwd)
+        env_map = os.environ if env is None else env
+        child_side: list[int] = []
+        ours: dict[str, int | None] = {}
+        fds, mask = [], 0
+        try:
+            for n, (name, spec, mode) in enumerate(
+                (("stdin", stdin, "r"), ("stdout", stdout, "w"), ("stderr", stderr, "w"))
+            ):
+                fd, mine = _fd_for(spec, mode, child_side)
+                ours[name] = mine
+                if fd >= 0:
+                    fds.append(fd)
+                    mask |= 1 << n
+            flags = (1 if new_session else 0) | (2 if cwd is not None else 0)
+            parts = [struct.pack("=iii", flags, mask, len(rlimits))]
+            parts += [struct.pack("=iqq", r, soft, hard) for r, soft, hard in rlimits]
+            env_list = [f"{k}={v}".encode() for k, v in env_map.items()]
+            parts.append(struct.pack("=ii", len(argv), len(env_list)))
+            strings = [os.fsencode(path)] + ([os.fsencode(cwd)] if cwd is not None else [])
+            strings += [a.encode() for a in argv] + env_list
+            for item in strings:
+                if b"\0" in item:
+                    raise InvalidValue("command", argv, "embedded NUL byte")
+            parts.append(b"".join(item + b"\0" for item in strings))
+            self.used = True
+            self._send(b"X", fds, b"".join(parts))
+            reply = b""
+            while len(reply) < 8:
+                chunk = self.sock.recv(8 - len(reply))
+                if not chunk:
+                    break
+                reply += chunk
+        except BaseException:
+            for fd in ours.values():
+                if fd is not None:
+                    os.close(fd)
+            raise
+        finally:
+            for fd in child_side:
+                os.close(fd)
+        self.sock.close()
+        if reply:  # exec failed: the stub sent (stage, errno) and exits
+            stage, err = struct.unpack("=ii", reply.ljust(8, b"\0"))
+            os.waitpid(self.pid, 0)
+            for fd in ours.values():
+                if fd is not None:
+                    os.close(fd)
+            _raise_spawn_error(OSError(err, os.strerror(err)), _STAGES.get(stage, "exec"), argv)
+        proc = Process(self.pid, argv)
+        if ours["stdin"] is not None:
+            proc.stdin = open(ours["stdin"], "wb", buffering=0)  # noqa: SIM115
+        if ours["stdout"] is not None:
+            proc.stdout = open(ours["stdout"], "rb", buffering=0)  # noqa: SIM115
+        if ours["stderr"] is not None:
+            proc.stderr = open(ours["stderr"], "rb", buffering=0)  # noqa: SIM115
+        return proc
+
+    def close(self) -> None:
+        """Dismiss an unused stub (it exits on EOF) and reap it."""
+        if not self.used:
+            self.used = True
+            self.sock.close()
+            try:
+                os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                pass
+
+
+def _dup_high(fd: int) -> int:
+    import fcntl
+
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+
+
+def _spawn_popen(path, argv, env, cwd, fds, procs_fds, new_session, rlimits, keep_fds) -> Process:
+    import resource
+
+    procs = list(procs_fds)
+    limits = list(rlimits)
+
+    def place() -> None:  # runs in the child, after fork, before exec
+        for fd in procs:
+            os.write(fd, b"0")
+        for res, soft, hard in limits:
+            resource.setrlimit(
+                res,
+                (resource.RLIM_INFINITY if soft < 0 else soft, resource.RLIM_INFINITY if hard < 0 else hard),
+            )
+
+    try:
+        popen = subprocess.Popen(
+            argv,
+            executable=path,
+            env=dict(env),
+            cwd=cwd,
+            stdin=fds[0] if fds[0] >= 0 else None,
+            stdout=fds[1] if fds[1] >= 0 else None,
+            stderr=fds[2] if fds[2] >= 0 else None,
+            start_new_session=new_session,
+            preexec_fn=place if (procs or limits) else None,
+            pass_fds=tuple(keep_fds),
+        )
+    except subprocess.SubprocessError as exc:
+        raise SpawnError(
+            0,
+            f"cannot start {argv[0]!r}: placing it in its cgroup failed ({exc})",
+            "placing it in its cgroup",
+        ) from None
+    return Process(popen.pid, argv, popen)

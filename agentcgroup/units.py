@@ -1,0 +1,157 @@
+"""Units, parsed and printed in one place.
+
+Conventions (written down once):
+
+* Sizes are ``int`` bytes. ``MAX_BYTES`` (2**63-1) means unlimited: it compares above any real size, so
+  ``min()`` and ``<`` just work; backends write it as ``max`` (v2) or ``-1`` (v1).
+* Size suffixes are binary, like the kernel's ``memparse`` and Docker's ``-m``: ``K``/``KB``/``KiB`` = 1024,
+  ``M``/``MB``/``MiB`` = 1024**2, ``G``, ``T`` likewise; no suffix means bytes; ``max`` means unlimited.
+* CPU is a float number of cores: ``50%`` (or ``50``) is half a core, ``200%`` two cores, ``max`` unlimited
+  (``None``).
+* Durations are float seconds: ``30``, ``30s``, ``500ms``, ``2m``, ``1h``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from .errors import InvalidValue
+
+MAX_BYTES = 2**63 - 1
+#: v1 reports "no limit" as LONG_MAX rounded down to a page; anything this large is unlimited.
+_UNLIMITED_FLOOR = 2**62
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([kmgtp]?)(i?b?)\s*$", re.IGNORECASE)
+_SHIFT = {"": 0, "k": 10, "m": 20, "g": 30, "t": 40, "p": 50}
+
+
+def parse_size(text: str | int, what: str = "size") -> int:
+    """Parse ``512M``, ``2GiB``, ``1.5g``, ``4096`` or ``max`` into bytes (``MAX_BYTES`` for max).
+
+    Raises :class:`InvalidValue` naming the text for anything else, zero or negative sizes included.
+    """
+    if isinstance(text, bool):
+        raise InvalidValue(what, text, "expected a size such as 512M, 2GiB or max")
+    if isinstance(text, int):
+        if text <= 0:
+            raise InvalidValue(what, text, "must be a positive number of bytes")
+        return min(text, MAX_BYTES)
+    s = str(text).strip()
+    if s.lower() in ("max", "unlimited", "inf"):
+        return MAX_BYTES
+    if s.startswith("-"):
+        raise InvalidValue(what, text, "a size cannot be negative")
+    m = _SIZE_RE.match(s)
+    if not m:
+        raise InvalidValue(what, text, "expected a size such as 512M, 2GiB, 1.5G, 4096 (bytes) or max")
+    number, unit = float(m.group(1)), m.group(2).lower()
+    if not unit and m.group(3).lower() not in ("", "b"):  # "12B" is bytes; "12iB" is nothing
+        raise InvalidValue(what, text, "expected a size such as 512M, 2GiB, 1.5G, 4096 (bytes) or max")
+    value = number * (1 << _SHIFT[unit])
+    if value < 1:
+        raise InvalidValue(what, text, "must be at least 1 byte")
+    if value >= MAX_BYTES:
+        return MAX_BYTES
+    return int(value)
+
+
+def parse_kernel_size(text: str) -> int:
+    """A size as the kernel prints it: ``max`` or a decimal byte count (v1 prints ~LONG_MAX for none)."""
+    s = text.strip()
+    if s == "max":
+        return MAX_BYTES
+    value = int(s)
+    return MAX_BYTES if value >= _UNLIMITED_FLOOR else value
+
+
+def format_size(n: int | float | None) -> str:
+    """Human form: ``256 MiB``, ``1.5 GiB``, ``max`` for unlimited, ``-`` for unknown."""
+    if n is None:
+        return "-"
+    if n >= MAX_BYTES:
+        return "max"
+    n = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            if unit == "B":
+                return f"{int(n)} B"
+            text = f"{n:.1f}".rstrip("0").rstrip(".")
+            return f"{text} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def format_size_arg(n: int) -> str:
+    """Compact form a user can pass back on a command line: ``512M``, ``3G``, ``max``."""
+    if n >= MAX_BYTES:
+        return "max"
+    for suffix, shift in (("T", 40), ("G", 30), ("M", 20), ("K", 10)):
+        if n >= (1 << shift) and n % (1 << shift) == 0:
+            return f"{n >> shift}{suffix}"
+    for suffix, shift in (("G", 30), ("M", 20)):
+        if n >= (1 << shift):
+            return f"{math.ceil(n / (1 << shift))}{suffix}"
+    return str(n)
+
+
+def parse_cpu(text: str | float, what: str = "cpu") -> float | None:
+    """Parse ``20%``, ``20`` (percent of one core), ``250%`` or ``max`` into cores (``None`` = unlimited)."""
+    s = str(text).strip().lower()
+    if s in ("max", "unlimited"):
+        return None
+    if s.endswith("%"):
+        s = s[:-1].strip()
+    try:
+        pct = float(s)
+    except ValueError:
+        raise InvalidValue(what, text, "expected a percentage of one core, e.g. 50% or 200%") from None
+    if not math.isfinite(pct) or pct <= 0:
+        raise InvalidValue(what, text, "must be more than 0% of a core")
+    if pct < 0.1:
+        raise InvalidValue(what, text, "must be at least 0.1% of a core (the kernel's 1 ms per second)")
+    return pct / 100.0
+
+
+def format_cpu(cores: float | None) -> str:
+    return "max" if cores is None else f"{cores * 100:g}%"
+
+
+_DUR_RE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h)?\s*$", re.IGNORECASE)
+_DUR_SCALE = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str | float, what: str = "duration") -> float:
+    """Parse ``30``, ``30s``, ``500ms``, ``2m`` or ``1h`` into seconds (> 0)."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        if not math.isfinite(text) or text <= 0:
+            raise InvalidValue(what, text, "must be a positive number of seconds")
+        return float(text)
+    m = _DUR_RE.match(str(text))
+    if not m:
+        raise InvalidValue(what, text, "expected seconds, e.g. 30, 2.5s, 500ms or 2m")
+    value = float(m.group(1)) * _DUR_SCALE[m.group(2).lower() if m.group(2) else None]
+    if value <= 0:
+        raise InvalidValue(what, text, "must be more than zero")
+    return value
+
+
+def parse_count(text: str | int, what: str = "count") -> int:
+    """A positive integer (e.g. ``pids``)."""
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise InvalidValue(what, text, "expected a positive whole number") from None
+    if value <= 0:
+        raise InvalidValue(what, text, "must be a positive whole number")
+    return value
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min"

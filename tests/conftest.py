@@ -1,0 +1,80 @@
+"""Shared fixtures. Kernel tests use a root cgroup of their own (``agentcg-test-<pid>-<n>``) and check, after
+every test, that nothing of it is left in any hierarchy."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+_seq = itertools.count()
+
+
+def test_root_name() -> str:
+    return f"agentcg-test-{os.getpid()}-{next(_seq)}-{uuid.uuid4().hex[:4]}"
+
+
+test_root_name.__test__ = False  # type: ignore[attr-defined]
+
+
+def leftovers(root_name: str) -> list[str]:
+    """Every directory named ``root_name`` under any cgroup mount (should be none after a test)."""
+    from agentcgroup.detect import detect
+
+    layout = detect()
+    bases = set()
+    if layout.unified is not None:
+        bases.add(layout.unified.base)
+    bases.update(h.base for h in layout.v1.values())
+    return [f"{b}/{root_name}" for b in sorted(bases) if os.path.exists(f"{b}/{root_name}")]
+
+
+def kernel_skip_reason() -> str | None:
+    """Why real-kernel tests cannot run here, or None."""
+    from agentcgroup.detect import detect
+
+    if os.geteuid() != 0 and not os.environ.get("AGENTCG_TEST_UNPRIVILEGED"):
+        return "real-kernel tests need root (or a delegated cgroup: set AGENTCG_TEST_UNPRIVILEGED=1)"
+    layout = detect()
+    if layout.mode == "none":
+        return f"no usable cgroups on this host: {layout.reason}"
+    return None
+
+
+@pytest.fixture
+def root_name() -> str:
+    return test_root_name()
+
+
+@pytest.fixture
+def manager(root_name: str) -> Iterator:
+    """A real Manager for this host, under a fresh root; asserts the tree is gone afterwards."""
+    reason = kernel_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from agentcgroup import get_manager
+
+    m = get_manager(root_name, backend=os.environ.get("AGENTCG_TEST_BACKEND"))
+    if m.kind == "none":
+        m.close()
+        pytest.skip(f"cgroups are not writable here: {m.layout.reason}")
+    try:
+        yield m
+    finally:
+        m.close()
+        left = leftovers(root_name)
+        assert not left, f"cgroups left behind: {left}"
+
+
+@pytest.fixture
+def session(manager) -> Iterator:
+    from agentcgroup import Session
+
+    s = Session("t", manager=manager)
+    with s:
+        yield s

@@ -1,0 +1,198 @@
+"""Tool calls on the real kernel of this host (hybrid on the CI machine; v2 inside the scripts/vm-test guest)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+import time
+
+import pytest
+
+from agentcgroup import LimitRejected, Limits, Session
+
+pytestmark = [pytest.mark.kernel, pytest.mark.v2]
+
+PY = sys.executable
+
+
+def alive(pid: int) -> bool:
+    """True if ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+def test_allocation_over_the_limit_is_reported_as_a_memory_kill(session: Session) -> None:
+    out = session.run([PY, "-c", "bytearray(1 << 30)"], memory="256M")
+    assert out.killed_by == "memory"
+    assert out.signal == 9 and out.returncode == 137
+    assert out.oom_kills >= 1
+    assert 200 << 20 <= out.memory_peak <= 257 << 20
+    assert out.memory_limit == 256 << 20
+    assert "out of memory" in out.feedback and "256 MiB" in out.feedback
+
+
+def test_a_call_under_its_limit_is_untouched(session: Session) -> None:
+    out = session.run([PY, "-c", "b = bytearray(50 << 20); print(len(b))"], memory="256M", capture_output=True)
+    assert out.ok, out
+    assert out.stdout == b"52428800\n"
+    assert out.killed_by is None and out.feedback is None
+    assert out.memory_peak >= 50 << 20
+    assert out.cpu_s is not None and out.cpu_s > 0
+
+
+FORKER = textwrap.dedent(
+    """
+    import os, sys, time
+    pidfile, linger = sys.argv[1], float(sys.argv[2])
+    for i in range(50):
+        r, w = os.pipe()
+        if os.fork() == 0:            # child
+            os.setsid()               # new session: out of our process group
+            if os.fork() == 0:        # grandchild, double-forked: re-parented away from us
+                os.close(r)
+                os.write(w, str(os.getpid()).encode()); os.close(w)
+                time.sleep(120)
+                os._exit(0)
+            os._exit(0)
+        os.close(w)
+        pid = os.read(r, 32).decode(); os.close(r)
+        with open(pidfile, "a") as f:
+            f.write(pid + "\\n")
+        os.wait()
+    time.sleep(linger)
+    """
+)
+
+
+@pytest.mark.parametrize("linger", [0.0, 60.0], ids=["parent-exits", "parent-times-out"])
+def test_no_grandchild_survives(session: Session, tmp_path, linger: float) -> None:
+    pidfile = tmp_path / "pids"
+    out = session.run([PY, "-c", FORKER, str(pidfile), str(linger)], timeout=3 if linger else 30)
+    pids = [int(p) for p in pidfile.read_text().split()]
+    assert len(pids) == 50
+    if linger:
+        assert out.killed_by == "timeout" and out.returncode == 137
+    else:
+        assert out.exit_code == 0 and out.leftover_killed == 50
+    deadline = time.monotonic() + 2
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [p for p in pids if alive(p)] == []
+
+
+def test_pids_max_stops_a_fork_bomb(session: Session) -> None:
+    bomb = "f() { f | f & }; f; sleep 30"
+    before = len(os.listdir("/proc"))
+    out = session.run(["bash", "-c", bomb], pids=64, timeout=3)
+    assert out.pids_denied > 0
+    assert "refused" in out.feedback
+    # the host never saw more than the bomb's 64 (plus noise)
+    assert len(os.listdir("/proc")) < before + 20
+
+
+def test_cpu_quota_holds_a_busy_loop(session: Session) -> None:
+    out = session.run([PY, "-c", "import time\nt=time.time()\nwhile time.time()-t < 2: pass"], cpu="20%")
+    assert out.exit_code == 0
+    share = out.cpu_s / out.duration_s
+    assert share <= 0.30, f"got {share:.0%} of a core under a 20% quota"
+    assert out.cpu_throttled_s is None or out.cpu_throttled_s > 0.5
+
+
+def test_the_process_is_in_its_leaf_before_it_execs(session: Session) -> None:
+    """The command reads its own cgroups at its first instruction of Python: already the leaf."""
+    out = session.run([PY, "-c", "print(open('/proc/self/cgroup').read())"], capture_output=True, memory="64M")
+    lines = out.stdout.decode().splitlines()
+    leaf = f"{session.name}/tools/{out.call_id}"
+    placed = [line for line in lines if line.endswith(leaf)]
+    layout = session.manager.layout
+    expected = (1 if layout.unified else 0) + (1 if "memory" in layout.v1 else 0)
+    assert len(placed) >= expected, lines
+
+
+def test_direct_spawn_path_places_too(manager) -> None:
+    """Without the warm pool (CLI path) the C spawner places the child between vfork and exec."""
+    with Session("direct", manager=manager, warm=0) as s:
+        out = s.run([PY, "-c", "print(open('/proc/self/cgroup').read())"], capture_output=True)
+    assert f"direct/tools/{out.call_id}" in out.stdout.decode()
+
+
+def test_exit_codes_and_signals_are_mirrored(session: Session) -> None:
+    assert session.run(["sh", "-c", "exit 3"]).returncode == 3
+    out = session.run(["sh", "-c", "kill -TERM $$"])
+    assert out.signal == 15 and out.returncode == 143 and out.killed_by == "signal"
+
+
+def test_output_passes_through_untouched(session: Session) -> None:
+    data = bytes(range(256)) * 1000
+    out = session.run([PY, "-c", "import sys; sys.stdout.buffer.write(bytes(range(256)) * 1000)"], capture_output=True)
+    assert out.stdout == data
+
+
+def test_lowering_a_limit_below_unreclaimable_usage_is_rejected(manager) -> None:
+    with Session("rej", manager=manager, warm=0) as s:
+        call = s.start([PY, "-c", "import time; b = bytearray(64 << 20); time.sleep(30)"], timeout=20)
+        try:
+            deadline = time.monotonic() + 10
+            while manager.stats(call.cg).memory_current < 60 << 20:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            if manager.kind == "v2":
+                pytest.skip("v2 memory.max accepts any value and OOM-kills instead of refusing")
+            with pytest.raises(LimitRejected) as err:
+                manager.set_limits(call.cg, Limits(memory_max=8 << 20))
+            assert str(8 << 20) in str(err.value)
+        finally:
+            call.kill("policy", "test over")
+            call.wait()
+
+
+def test_soft_limit_throttles_then_lets_go(session: Session) -> None:
+    out = session.run(
+        [PY, "-c", "b = bytearray(300 << 20); print('done')"],
+        memory="1G",
+        memory_high="200M",
+        capture_output=True,
+    )
+    assert out.exit_code == 0 and out.stdout == b"done\n"
+    if session.manager.kind == "v2":
+        assert out.memory_high_events > 0
+    else:
+        actions = [s.action for s in out.steps]
+        assert actions[:2] == ["throttle", "release"], out.steps
+        assert out.steps[1].at - out.steps[0].at >= 0.9
+
+
+def test_tree_is_empty_after_a_test_that_fails_midway(tmp_path, root_name) -> None:
+    """Run a test file that fails in the middle of a tool call; afterwards nothing of its root is left."""
+    import subprocess
+
+    from tests.conftest import kernel_skip_reason, leftovers
+
+    if kernel_skip_reason():
+        pytest.skip(kernel_skip_reason())
+    test = tmp_path / "test_fails_midway.py"
+    test.write_text(
+        textwrap.dedent(f"""
+        import sys
+        from agentcgroup import Session
+        def test_fails():
+            with Session("midway", root={root_name!r}) as s:
+                call = s.start([sys.executable, "-c", "import time; time.sleep(60)"])
+                assert call.cg is not None
+                raise RuntimeError("boom in the middle of a tool call")
+    """)
+    )
+    r = subprocess.run(
+        [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test)],
+        capture_output=True,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+    )
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "boom in the middle" in r.stdout
+    assert leftovers(root_name) == []

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from agentcgroup.feedback import build_feedback, command_text
+from agentcgroup.outcome import Outcome, Step
+
+
+def outcome(**kw) -> Outcome:
+    base = dict(session="s", call_id="c1", command="pytest -n 8", argv=["pytest", "-n", "8"], backend="v2")
+    base.update(kw)
+    return Outcome(**base)
+
+
+def test_memory_kill_names_limit_peak_and_a_fix() -> None:
+    o = outcome(
+        signal=9,
+        killed_by="memory",
+        memory_limit=2 << 30,
+        memory_peak=2 << 30,
+        duration_s=3.2,
+        limits={"memory_max": "2G"},
+    )
+    text = build_feedback(o)
+    assert "out of memory" in text and "2 GiB" in text and "`pytest -n 8`" in text
+    assert "-n 2" in text and "memory=4G" in text
+    assert o.returncode == 137
+
+
+def test_frozen_then_killed_is_said_first() -> None:
+    o = outcome(signal=9, killed_by="memory", memory_limit=1 << 30, memory_peak=1 << 30, frozen_s=3.1)
+    assert build_feedback(o).startswith("frozen 3.1 s, then killed")
+
+
+def test_timeout() -> None:
+    o = outcome(
+        command="sleep 100",
+        argv=["sleep", "100"],
+        signal=9,
+        killed_by="timeout",
+        kill_reason="10 s",
+        duration_s=10.0,
+        cpu_s=0.0,
+        memory_peak=1 << 20,
+    )
+    text = build_feedback(o)
+    assert "time limit (10 s)" in text and "child processes" in text
+
+
+def test_nothing_to_say_when_nothing_acted() -> None:
+    assert build_feedback(outcome(exit_code=1, duration_s=1.0, memory_peak=10 << 20)) is None
+
+
+def test_pids_refused() -> None:
+    o = outcome(command="make -j64", argv=["make", "-j64"], exit_code=2, pids_denied=12, limits={"pids_max": 32})
+    text = build_feedback(o)
+    assert "12 attempt(s)" in text and "32" in text and "-j2" in text
+
+
+def test_release_step_is_explained() -> None:
+    o = outcome(
+        exit_code=0,
+        steps=[
+            Step(0.2, "throttle", "x"),
+            Step(1.2, "release", "stalled 1 s at the soft limit", {"soft": "200 MiB"}),
+        ],
+    )
+    assert "200 MiB" in build_feedback(o)
+
+
+def test_long_commands_are_shortened_and_shells_unwrapped() -> None:
+    assert command_text(["bash", "-c", "cd x && pytest"]) == "cd x && pytest"
+    assert command_text(["python3", "-c", "print(1)"]) == "python3 -c 'print(1)'"
+    o = outcome(command="x" * 200, argv=["x"], signal=9, killed_by="timeout", duration_s=1.0)
+    assert "..." in build_feedback(o)
+
+
+def test_outcome_json_round_trip() -> None:
+    import json
+
+    o = outcome(exit_code=0, stdout=b"hi")
+    d = json.loads(o.to_json())
+    assert d["returncode"] == 0 and "stdout" not in d and d["call_id"] == "c1"
+    assert json.loads(o.to_json(include_output=True))["stdout"] == "hi"

@@ -1,0 +1,89 @@
+"""Parsers fed with text copied from real kernels (tests/data/kernel: this CI machine's 6.18 hybrid host,
+and the cgroup v2 guest of scripts/vm-test)."""
+
+from __future__ import annotations
+
+from agentcgroup.parsers import (
+    parse_cpu_max,
+    parse_flat_keyed,
+    parse_max,
+    parse_mountinfo,
+    parse_nested_keyed,
+    parse_proc_cgroup,
+    parse_psi,
+    v1_controllers,
+)
+from agentcgroup.units import MAX_BYTES
+from tests.conftest import DATA
+
+K = DATA / "kernel"
+
+
+def test_v1_oom_control() -> None:
+    d = parse_flat_keyed((K / "v1-memory.oom_control.txt").read_text())
+    assert d == {"oom_kill_disable": 0, "under_oom": 0, "oom_kill": 0}
+
+
+def test_v1_memory_stat_keeps_every_key() -> None:
+    d = parse_flat_keyed((K / "v1-memory.stat.txt").read_text())
+    assert len(d) >= 30
+    assert {"cache", "rss", "hierarchical_memory_limit", "total_rss"} <= set(d)
+    assert all(isinstance(v, int) for v in d.values())
+
+
+def test_cpu_stat_both_versions() -> None:
+    v1 = parse_flat_keyed((K / "v1-cpu.stat.txt").read_text())
+    assert {"nr_periods", "nr_throttled", "throttled_time"} <= set(v1)
+    v2 = parse_flat_keyed((K / "v2-cpu.stat.txt").read_text())
+    assert {"usage_usec", "user_usec", "system_usec"} <= set(v2)
+
+
+def test_psi_lines() -> None:
+    mem = parse_psi((K / "psi-memory.txt").read_text())
+    assert set(mem) == {"some", "full"}
+    assert mem["some"].avg10 >= 0 and isinstance(mem["full"].total_us, int)
+    cpu = parse_psi((K / "psi-cpu.txt").read_text())
+    assert "some" in cpu
+    text = "some avg10=1.53 avg60=0.87 avg300=0.21 total=1234567\nfull avg10=0.50 avg60=0.10 avg300=0.00 total=99\n"
+    p = parse_psi(text)
+    assert p["some"].avg10 == 1.53 and p["some"].total_us == 1234567 and p["full"].avg300 == 0.0
+
+
+def test_nested_keyed_keeps_unknown_keys() -> None:
+    text = "8:0 rbytes=90112 wbytes=0 rios=3 wios=0 dbytes=0 dios=0 newkey=7\n253:0 rbytes=1\n"
+    d = parse_nested_keyed(text)
+    assert d["8:0"]["rbytes"] == 90112 and d["8:0"]["newkey"] == 7 and d["253:0"] == {"rbytes": 1}
+
+
+def test_max_values() -> None:
+    assert parse_max("max\n") == MAX_BYTES
+    assert parse_max("1073741824\n") == 1 << 30
+    assert parse_cpu_max("max 100000\n") == (None, 100000)
+    assert parse_cpu_max("20000 100000") == (20000, 100000)
+
+
+def test_proc_cgroup_hybrid() -> None:
+    rows = parse_proc_cgroup((K / "hybrid-proc-cgroup.txt").read_text())
+    by = {c: r.path for r in rows for c in r.controllers}
+    assert by["memory"].startswith("/") and by["memory"] != "/"
+    unified = [r for r in rows if r.hierarchy_id == 0]
+    assert unified and unified[0].controllers == () and unified[0].path == "/"
+    assert any(r.controllers == ("name=systemd",) for r in rows)
+
+
+def test_mountinfo_hybrid() -> None:
+    mounts = parse_mountinfo((K / "hybrid-mountinfo.txt").read_text())
+    cg = {m.mountpoint: m for m in mounts if m.fstype in ("cgroup", "cgroup2")}
+    assert cg["/sys/fs/cgroup/unified"].fstype == "cgroup2"
+    assert v1_controllers(cg["/sys/fs/cgroup/memory"]) == ("memory",)
+    assert cg["/sys/fs/cgroup/memory"].root == "/"
+
+
+def test_mountinfo_escapes_and_optional_fields() -> None:
+    text = (
+        "36 35 98:0 /mnt1 /mnt\\040with\\040space rw,noatime master:1 shared:7 - ext3 /dev/root rw,errors=continue\n"
+        "40 31 0:37 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n"
+    )
+    m = parse_mountinfo(text)
+    assert m[0].mountpoint == "/mnt with space" and m[0].fstype == "ext3" and m[0].root == "/mnt1"
+    assert v1_controllers(m[1]) == ("cpu", "cpuacct")
