@@ -20,7 +20,7 @@ class BuildNative(build_ext):
         super().run()
         try:
             self._build_stub()
-        except Exception as exc:  # noqa: BLE001 - optional, like the extension
+        except Exception as exc:  # optional, like the extension
             sys.stderr.write(f"warning: agentcgroup: not building {STUB_NAME} ({exc}); tool calls will be slower\n")
 
     def _build_stub(self) -> None:

@@ -11,6 +11,7 @@ The public API::
 
 from .backends import get_manager
 from .backends.base import Features, Manager, Stats
+from .controller import Controller, ControllerConfig, Intent
 from .detect import HostLayout, detect
 from .errors import (
     AgentCgroupError,
@@ -32,8 +33,11 @@ __version__ = "0.1.0"
 __all__ = [
     "AgentCgroupError",
     "CgroupError",
+    "Controller",
+    "ControllerConfig",
     "Features",
     "HostLayout",
+    "Intent",
     "InvalidName",
     "InvalidValue",
     "LimitRejected",

@@ -27,7 +27,35 @@
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
 
-enum { STAGE_PLACE = 1, STAGE_SETSID, STAGE_RLIMIT, STAGE_DUP, STAGE_CHDIR, STAGE_EXEC };
+enum { STAGE_PLACE = 1, STAGE_SETSID, STAGE_RLIMIT, STAGE_DUP, STAGE_CHDIR, STAGE_EXEC, STAGE_OOMADJ, STAGE_IDS };
+
+#define NO_OOM_ADJ (-100000)
+
+/* async-signal-safe: write a decimal to /proc/self/oom_score_adj */
+static int set_oom_adj(int adj) {
+    char buf[16];
+    int n = 0, v = adj < 0 ? -adj : adj;
+    char tmp[12];
+    do { tmp[n++] = (char)('0' + v % 10); v /= 10; } while (v && n < 11);
+    int k = 0;
+    if (adj < 0) buf[k++] = '-';
+    while (n) buf[k++] = tmp[--n];
+    int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t w = write(fd, buf, (size_t)k);
+    close(fd);
+    return w == k ? 0 : -1;
+}
+
+/* async-signal-safe: drop to uid/gid (no supplementary groups) */
+static int set_ids(int uid, int gid) {
+    if (gid >= 0) {
+        if (syscall(SYS_setgroups, 0, NULL) < 0 && errno != EPERM) return -1;
+        if (setgid((gid_t)gid) < 0) return -1;
+    }
+    if (uid >= 0 && setuid((uid_t)uid) < 0) return -1;
+    return 0;
+}
 
 struct rl { int resource; struct rlimit lim; };
 
@@ -44,6 +72,7 @@ struct child_args {
     const int *keep;
     Py_ssize_t nkeep;
     int setsid;
+    int uid, gid, oom_adj;
     int errpipe;
     sigset_t *oldmask;
 };
@@ -59,10 +88,12 @@ static void child(const struct child_args *a) {
     for (Py_ssize_t i = 0; i < a->nprocs; i++) {
         if (write(a->procs[i], "0", 1) != 1) report(a->errpipe, STAGE_PLACE, errno);
     }
+    if (a->oom_adj != NO_OOM_ADJ && set_oom_adj(a->oom_adj) < 0) report(a->errpipe, STAGE_OOMADJ, errno);
     if (a->setsid && setsid() < 0) report(a->errpipe, STAGE_SETSID, errno);
     for (Py_ssize_t i = 0; i < a->nrlimits; i++) {
         if (setrlimit(a->rlimits[i].resource, &a->rlimits[i].lim) < 0) report(a->errpipe, STAGE_RLIMIT, errno);
     }
+    if ((a->uid >= 0 || a->gid >= 0) && set_ids(a->uid, a->gid) < 0) report(a->errpipe, STAGE_IDS, errno);
     for (int n = 0; n < 3; n++) {
         int fd = a->fds[n];
         if (fd < 0) continue;
@@ -168,22 +199,25 @@ static const char *stage_name(int stage) {
     case STAGE_RLIMIT: return "setrlimit";
     case STAGE_DUP: return "setting up stdin/stdout/stderr";
     case STAGE_CHDIR: return "changing directory";
+    case STAGE_OOMADJ: return "setting oom_score_adj";
+    case STAGE_IDS: return "switching user";
     default: return "exec";
     }
 }
 
 /*
  * spawn(path: bytes, argv: list[bytes], env: list[bytes], cwd: bytes|None, stdin: int, stdout: int,
- *       stderr: int, procs_fds: list[int], setsid: bool, rlimits: list[(int, int, int)], keep_fds: list[int])
+ *       stderr: int, procs_fds: list[int], setsid: bool, rlimits: list[(int, int, int)], keep_fds: list[int],
+ *       uid: int = -1, gid: int = -1, oom_score_adj: int = NO_OOM_ADJ)
  *   -> pid
  * Raises OSError(errno, "<stage>: <strerror>") if the child failed before exec (the child is reaped).
  */
 static PyObject *spawn(PyObject *self, PyObject *args) {
     const char *path;
     PyObject *argv_o, *env_o, *cwd_o, *procs_o, *rl_o, *keep_o;
-    int fd0, fd1, fd2, do_setsid;
-    if (!PyArg_ParseTuple(args, "yOOOiiiOpOO", &path, &argv_o, &env_o, &cwd_o, &fd0, &fd1, &fd2, &procs_o,
-                          &do_setsid, &rl_o, &keep_o))
+    int fd0, fd1, fd2, do_setsid, uid = -1, gid = -1, oom_adj = NO_OOM_ADJ;
+    if (!PyArg_ParseTuple(args, "yOOOiiiOpOO|iii", &path, &argv_o, &env_o, &cwd_o, &fd0, &fd1, &fd2, &procs_o,
+                          &do_setsid, &rl_o, &keep_o, &uid, &gid, &oom_adj))
         return NULL;
 
     PyObject *argv_keep = NULL, *env_keep = NULL;
@@ -211,7 +245,8 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
         .path = path, .argv = argv, .envp = envp,
         .cwd = cwd_o == Py_None ? NULL : PyBytes_AS_STRING(cwd_o),
         .fds = {fd0, fd1, fd2}, .procs = procs, .nprocs = nprocs, .rlimits = rlimits, .nrlimits = nrl,
-        .keep = keep, .nkeep = nkeep, .setsid = do_setsid, .errpipe = pipefd[1], .oldmask = &old,
+        .keep = keep, .nkeep = nkeep, .setsid = do_setsid, .uid = uid, .gid = gid, .oom_adj = oom_adj,
+        .errpipe = pipefd[1], .oldmask = &old,
     };
     pthread_sigmask(SIG_SETMASK, &all, &old);
     pid_t pid = vfork();

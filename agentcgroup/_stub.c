@@ -31,7 +31,32 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-enum { STAGE_PLACE = 1, STAGE_SETSID, STAGE_RLIMIT, STAGE_DUP, STAGE_CHDIR, STAGE_EXEC };
+enum { STAGE_PLACE = 1, STAGE_SETSID, STAGE_RLIMIT, STAGE_DUP, STAGE_CHDIR, STAGE_EXEC, STAGE_OOMADJ, STAGE_IDS };
+#define NO_OOM_ADJ (-100000)
+
+static int set_oom_adj(int adj) {
+    char buf[16];
+    int n = 0, v = adj < 0 ? -adj : adj;
+    char tmp[12];
+    do { tmp[n++] = (char)('0' + v % 10); v /= 10; } while (v && n < 11);
+    int k = 0;
+    if (adj < 0) buf[k++] = '-';
+    while (n) buf[k++] = tmp[--n];
+    int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t w = write(fd, buf, (size_t)k);
+    close(fd);
+    return w == k ? 0 : -1;
+}
+
+static int set_ids(int uid, int gid) {
+    if (gid >= 0) {
+        if (syscall(SYS_setgroups, 0, NULL) < 0 && errno != EPERM) return -1;
+        if (setgid((gid_t)gid) < 0) return -1;
+    }
+    if (uid >= 0 && setuid((uid_t)uid) < 0) return -1;
+    return 0;
+}
 struct rl { int resource; struct rlimit lim; };
 #define STUB_MAXFDS 64
 
@@ -60,6 +85,7 @@ static int64_t rd_i64(const char **p) { int64_t v; memcpy(&v, *p, 8); *p += 8; r
 static void stub_exec(int sock, const char *payload, uint32_t len, int *fds, uint32_t nfds) {
     const char *p = payload, *end = payload + len;
     int32_t flags = rd_i32(&p), mask = rd_i32(&p), nrl = rd_i32(&p);
+    int32_t uid = rd_i32(&p), gid = rd_i32(&p), oom_adj = rd_i32(&p);
     struct rl rls[16];
     if (nrl < 0 || nrl > 16) nrl = 0;
     for (int i = 0; i < nrl; i++) {
@@ -83,9 +109,11 @@ static void stub_exec(int sock, const char *payload, uint32_t len, int *fds, uin
     envp[envc] = NULL;
     if (p > end) send_ints(sock, STAGE_EXEC, EINVAL, 2), _exit(127);
 
+    if (oom_adj != NO_OOM_ADJ && set_oom_adj(oom_adj) < 0) send_ints(sock, STAGE_OOMADJ, errno, 2), _exit(127);
     if ((flags & 1) && setsid() < 0) send_ints(sock, STAGE_SETSID, errno, 2), _exit(127);
     for (int i = 0; i < nrl; i++)
         if (setrlimit(rls[i].resource, &rls[i].lim) < 0) send_ints(sock, STAGE_RLIMIT, errno, 2), _exit(127);
+    if ((uid >= 0 || gid >= 0) && set_ids(uid, gid) < 0) send_ints(sock, STAGE_IDS, errno, 2), _exit(127);
     /* stdio: lift received fds out of 0-2 first, so dup2 in order cannot clobber a later source */
     for (uint32_t i = 0; i < nfds; i++) {
         if (fds[i] < 3) {

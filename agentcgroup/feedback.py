@@ -72,7 +72,11 @@ def build_feedback(o: Outcome) -> str | None:
     frozen = f"frozen {o.frozen_s:.1f} s, then " if o.frozen_s >= 0.05 else ""
     parts: list[str] = []
 
-    if o.killed_by == "memory":
+    controller_killed = any(s.action == "kill" for s in o.steps)
+    if o.killed_by == "memory" and controller_killed and o.memory_high and o.kill_reason:
+        parts.append(f"{frozen}killed: {cmd} {o.kill_reason} (peak {peak}, after {took}).")
+        parts.append(f"Try: {_hint(o.command, 'memory')}, or declare memory={_more(o.memory_high)}.")
+    elif o.killed_by == "memory":
         limit = o.memory_limit
         if limit is not None and limit < MAX_BYTES:
             parts.append(
@@ -116,8 +120,12 @@ def build_feedback(o: Outcome) -> str | None:
     if o.killed_by is None and throttled >= max(0.5, 0.25 * o.duration_s) and "cpu" in o.limits:
         parts.append(f"{cmd} was held to {o.limits['cpu']} of a CPU core and spent {throttled:.1f} s waiting for CPU.")
     for step in o.steps:
-        if step.action == "release":
-            parts.append(f"Its memory stalled at {step.figures.get('soft', '?')} and was let grow: {step.reason}.")
+        if step.action == "release" and "soft" in step.figures and "hard" in step.figures:
+            parts.append(
+                f"{cmd} reached its soft memory limit {step.figures['soft']} and was held there "
+                f"{step.figures.get('held_s', 0):.1f} s, then allowed to grow to its hard limit {step.figures['hard']} "
+                f"(peak {peak})."
+            )
     if o.leftover_killed and o.killed_by is None:
         parts.append(
             f"{o.leftover_killed} background process(es) it left running were stopped when it ended; "

@@ -47,12 +47,18 @@ class Outcome:
     steps: list[Step] = field(default_factory=list)
     feedback: str | None = None
     enforced: bool = True  # False on the no-cgroup backend: limits were not enforced as a group
+    refused: bool = False  # not admitted: it never ran (feedback says why)
+    queued_s: float = 0.0  # time spent waiting for admission
+    intent: dict[str, Any] = field(default_factory=dict)
+    exit_status_known: bool = True  # False when the controller restarted while it ran (adopted)
     stdout: bytes | None = None
     stderr: bytes | None = None
 
     @property
     def returncode(self) -> int:
         """Shell convention: the exit code, or 128 + the signal number."""
+        if self.refused:
+            return 125
         if self.signal is not None:
             return 128 + self.signal
         return self.exit_code if self.exit_code is not None else 1

@@ -1,10 +1,11 @@
 """Sessions: one agent's cgroup subtree, its agent leaf, and the tool calls it runs.
 
     <root>/<session>/            session budget (memory), CPU weight
-    <root>/<session>/agent/      the agent runtime
+    <root>/<session>/agent/      the agent runtime (protected)
     <root>/<session>/tools/<id>/ one tool call
 
-Typical use::
+A :class:`Session` is the embedded face of the :class:`~agentcgroup.controller.Controller`: without one given it
+runs a private controller (its event loop on a background thread) for as long as the session is open::
 
     with Session("s1", limits=Limits.parse(memory="4G")) as s:
         out = s.run(["pytest", "-x"], memory="1G", timeout=600)
@@ -16,19 +17,18 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from .backends import Manager, get_manager
-from .backends.base import Cgroup
+from .backends import Manager
 from .cgroupfs import check_name
-from .errors import NotFound
+from .controller.config import ControllerConfig, check_priority
+from .controller.core import CallHandle, Controller
+from .controller.intent import Intent
 from .limits import Limits
 from .outcome import Outcome
 from .spawn import Process
-from .toolcall import DEFAULT_STALL_DEADLINE, ToolCall
 from .units import parse_duration
-from .warm import WarmPool
 
 _counter = itertools.count(1)
 
@@ -41,27 +41,32 @@ class Session:
         name: str | None = None,
         *,
         limits: Limits | None = None,
+        priority: str = "normal",
+        controller: Controller | None = None,
         manager: Manager | None = None,
         root: str | None = None,
         backend: str | None = None,
         warm: int = 1,
+        config: ControllerConfig | None = None,
     ) -> None:
-        self.warm = warm
-        self.pool: WarmPool | None = None
         self.name = check_name(name, "session name") if name is not None else f"s{os.getpid()}-{next(_counter)}"
         self.limits = limits or Limits()
-        self._own_manager = manager is None
-        self._manager = manager
-        self._root, self._backend = root, backend
-        self.cg: Cgroup | None = None
-        self.created = False
-        self.agent_cg: Cgroup | None = None
+        self.priority = check_priority(priority)
+        self._ctl = controller
+        self._own_ctl = controller is None
+        self._manager, self._root, self._backend = manager, root, backend
+        self._config = (config or ControllerConfig()).with_(warm=warm) if controller is None else None
+        self.is_open = False
+
+    @property
+    def controller(self) -> Controller:
+        if self._ctl is None:
+            self._ctl = Controller(self._manager, root=self._root, backend=self._backend, config=self._config)
+        return self._ctl
 
     @property
     def manager(self) -> Manager:
-        if self._manager is None:
-            self._manager = get_manager(self._root, backend=self._backend)
-        return self._manager
+        return self.controller.manager
 
     @property
     def path(self) -> tuple[str, ...]:
@@ -70,54 +75,29 @@ class Session:
     # --- lifecycle -----------------------------------------------------------------------------------------
     def open(self) -> Session:
         """Create the session's cgroups (or join an existing session of the same name)."""
-        if self.cg is not None:
+        if self.is_open:
             return self
-        m = self.manager
         try:
-            try:
-                self.cg = m.open(self.path)
-                if not self.limits.is_empty():
-                    m.set_limits(self.cg, self.limits)
-            except NotFound:
-                self.cg = m.create(self.path, self.limits)
-                self.created = True
-            m.create((*self.path, "tools"))
-            if self.warm > 0 and WarmPool.supported(m):
-                self.pool = WarmPool(m, (*self.path, "tools"), self.warm)
+            self.controller.open_session(self.name, priority=self.priority, limits=self.limits)
         except BaseException:
-            self._cleanup()
+            self._release()
             raise
+        self.is_open = True
         return self
 
     def close(self) -> None:
-        """Kill and remove what this session created; release the manager if it is ours."""
-        self._cleanup()
-
-    def _cleanup(self) -> None:
-        m = self._manager
+        """Kill the session's running calls and remove what it created."""
         try:
-            if self.pool is not None:
-                pool, self.pool = self.pool, None
-                pool.close()
-            if m is not None and self.cg is not None:
-                if self.created:
-                    m.destroy(self.cg)
-                else:
-                    for name in ("tools",):
-                        try:
-                            tools = m.open((*self.path, name))
-                        except NotFound:
-                            continue
-                        if not m.children(tools.path):
-                            try:
-                                m.destroy(tools)
-                            except Exception:
-                                pass
+            if self.is_open and self._ctl is not None:
+                self.is_open = False
+                self._ctl.close_session(self.name)
         finally:
-            self.cg = None
-            if m is not None and self._own_manager:
-                m.close()
-                self._manager = None
+            self._release()
+
+    def _release(self) -> None:
+        if self._own_ctl and self._ctl is not None:
+            ctl, self._ctl = self._ctl, None
+            ctl.close()
 
     def __enter__(self) -> Session:
         return self.open()
@@ -126,21 +106,15 @@ class Session:
         self.close()
 
     # --- the agent runtime ---------------------------------------------------------------------------------
-    def _agent(self, limits: Limits | None) -> Cgroup:
-        self.open()
-        if self.agent_cg is None:
-            self.agent_cg = self.manager.create((*self.path, "agent"), limits)
-        elif limits is not None:
-            self.manager.set_limits(self.agent_cg, limits)
-        return self.agent_cg
-
-    def spawn_agent(self, argv: Sequence[str], *, limits: Limits | None = None, **kwargs: Any) -> Process:
+    def spawn_agent(self, argv: Sequence[str], **kwargs: Any) -> Process:
         """Start the agent runtime in the session's ``agent`` leaf."""
-        return self.manager.spawn(self._agent(limits), argv, **kwargs)
+        self.open()
+        return self.controller.spawn_agent(self.name, argv, **kwargs)
 
-    def attach_agent(self, pid: int, *, limits: Limits | None = None) -> None:
+    def attach_agent(self, pid: int) -> None:
         """Move an agent runtime we started (e.g. this process) into the ``agent`` leaf."""
-        self.manager.attach(self._agent(limits), pid)
+        self.open()
+        self.controller.attach_agent(self.name, pid)
 
     # --- tool calls ------------------------------------------------------------------------------------------
     def start(
@@ -153,46 +127,27 @@ class Session:
         cpu: str | float | None = None,
         pids: str | int | None = None,
         timeout: str | float | None = None,
-        call_id: str | None = None,
-        env: Mapping[str, str] | None = None,
-        cwd: str | None = None,
-        stdin: Any = None,
-        stdout: Any = None,
-        stderr: Any = None,
-        capture_output: bool = False,
-        relay_stdout: int | None = None,
-        keep_background: bool = False,
-        stall_deadline: float = DEFAULT_STALL_DEADLINE,
-    ) -> ToolCall:
-        """Start a tool call and return it; :meth:`ToolCall.wait` gives its outcome."""
+        intent: Intent | None = None,
+        **kwargs: Any,
+    ) -> CallHandle:
+        """Start a tool call; ``.wait()`` on the handle gives its outcome.
+
+        Limits: ``memory`` (hard), ``memory_high`` (soft), ``cpu`` (``50%``), ``pids``, ``timeout`` (s);
+        ``intent`` declares what it expects. Other keywords: ``env``, ``cwd``, ``stdin``/``stdout``/``stderr``,
+        ``capture_output``, ``relay_stdout``, ``keep_background``, ``call_id``, ``run_as``.
+        """
         call_limits = Limits.parse(memory=memory, memory_high=memory_high, cpu=cpu, pids=pids)
         if limits is not None:
             call_limits = limits.merged(call_limits)
         tmo = parse_duration(timeout, "timeout") if timeout is not None else None
-        if call_id is not None:
-            check_name(call_id, "call id")
         self.open()
-        call = ToolCall(
-            self,
-            argv,
-            limits=call_limits,
-            timeout=tmo,
-            call_id=call_id,
-            env=env,
-            cwd=cwd,
-            stdin=stdin,
-            stdout=stdout,
-            stderr=stderr,
-            capture_output=capture_output,
-            relay_stdout=relay_stdout,
-            keep_background=keep_background,
-            stall_deadline=stall_deadline,
-        )
-        return call.start()
+        return self.controller.submit(self.name, argv, limits=call_limits, timeout=tmo, intent=intent, **kwargs)
 
     def run(self, argv: Sequence[str], **kwargs: Any) -> Outcome:
         """Run a tool call to its end (see :meth:`start` for the arguments) and return its outcome."""
-        return self.start(argv, **kwargs).wait()
+        out = self.start(argv, **kwargs).wait()
+        assert out is not None
+        return out
 
 
 def run(

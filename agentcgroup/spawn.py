@@ -45,7 +45,19 @@ _STAGES = {
     4: "setting up its stdio",
     5: "changing directory",
     6: "exec",
+    7: "setting oom_score_adj",
+    8: "switching user",
 }
+#: ``oom_score_adj`` value meaning "leave it as inherited"
+NO_OOM_ADJ = -100000
+
+
+def _ids(uid: int | None, gid: int | None, oom_score_adj: int | None) -> tuple[int, int, int]:
+    return (
+        -1 if uid is None else int(uid),
+        -1 if gid is None else int(gid),
+        NO_OOM_ADJ if oom_score_adj is None else int(oom_score_adj),
+    )
 
 
 class SpawnError(OSError):
@@ -149,9 +161,7 @@ class Process:
         self.returncode = os.waitstatus_to_exitcode(status) if rusage is not None else 0
         if self._popen is not None:
             self._popen.returncode = self.returncode
-        if self.pidfd >= 0:
-            os.close(self.pidfd)
-            self.pidfd = -1
+        # the pidfd stays open (readable from now on) until close(): an event loop may still be watching it
 
     def send_signal(self, sig: int) -> None:
         """Signal the process itself (not its tree: kill the cgroup for that); no-op once reaped."""
@@ -186,15 +196,20 @@ def spawn(
     rlimits: Sequence[tuple[int, int, int]] = (),
     keep_fds: Sequence[int] = (),
     executable: str | None = None,
+    uid: int | None = None,
+    gid: int | None = None,
+    oom_score_adj: int | None = None,
 ) -> Process:
     """Start ``argv`` placed in the cgroups whose ``cgroup.procs`` fds are given, before it execs.
 
-    ``rlimits`` is a list of ``(resource, soft, hard)`` (-1 = unlimited) applied in the child.
+    ``rlimits`` is a list of ``(resource, soft, hard)`` (-1 = unlimited) applied in the child; ``uid``/``gid``
+    drop to that user (supplementary groups cleared) after placement; ``oom_score_adj`` is set in the child.
     Raises ``FileNotFoundError``/``PermissionError`` for a bad command, :class:`SpawnError` for the rest.
     """
     argv = [os.fspath(a) for a in argv]
     path = executable or resolve(argv, env, cwd)
     env_map = os.environ if env is None else env
+    ids = _ids(uid, gid, oom_score_adj)
     child_side: list[int] = []
     ours: dict[str, int | None] = {}
     fds = []
@@ -204,10 +219,10 @@ def spawn(
             fds.append(fd)
             ours[name] = mine
         if _c is not None:
-            pid = _spawn_c(path, argv, env_map, cwd, fds, procs_fds, new_session, rlimits, keep_fds)
+            pid = _spawn_c(path, argv, env_map, cwd, fds, procs_fds, new_session, rlimits, keep_fds, ids)
             proc = Process(pid, argv)
         else:
-            proc = _spawn_popen(path, argv, env_map, cwd, fds, procs_fds, new_session, rlimits, keep_fds)
+            proc = _spawn_popen(path, argv, env_map, cwd, fds, procs_fds, new_session, rlimits, keep_fds, ids)
     except BaseException:
         for fd in ours.values():
             if fd is not None:
@@ -235,7 +250,7 @@ def _raise_spawn_error(exc: OSError, stage: str, argv: list[str]) -> None:
     raise SpawnError(exc.errno or 0, msg, stage) from None
 
 
-def _spawn_c(path, argv, env, cwd, fds, procs_fds, new_session, rlimits, keep_fds) -> int:
+def _spawn_c(path, argv, env, cwd, fds, procs_fds, new_session, rlimits, keep_fds, ids=(-1, -1, NO_OOM_ADJ)) -> int:
     # stdio sources that are themselves 0-2 but go elsewhere would be clobbered by an earlier dup2
     moved = []
     try:
@@ -258,6 +273,7 @@ def _spawn_c(path, argv, env, cwd, fds, procs_fds, new_session, rlimits, keep_fd
                 new_session,
                 [(r, s, h) for r, s, h in rlimits],
                 list(keep_fds),
+                *ids,
             )
         except OSError as exc:
             stage = _STAGES.get(getattr(exc, "spawn_stage", 6), "exec")
@@ -320,6 +336,9 @@ class Stub:
         new_session: bool = False,
         rlimits: Sequence[tuple[int, int, int]] = (),
         executable: str | None = None,
+        uid: int | None = None,
+        gid: int | None = None,
+        oom_score_adj: int | None = None,
     ) -> Process:
         """Make the stub exec ``argv``; the stub *becomes* the command (same pid, our child)."""
         if self.used:
@@ -340,7 +359,7 @@ class Stub:
                     fds.append(fd)
                     mask |= 1 << n
             flags = (1 if new_session else 0) | (2 if cwd is not None else 0)
-            parts = [struct.pack("=iii", flags, mask, len(rlimits))]
+            parts = [struct.pack("=iiiiii", flags, mask, len(rlimits), *_ids(uid, gid, oom_score_adj))]
             parts += [struct.pack("=iqq", r, soft, hard) for r, soft, hard in rlimits]
             env_list = [f"{k}={v}".encode() for k, v in env_map.items()]
             parts.append(struct.pack("=ii", len(argv), len(env_list)))
@@ -400,15 +419,20 @@ def _dup_high(fd: int) -> int:
     return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
 
 
-def _spawn_popen(path, argv, env, cwd, fds, procs_fds, new_session, rlimits, keep_fds) -> Process:
+def _spawn_popen(path, argv, env, cwd, fds, procs_fds, new_session, rlimits, keep_fds, ids) -> Process:
     import resource
 
     procs = list(procs_fds)
     limits = list(rlimits)
+    uid, gid, adj = ids
+    adj_text = str(adj).encode()
 
     def place() -> None:  # runs in the child, after fork, before exec
         for fd in procs:
             os.write(fd, b"0")
+        if adj != NO_OOM_ADJ:
+            with open("/proc/self/oom_score_adj", "wb", buffering=0) as f:
+                f.write(adj_text)
         for res, soft, hard in limits:
             resource.setrlimit(
                 res,
@@ -425,8 +449,11 @@ def _spawn_popen(path, argv, env, cwd, fds, procs_fds, new_session, rlimits, kee
             stdout=fds[1] if fds[1] >= 0 else None,
             stderr=fds[2] if fds[2] >= 0 else None,
             start_new_session=new_session,
-            preexec_fn=place if (procs or limits) else None,
+            preexec_fn=place if (procs or limits or adj != NO_OOM_ADJ) else None,
             pass_fds=tuple(keep_fds),
+            user=uid if uid >= 0 else None,
+            group=gid if gid >= 0 else None,
+            extra_groups=[] if gid >= 0 else None,
         )
     except subprocess.SubprocessError as exc:
         raise SpawnError(

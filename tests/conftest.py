@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 
 DATA = Path(__file__).parent / "data"
+#: how much slower processes start and run here: inside the scripts/vm-test guest (software emulation)
+#: Python is 15-20x slower, so timing-dependent tests scale their deadlines by this
+SLOW = 10.0 if os.environ.get("AGENTCG_VM") else 1.0
 _seq = itertools.count()
 
 

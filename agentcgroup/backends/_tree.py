@@ -22,7 +22,7 @@ from ..limits import Limits
 from ..parsers import parse_flat_keyed, parse_pids
 from ..spawn import Process
 from ..spawn import spawn as _spawn
-from .base import Cgroup, Manager
+from .base import Cgroup, EventSource, Manager
 
 
 class TreeManager(Manager):
@@ -68,6 +68,16 @@ class TreeManager(Manager):
             base.close()
         self._roots[role] = d
         return d
+
+    def root_cgroup(self) -> Cgroup:
+        """A handle on the root itself (budget, figures). Not destroyable; :meth:`close` removes the root."""
+        with self._lock:
+            cg = self._cache.get(())
+            if cg is None:
+                dirs = {role: self._root(role) for role in self.always_roles}
+                cg = Cgroup((), None, Limits(), {"dirs": dirs, "root": True})
+                self._cache[()] = cg
+            return cg
 
     def root_path(self, role: str) -> str:
         return f"{self._bases[role]}/{self.root_name}"
@@ -290,10 +300,9 @@ class TreeManager(Manager):
                 raise errors[0]
 
     def _close_handle(self, cg: Cgroup) -> None:
-        for fd in cg.backend_data.pop("fds", {}).values():
-            os.close(fd)
-        for d in cg.backend_data["dirs"].values():
-            d.close()
+        if not cg.backend_data.get("root"):  # the root's dirs belong to self._roots
+            for d in cg.backend_data["dirs"].values():
+                d.close()
         cg.closed = True
 
     def close(self) -> None:
@@ -317,6 +326,32 @@ class TreeManager(Manager):
                 finally:
                     bdir.close()
                 del role
+
+    # --- notifications shared by v2 and hybrid ----------------------------------------------------------
+    def psi_trigger(self, cg: Cgroup | None, resource: str, stall_us: int, window_us: int) -> EventSource | None:
+        if resource not in ("memory", "cpu", "io"):
+            raise ValueError(f"PSI resource {resource!r}")
+        if cg is None:
+            path = f"/proc/pressure/{resource}"
+            if not os.path.exists(path):
+                return None
+            opener = lambda: os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)  # noqa: E731
+        else:
+            d = cg.backend_data["dirs"].get("unified")
+            if d is None or not d.has(f"{resource}.pressure"):
+                return None
+            opener = lambda: d.open_file(f"{resource}.pressure", os.O_RDWR | os.O_NONBLOCK)  # noqa: E731
+        step = self.features.psi_min_window_us
+        window = max(step, -(-window_us // step) * step) if step > 500_000 else max(500_000, window_us)
+        window = min(window, 10_000_000)
+        stall = min(stall_us, window)
+        fd = opener()
+        try:
+            os.write(fd, f"some {stall} {window}\0".encode())
+        except OSError:
+            os.close(fd)
+            raise
+        return EventSource(fd, select.EPOLLPRI | select.EPOLLERR, "psi", lambda: None, level=stall)
 
     # --- helpers for subclasses ------------------------------------------------------------------------
     def read_flat(self, cg: Cgroup, role: str, fname: str) -> dict[str, Any] | None:

@@ -6,7 +6,8 @@ Policies and sessions speak these verbs; only backends know ``memory.high`` from
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -53,6 +54,23 @@ class Cgroup:
 
     def __repr__(self) -> str:
         return f"Cgroup({self.name!r})"
+
+
+@dataclass
+class EventSource:
+    """A kernel notification to poll: ``fd`` becomes ready (``events``: select.EPOLLIN or EPOLLPRI) when
+    something happened; call ``drain()`` after each wakeup (re-arms it), ``close()`` when done."""
+
+    fd: int
+    events: int
+    kind: str  # "memory-events", "oom", "threshold", "psi"
+    drain: Callable[[], None]
+    level: int | None = None  # the usage level of a threshold
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 @dataclass(frozen=True)
@@ -150,3 +168,23 @@ class Manager(abc.ABC):
     def release_stall(self, cg: Cgroup, new_limit: int) -> None:
         """v1 only: raise a stalled cgroup's limit (and let the kernel OOM-kill above it again)."""
         raise NotImplementedError
+
+    # --- the controller's verbs: soft limit and kernel notifications -------------------------------------
+    def set_soft_limit(self, cg: Cgroup, value: int | None) -> None:
+        """Throttle ``cg`` above ``value`` bytes (``None``: no soft limit). v2 ``memory.high``; v1: the stall at
+        ``memory.limit_in_bytes`` with the OOM killer off. Never set below current usage (the kernel would
+        reclaim synchronously in our thread); callers pass ``max(level, usage)``."""
+        raise NotImplementedError
+
+    def memory_events(self, cg: Cgroup) -> EventSource | None:
+        """Notification of ``cg``'s memory events (v2 memory.events; v1 OOM/stall eventfd)."""
+        return None
+
+    def usage_threshold(self, cg: Cgroup, level: int) -> EventSource | None:
+        """Notification when ``cg``'s memory usage crosses ``level`` either way (v1 only; ``None`` elsewhere)."""
+        return None
+
+    def psi_trigger(self, cg: Cgroup | None, resource: str, stall_us: int, window_us: int) -> EventSource | None:
+        """A PSI trigger on ``cg`` (``None``: the whole host): ready when tasks stalled ``stall_us`` within
+        ``window_us``. The window is rounded up to what this process may use. ``None`` if unsupported."""
+        return None

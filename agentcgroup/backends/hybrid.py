@@ -13,6 +13,7 @@ deadline. v1 has no ``memory.oom.group`` either: the controller kills the whole 
 from __future__ import annotations
 
 import os
+import select
 import signal
 import time
 
@@ -23,7 +24,7 @@ from ..limits import Limits
 from ..parsers import parse_flat_keyed, parse_pids
 from ..units import MAX_BYTES
 from ._tree import TreeManager
-from .base import Cgroup, Stats
+from .base import Cgroup, EventSource, Stats
 from .probe import probe_features
 
 CFS_PERIOD_US = 100_000
@@ -175,8 +176,14 @@ class HybridManager(TreeManager):
         dirs = cg.backend_data["dirs"]
         if "unified" in dirs and self.features.freeze == "cgroup.freeze":
             dirs["unified"].write("cgroup.freeze", "1")
-            if not self.wait_file(dirs["unified"], "cgroup.events", "frozen", 1, timeout):
-                raise CgroupError(f"{cg.name}: not frozen after {timeout:g} s", cg.name)
+            deadline = time.monotonic() + timeout
+            while not self.wait_file(dirs["unified"], "cgroup.events", "frozen", 1, min(0.05, timeout)):
+                # a task stalled at a v1 limit sleeps in the memcg OOM wait, which the freezer cannot
+                # interrupt: it is stopped already and freezes as soon as it wakes
+                if self._stalled(cg):
+                    return
+                if time.monotonic() > deadline:
+                    raise CgroupError(f"{cg.name}: not frozen after {timeout:g} s", cg.name)
             return
         if "freezer" in dirs:
             fz = dirs["freezer"]
@@ -188,6 +195,11 @@ class HybridManager(TreeManager):
                 time.sleep(0.001)
             return
         raise Unsupported("no freezer on this host (neither cgroup.freeze nor the v1 freezer)", cg.name)
+
+    @staticmethod
+    def _stalled(cg: Cgroup) -> bool:
+        oom = parse_flat_keyed(cg.backend_data["dirs"]["memory"].read("memory.oom_control"))
+        return bool(oom.get("under_oom", 0))
 
     def thaw(self, cg: Cgroup) -> None:
         dirs = cg.backend_data["dirs"]
@@ -227,6 +239,27 @@ class HybridManager(TreeManager):
         self.kill_pids(parse_pids(fz.read("cgroup.procs")), signal.SIGKILL)
         fz.write("freezer.state", "THAWED")
 
+    # --- the controller's verbs --------------------------------------------------------------------------
+    def set_soft_limit(self, cg: Cgroup, value: int | None) -> None:
+        mem = cg.backend_data["dirs"]["memory"]
+        hard = cg.limits.memory_max if cg.limits.memory_max is not None else MAX_BYTES
+        if value is None or value >= hard:
+            self._write_limit(mem, hard)
+            mem.write("memory.oom_control", "0")
+            cg.backend_data["stall"] = False
+            return
+        mem.write("memory.oom_control", "1")  # first: a charge racing the new limit stalls, never kills
+        self._write_limit(mem, value)
+        cg.backend_data["stall"] = True
+
+    def memory_events(self, cg: Cgroup) -> EventSource:
+        efd = self.oom_eventfd(cg)
+        return EventSource(efd, select.EPOLLIN, "oom", lambda: _drain_eventfd(efd))
+
+    def usage_threshold(self, cg: Cgroup, level: int) -> EventSource:
+        efd = self.threshold_eventfd(cg, level)
+        return EventSource(efd, select.EPOLLIN, "threshold", lambda: _drain_eventfd(efd), level=level)
+
     # --- events (v1 eventfds) --------------------------------------------------------------------------
     def oom_eventfd(self, cg: Cgroup) -> int:
         """An eventfd that counts OOM events (stalls or kills) in ``cg``'s memory cgroup."""
@@ -255,3 +288,10 @@ class HybridManager(TreeManager):
         finally:
             os.close(ufd)
         return efd
+
+
+def _drain_eventfd(fd: int) -> None:
+    try:
+        os.eventfd_read(fd)
+    except (BlockingIOError, OSError):
+        pass

@@ -7,6 +7,8 @@ enable them there (as systemd does at boot); a delegated base must already be se
 
 from __future__ import annotations
 
+import os
+import select
 import signal
 import time
 
@@ -17,7 +19,7 @@ from ..limits import Limits
 from ..parsers import parse_flat_keyed, parse_list
 from ..units import MAX_BYTES
 from ._tree import TreeManager
-from .base import Cgroup, Stats
+from .base import Cgroup, EventSource, Stats
 from .probe import probe_features
 
 CFS_PERIOD_US = 100_000
@@ -119,6 +121,22 @@ class V2Manager(TreeManager):
         s.populated = bool(ev.get("populated", 0))
         s.frozen = bool(ev.get("frozen", 0))
         return s
+
+    # --- the controller's verbs --------------------------------------------------------------------------
+    def set_soft_limit(self, cg: Cgroup, value: int | None) -> None:
+        d = cg.backend_data["dirs"]["unified"]
+        d.write("memory.high", "max" if value is None else _max(value))
+
+    def memory_events(self, cg: Cgroup) -> EventSource:
+        d = cg.backend_data["dirs"]["unified"]
+        fd = d.open_file("memory.events")
+
+        def drain() -> None:  # kernfs re-arms POLLPRI when the file is read again
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.read(fd, 4096)
+
+        drain()
+        return EventSource(fd, select.EPOLLPRI | select.EPOLLERR, "memory-events", drain)
 
     # --- freeze / thaw / kill --------------------------------------------------------------------------
     def freeze(self, cg: Cgroup, timeout: float = 1.0) -> None:

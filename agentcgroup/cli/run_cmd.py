@@ -88,6 +88,7 @@ def run(
         with Session(session_name, root=root, backend=backend, warm=0) as s:
             call = s.start(argv, limits=limits, timeout=tmo, relay_stdout=stdout_fd, keep_background=keep_background)
             outcome = call.wait()
+            assert outcome is not None
     except _Terminated as t:
         raise SystemExit(128 + t.signum) from None
     except KeyboardInterrupt:
@@ -105,7 +106,7 @@ def run(
             signal.signal(sig, handler)
 
     if as_json:
-        if not call.stdout_ended_with_newline:
+        if call.call is not None and not call.call.stdout_ended_with_newline:
             sys.stdout.write("\n")
         sys.stdout.write(outcome.to_json() + "\n")
         sys.stdout.flush()

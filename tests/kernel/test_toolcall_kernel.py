@@ -10,6 +10,7 @@ import time
 import pytest
 
 from agentcgroup import LimitRejected, Limits, Session
+from tests.conftest import SLOW
 
 pytestmark = [pytest.mark.kernel, pytest.mark.v2]
 
@@ -72,7 +73,7 @@ FORKER = textwrap.dedent(
 @pytest.mark.parametrize("linger", [0.0, 60.0], ids=["parent-exits", "parent-times-out"])
 def test_no_grandchild_survives(session: Session, tmp_path, linger: float) -> None:
     pidfile = tmp_path / "pids"
-    out = session.run([PY, "-c", FORKER, str(pidfile), str(linger)], timeout=3 if linger else 30)
+    out = session.run([PY, "-c", FORKER, str(pidfile), str(linger)], timeout=3 * SLOW if linger else 30 * SLOW)
     pids = [int(p) for p in pidfile.read_text().split()]
     assert len(pids) == 50
     if linger:
@@ -138,16 +139,16 @@ def test_lowering_a_limit_below_unreclaimable_usage_is_rejected(manager) -> None
         call = s.start([PY, "-c", "import time; b = bytearray(64 << 20); time.sleep(30)"], timeout=20)
         try:
             deadline = time.monotonic() + 10
-            while manager.stats(call.cg).memory_current < 60 << 20:
+            while manager.stats(call.call.cg).memory_current < 60 << 20:
                 assert time.monotonic() < deadline
                 time.sleep(0.02)
             if manager.kind == "v2":
                 pytest.skip("v2 memory.max accepts any value and OOM-kills instead of refusing")
             with pytest.raises(LimitRejected) as err:
-                manager.set_limits(call.cg, Limits(memory_max=8 << 20))
+                manager.set_limits(call.call.cg, Limits(memory_max=8 << 20))
             assert str(8 << 20) in str(err.value)
         finally:
-            call.kill("policy", "test over")
+            call.kill("test over")
             call.wait()
 
 
@@ -183,7 +184,7 @@ def test_tree_is_empty_after_a_test_that_fails_midway(tmp_path, root_name) -> No
         def test_fails():
             with Session("midway", root={root_name!r}) as s:
                 call = s.start([sys.executable, "-c", "import time; time.sleep(60)"])
-                assert call.cg is not None
+                assert call.call.cg is not None
                 raise RuntimeError("boom in the middle of a tool call")
     """)
     )

@@ -60,10 +60,10 @@ def test_release_step_is_explained() -> None:
         exit_code=0,
         steps=[
             Step(0.2, "throttle", "x"),
-            Step(1.2, "release", "stalled 1 s at the soft limit", {"soft": "200 MiB"}),
+            Step(1.2, "release", "stalled 1 s at the soft limit", {"soft": "200 MiB", "hard": "1 GiB", "held_s": 1.0}),
         ],
     )
-    assert "200 MiB" in build_feedback(o)
+    assert "200 MiB" in build_feedback(o) and "held there 1.0 s" in build_feedback(o) and "1 GiB" in build_feedback(o)
 
 
 def test_long_commands_are_shortened_and_shells_unwrapped() -> None:

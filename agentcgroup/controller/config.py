@@ -1,0 +1,94 @@
+"""The controller's settings, validated up front (a bad value is an error naming it, before anything runs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from ..errors import InvalidValue
+from ..units import parse_duration, parse_size
+
+#: priority classes: rank (higher = more important) and the CPU weight their sessions get
+PRIORITIES: dict[str, tuple[int, int]] = {"high": (2, 400), "normal": (1, 100), "low": (0, 25)}
+
+
+def check_priority(value: str) -> str:
+    if value not in PRIORITIES:
+        raise InvalidValue("priority", value, f"expected one of {', '.join(PRIORITIES)}")
+    return value
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    """Everything the controller decides with. Sizes in bytes, times in seconds.
+
+    budget          memory for all sessions together (the root cgroup's hard limit); None: no global budget
+    pressure_on     fraction of a budget (global or a session's) at which lower-priority calls give way
+    pressure_off    fraction under which the pressure has passed (frozen calls thaw, throttles lift)
+    stall_grace     how long a call may stay throttled (at its soft limit, or under pressure) before freezing
+    kill_after      how long a call may stay frozen without relief before it is killed
+    admission_wait  how long a call whose declared memory does not fit may wait in the queue
+    tool_oom_score_adj   oom_score_adj of tool-call processes: the kernel's OOM killer takes them first
+    agent_memory_low     protection of each session's agent leaf from reclaim
+    psi_stall_ms / psi_window_ms   host PSI trigger (memory "some"): pressure even below the budget
+    checkpoint      v2: usage step at which a growing call notifies the controller (None: budget/32, >= 16 MiB)
+    warm            spare pre-placed leaves per session (0: off)
+    """
+
+    budget: int | None = None
+    pressure_on: float = 0.90
+    pressure_off: float = 0.80
+    stall_grace: float = 1.0
+    kill_after: float = 2.0
+    admission_wait: float = 30.0
+    tool_oom_score_adj: int = 1000
+    agent_memory_low: int = 256 << 20
+    psi_stall_ms: int = 150
+    psi_window_ms: int = 2000
+    checkpoint: int | None = None
+    warm: int = 1
+
+    def __post_init__(self) -> None:
+        if self.budget is not None and self.budget <= 0:
+            raise InvalidValue("budget", self.budget, "must be a positive size")
+        if not 0 < self.pressure_off < self.pressure_on <= 1:
+            raise InvalidValue(
+                "pressure_on/pressure_off", (self.pressure_on, self.pressure_off), "need 0 < off < on <= 1"
+            )
+        for name in ("stall_grace", "kill_after", "admission_wait"):
+            v = getattr(self, name)
+            if not v >= 0:
+                raise InvalidValue(name, v, "must be zero or more seconds")
+        if not -1000 <= self.tool_oom_score_adj <= 1000:
+            raise InvalidValue("tool_oom_score_adj", self.tool_oom_score_adj, "must be -1000..1000")
+        if self.warm < 0:
+            raise InvalidValue("warm", self.warm, "must be 0 or more")
+
+    @property
+    def checkpoint_step(self) -> int:
+        if self.checkpoint is not None:
+            return self.checkpoint
+        return max(16 << 20, (self.budget or (8 << 30)) // 32)
+
+    @classmethod
+    def parse(cls, **kw: Any) -> ControllerConfig:
+        """From user text: sizes like ``2G``, durations like ``500ms``; unknown keys are an error."""
+        names = {f.name for f in fields(cls)}
+        out: dict[str, Any] = {}
+        for key, value in kw.items():
+            if value is None:
+                continue
+            if key not in names:
+                raise InvalidValue("setting", key, f"unknown; known: {', '.join(sorted(names))}")
+            if key in ("budget", "agent_memory_low", "checkpoint"):
+                out[key] = parse_size(value, key)
+            elif key in ("stall_grace", "kill_after", "admission_wait"):
+                out[key] = 0.0 if str(value) == "0" else parse_duration(value, key)
+            elif key in ("pressure_on", "pressure_off"):
+                out[key] = float(value)
+            else:
+                out[key] = int(value)
+        return cls(**out)
+
+    def with_(self, **kw: Any) -> ControllerConfig:
+        return replace(self, **kw)

@@ -1,0 +1,127 @@
+"""The event loop: it only waits (epoll) and dispatches (fd handlers, timers, calls from other threads).
+
+Everything the controller decides runs on this loop's thread; other threads hand work over with
+:meth:`Loop.call_soon_threadsafe`. Kernel notifications arrive as fds: pidfds (a process ended), eventfds (v1
+memory thresholds and OOM), ``memory.events``/``cgroup.events`` (v2, ``POLLPRI``), PSI triggers (``POLLPRI``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import os
+import select
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("agentcgroup")
+
+READ = select.EPOLLIN
+PRI = select.EPOLLPRI | select.EPOLLERR
+
+
+class Timer:
+    __slots__ = ("callback", "cancelled", "when")
+
+    def __init__(self, when: float, callback: Callable[[], Any]) -> None:
+        self.when, self.callback, self.cancelled = when, callback, False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class Loop:
+    def __init__(self) -> None:
+        self._ep = select.epoll()
+        self._handlers: dict[int, Callable[[int, int], Any]] = {}
+        self._timers: list[tuple[float, int, Timer]] = []
+        self._seq = itertools.count()
+        self._soon: deque[Callable[[], Any]] = deque()
+        self._wake = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        self._ep.register(self._wake, READ)
+        self._stopping = False
+        self.thread: threading.Thread | None = None
+
+    # --- registration (loop thread only, or before the loop runs) ---------------------------------------
+    def add(self, fd: int, events: int, handler: Callable[[int, int], Any]) -> None:
+        self._ep.register(fd, events)
+        self._handlers[fd] = handler
+
+    def remove(self, fd: int) -> None:
+        if self._handlers.pop(fd, None) is not None:
+            try:
+                self._ep.unregister(fd)
+            except (OSError, ValueError):
+                pass
+
+    def call_at(self, when: float, callback: Callable[[], Any]) -> Timer:
+        t = Timer(when, callback)
+        heapq.heappush(self._timers, (when, next(self._seq), t))
+        return t
+
+    def call_later(self, delay: float, callback: Callable[[], Any]) -> Timer:
+        return self.call_at(time.monotonic() + delay, callback)
+
+    # --- from any thread ------------------------------------------------------------------------------
+    def call_soon_threadsafe(self, callback: Callable[[], Any]) -> None:
+        self._soon.append(callback)
+        os.eventfd_write(self._wake, 1)
+
+    def in_loop(self) -> bool:
+        return self.thread is threading.current_thread()
+
+    def stop(self) -> None:
+        self._stopping = True
+        os.eventfd_write(self._wake, 1)
+
+    # --- running ----------------------------------------------------------------------------------------
+    def start(self, name: str = "agentcg-loop") -> None:
+        self.thread = threading.Thread(target=self.run, name=name, daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        if self.thread is None:
+            self.thread = threading.current_thread()
+        while not self._stopping:
+            self.run_once()
+
+    def run_once(self, max_wait: float | None = None) -> None:
+        timeout = -1.0
+        if self._soon:
+            timeout = 0.0
+        elif self._timers:
+            timeout = max(0.0, self._timers[0][0] - time.monotonic())
+        if max_wait is not None:
+            timeout = max_wait if timeout < 0 else min(timeout, max_wait)
+        for fd, ev in self._ep.poll(timeout):
+            if fd == self._wake:
+                try:
+                    os.eventfd_read(self._wake)
+                except BlockingIOError:
+                    pass
+                continue
+            handler = self._handlers.get(fd)
+            if handler is not None:
+                self._guard(handler, fd, ev)
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, t = heapq.heappop(self._timers)
+            if not t.cancelled:
+                self._guard(t.callback)
+        while self._soon:
+            self._guard(self._soon.popleft())
+
+    @staticmethod
+    def _guard(fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:  # a bug in one handler must not stop the controller
+            log.exception("event=loop-error handler=%r", fn)
+
+    def close(self) -> None:
+        self._ep.close()
+        os.close(self._wake)

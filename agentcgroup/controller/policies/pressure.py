@@ -1,0 +1,142 @@
+"""When a budget runs short, lower-priority tool calls give way: throttled, then frozen, then killed.
+
+The global budget (the root's) and each session's budget are watched (v1: usage thresholds; v2: the calls'
+checkpoints and PSI). Over ``pressure_on`` of a budget, the running calls under it are ranked by priority
+(lowest first; calls of high-priority sessions are never victims of the global budget), then by usage, and the
+first is throttled at its current usage. If the pressure lasts ``stall_grace`` the throttled calls are frozen;
+if it lasts ``kill_after`` more, the largest frozen call is killed, and so on. Under ``pressure_off`` frozen
+calls thaw and throttles lift. Agent leaves are never touched.
+"""
+
+from __future__ import annotations
+
+from ...units import format_size
+from ..actions import Action
+from .base import Policy
+
+HIGH = 2
+
+
+class PressurePolicy(Policy):
+    name = "pressure"
+
+    def __init__(self) -> None:
+        self.victims: dict[str, list] = {}  # scope ("" = global, else session name) -> [CallState]
+
+    # --- evaluation -----------------------------------------------------------------------------------
+    def on_pressure(self, view):  # type: ignore[no-untyped-def]
+        actions: list[Action] = []
+        for scope, usage, budget, calls in view.budgets():
+            actions += self._evaluate(view, scope, usage, budget, calls)
+        return actions
+
+    def on_memory(self, view, cs, stats):  # type: ignore[no-untyped-def]
+        return self.on_pressure(view)
+
+    def on_end(self, view, cs):  # type: ignore[no-untyped-def]
+        for victims in self.victims.values():
+            if cs in victims:
+                victims.remove(cs)
+        return []
+
+    def _evaluate(self, view, scope, usage, budget, calls):  # type: ignore[no-untyped-def]
+        cfg = view.config
+        victims = self.victims.setdefault(scope, [])
+        level = usage / budget
+        if level >= cfg.pressure_on or (scope == "" and view.psi_recent()):
+            return self._squeeze(view, scope, usage, budget, calls, victims)
+        if level < cfg.pressure_off and victims:
+            return self._relieve(view, scope, usage, budget, victims)
+        return []
+
+    def _where(self, scope: str, usage: int, budget: int) -> str:
+        what = "the host budget" if scope == "" else f"session {scope}'s budget"
+        return f"{what} {format_size(budget)} at {100 * usage / budget:.0f}%"
+
+    def _squeeze(self, view, scope, usage, budget, calls, victims):  # type: ignore[no-untyped-def]
+        candidates = [cs for cs in calls if cs.phase in ("running",) and cs not in victims]
+        if scope == "":
+            candidates = [cs for cs in candidates if cs.rank < HIGH]
+        if not candidates or any(v.phase == "throttled" and v.throttled_by == "pressure" for v in victims):
+            return []  # one throttled victim at a time; its deadline decides what comes next
+        top = max(view.rank_of(cs) for cs in calls) if calls else 0
+        candidates.sort(key=lambda cs: (view.rank_of(cs), -(view.stats(cs).memory_current or 0)))
+        cs = candidates[0]
+        if view.rank_of(cs) >= top and scope == "" and len({view.rank_of(c) for c in calls}) > 1:
+            return []
+        st = view.stats(cs)
+        victims.append(cs)
+        cs.phase, cs.throttled_by, cs.throttled_at = "throttled", "pressure", view.now
+        why = self._where(scope, usage, budget)
+        actions = [
+            Action(
+                "throttle",
+                cs,
+                f"{why}: lower-priority calls give way",
+                level=st.memory_current,
+                figures={"usage": st.memory_current, "scope": scope or "host"},
+            ),
+            Action("timer", cs, "pressure deadline", delay=view.config.stall_grace, key=f"pressure-freeze:{scope}"),
+        ]
+        actions += self._notes(view, cs, calls, f"{cs.label} was throttled: {why}")
+        return actions
+
+    def _notes(self, view, victim, calls, text):  # type: ignore[no-untyped-def]
+        return [
+            Action("note", other, f"protected: {text}")
+            for other in calls
+            if other is not victim and view.rank_of(other) > view.rank_of(victim)
+        ]
+
+    def _relieve(self, view, scope, usage, budget, victims):  # type: ignore[no-untyped-def]
+        why = f"pressure passed ({self._where(scope, usage, budget)})"
+        actions: list[Action] = []
+        for cs in list(victims):
+            if cs.phase == "frozen":
+                actions.append(Action("thaw", cs, why))
+            actions.append(Action("release", cs, why, level=cs.soft))
+            cs.phase, cs.throttled_by = "running", None
+            victims.remove(cs)
+        return actions
+
+    # --- deadlines ------------------------------------------------------------------------------------
+    def on_timer(self, view, cs, key):  # type: ignore[no-untyped-def]
+        if not key.startswith("pressure-") or cs.throttled_by != "pressure":
+            return []
+        scope = key.split(":", 1)[1]
+        found = [b for b in view.budgets() if b[0] == scope]
+        if not found:
+            return []
+        _, usage, budget, calls = found[0]
+        if usage / budget < view.config.pressure_on and not (scope == "" and view.psi_recent()):
+            return self._relieve(view, scope, usage, budget, self.victims.get(scope, []))
+        why = self._where(scope, usage, budget)
+        if key.startswith("pressure-freeze") and cs.phase == "throttled":
+            actions = [
+                Action("freeze", cs, f"{why} for {view.config.stall_grace:g} s"),
+                Action(
+                    "timer", cs, "pressure kill deadline", delay=view.config.kill_after, key=f"pressure-kill:{scope}"
+                ),
+            ]
+            # the next victim, if the pressure is still there
+            return actions + self._squeeze_next(view, scope, usage, budget, calls)
+        if key.startswith("pressure-kill") and cs.phase == "frozen":
+            st = view.stats(cs)
+            actions = [
+                Action(
+                    "kill",
+                    cs,
+                    f"{why}: no memory for it",
+                    by="policy",
+                    figures={"usage": st.memory_current, "scope": scope or "host"},
+                )
+            ]
+            actions += self._notes(view, cs, calls, f"{cs.label} was killed: {why}")
+            return actions
+        return []
+
+    def _squeeze_next(self, view, scope, usage, budget, calls):  # type: ignore[no-untyped-def]
+        victims = self.victims.setdefault(scope, [])
+        if any(v.phase == "throttled" for v in victims):
+            return []
+        return self._squeeze(view, scope, usage, budget, calls, victims)

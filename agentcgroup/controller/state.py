@@ -1,0 +1,119 @@
+"""What the controller knows about its sessions and calls while they run."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..backends.base import Cgroup, EventSource
+from ..limits import Limits
+from ..outcome import Outcome
+from .config import PRIORITIES
+from .intent import Intent
+
+if TYPE_CHECKING:
+    from ..toolcall import ToolCall
+    from ..warm import WarmPool
+    from .loop import Timer
+
+
+@dataclass
+class SessionState:
+    name: str
+    uid: int
+    priority: str
+    limits: Limits
+    cg: Cgroup
+    agent_cg: Cgroup | None = None
+    pool: WarmPool | None = None
+    calls: dict[str, CallState] = field(default_factory=dict)
+    sources: list[EventSource] = field(default_factory=list)
+    created: bool = True
+    opened_at: float = field(default_factory=time.time)
+
+    @property
+    def rank(self) -> int:
+        return PRIORITIES[self.priority][0]
+
+    @property
+    def budget(self) -> int | None:
+        return self.limits.memory_max
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        return (self.name,)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "uid": self.uid,
+            "priority": self.priority,
+            "limits": self.limits.to_dict(),
+            "calls": sorted(self.calls),
+            "opened_at": self.opened_at,
+        }
+
+
+class CallFuture:
+    """The outcome of a call, when it is known. ``wait()`` from any thread."""
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self._outcome: Outcome | None = None
+        self._error: BaseException | None = None
+        self.callbacks: list[Any] = []
+
+    def set(self, outcome: Outcome) -> None:
+        self._outcome = outcome
+        self._done.set()
+        for cb in self.callbacks:
+            cb(outcome)
+
+    def fail(self, exc: BaseException) -> None:
+        self._error = exc
+        self._done.set()
+
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> Outcome | None:
+        if not self._done.wait(timeout):
+            return None
+        if self._error is not None:
+            raise self._error
+        return self._outcome
+
+
+@dataclass
+class CallState:
+    call: ToolCall
+    session: SessionState
+    intent: Intent
+    future: CallFuture
+    soft: int | None = None  # the call's own soft limit (user's or from its intent)
+    phase: str = "running"  # running | throttled | frozen | done
+    throttled_by: str | None = None  # "soft" (its own limit) or "pressure"
+    throttled_at: float | None = None
+    frozen_at: float | None = None
+    checkpoint: int | None = None
+    sources: list[EventSource] = field(default_factory=list)
+    timers: dict[str, Timer] = field(default_factory=dict)
+    oom_seen: int = 0
+    queued_s: float = 0.0
+    pipes: dict[int, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.call.call_id
+
+    @property
+    def rank(self) -> int:
+        if self.intent.priority is not None:
+            return PRIORITIES[self.intent.priority][0]
+        return self.session.rank
+
+    @property
+    def label(self) -> str:
+        return f"{self.session.name}/{self.id}"

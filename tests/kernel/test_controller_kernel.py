@@ -1,0 +1,126 @@
+"""The controller on the real kernel: priorities under a shared budget, graduated enforcement, admission."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+
+from agentcgroup import Controller, ControllerConfig, Intent, Limits
+
+pytestmark = [pytest.mark.kernel, pytest.mark.v2]
+
+PY = sys.executable
+MiB = 1 << 20
+
+# allocate TOTAL MiB in STEP MiB chunks every PAUSE s, touching every page, then hold for HOLD s
+ALLOC = """
+import sys, time
+total, step, pause, hold = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+chunks = []
+while sum(len(c) for c in chunks) < total << 20:
+    chunks.append(bytearray(step << 20))
+    time.sleep(pause)
+time.sleep(hold)
+print("done", flush=True)
+"""
+AGENT = "import time; b = bytearray(30 << 20); time.sleep(120)"
+
+
+def alloc(total: int, step: int = 10, pause: float = 0.02, hold: float = 0.0) -> list[str]:
+    return [PY, "-c", ALLOC, str(total), str(step), str(pause), str(hold)]
+
+
+@pytest.fixture
+def controller(manager):
+    cfg = ControllerConfig(budget=700 * MiB, pressure_on=0.85, pressure_off=0.70, stall_grace=0.5, kill_after=1.0,
+                           agent_memory_low=32 * MiB, psi_window_ms=2000)
+    ctl = Controller(manager, config=cfg)
+    try:
+        yield ctl
+    finally:
+        ctl.close()
+
+
+def test_low_priority_gives_way_high_completes_agents_survive(controller) -> None:
+    controller.open_session("hi", priority="high")
+    controller.open_session("lo", priority="low")
+    agents = [controller.spawn_agent(name, [PY, "-c", AGENT]) for name in ("hi", "lo")]
+    time.sleep(0.5)
+    low = controller.submit("lo", alloc(350, hold=8), capture_output=True)
+    time.sleep(1.5)  # the low call holds its 350 MiB
+    high = controller.submit("hi", alloc(250, hold=3), capture_output=True)
+    out_hi = high.wait(60)
+    out_lo = low.wait(60)
+    assert out_hi is not None and out_lo is not None
+
+    # the high call ran to its end, untouched
+    assert out_hi.exit_code == 0 and out_hi.stdout == b"done\n", out_hi
+    assert not [s for s in out_hi.steps if s.action in ("throttle", "freeze", "kill")]
+    assert any(s.action == "note" and "protected" in s.reason for s in out_hi.steps)
+
+    # the low call was throttled, then frozen, then killed, each step in order, and says so
+    actions = [s.action for s in out_lo.steps]
+    assert actions[:3] == ["throttle", "freeze", "kill"], out_lo.steps
+    assert out_lo.killed_by == "policy" and out_lo.frozen_s >= 0.9
+    assert "host budget" in out_lo.feedback and "frozen" in out_lo.feedback
+
+    # both agent runtimes are alive
+    assert [a.poll() for a in agents] == [None, None]
+    for a in agents:
+        a.send_signal(9)
+        a.wait()
+
+
+def test_a_soft_limit_livelock_ends_frozen_then_killed(controller) -> None:
+    controller.open_session("s")
+    t0 = time.monotonic()
+    out = controller.run("s", alloc(300, step=4, pause=0), limits=Limits(memory_high=100 * MiB))
+    took = time.monotonic() - t0
+    assert [s.action for s in out.steps] == ["throttle", "freeze", "kill"], out.steps
+    assert out.killed_by == "memory"
+    assert out.frozen_s >= 0.9
+    cfg = controller.config
+    assert took < cfg.stall_grace + cfg.kill_after + 5
+    assert out.feedback.startswith("frozen") and "soft memory limit 100 MiB" in out.feedback
+
+
+def test_admission_refuses_what_cannot_fit(controller) -> None:
+    controller.open_session("s", limits=Limits(memory_max=300 * MiB))
+    h = controller.submit("s", ["true"], intent=Intent(memory=500 * MiB))
+    out = h.wait(5)
+    assert out.refused and out.returncode == 125
+    assert "500 MiB" in out.feedback and "300 MiB" in out.feedback and "budget" in out.feedback
+
+
+def test_admission_queues_until_memory_is_free(controller) -> None:
+    controller.open_session("s")
+    big = controller.submit("s", alloc(400, hold=1.5), intent=Intent(memory=400 * MiB))
+    time.sleep(0.3)
+    # 700 MiB budget, 85 % usable: a second 300 MiB does not fit until the first is done
+    second = controller.submit("s", alloc(100), intent=Intent(memory=300 * MiB))
+    out2 = second.wait(30)
+    out1 = big.wait(30)
+    assert out1.exit_code == 0
+    assert out2.exit_code == 0 and out2.queued_s >= 0.5, out2
+
+
+def test_admission_wait_is_bounded(manager) -> None:
+    cfg = ControllerConfig(budget=500 * MiB, admission_wait=0.5)
+    with Controller(manager, config=cfg) as ctl:
+        ctl.open_session("s")
+        hold = ctl.submit("s", alloc(300, hold=3), intent=Intent(memory=300 * MiB))
+        out = ctl.submit("s", ["true"], intent=Intent(memory=300 * MiB)).wait(10)
+        assert out.refused and "after waiting 0.5 s" in out.feedback
+        hold.kill()
+        assert hold.wait(10).killed_by == "policy"
+
+
+def test_another_users_session_is_off_limits(controller) -> None:
+    from agentcgroup.controller import AccessDenied
+
+    controller.open_session("mine", uid=1000)
+    with pytest.raises(AccessDenied):
+        controller.submit("mine", ["true"], uid=1001)
+    assert controller.run("mine", ["true"], uid=1000).exit_code == 0

@@ -1,0 +1,179 @@
+"""Policies as plugins over a snapshot: fed an injected view, they return actions; nothing touches a kernel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from agentcgroup.backends.base import Stats
+from agentcgroup.controller.config import ControllerConfig
+from agentcgroup.controller.intent import Intent
+from agentcgroup.controller.policies.oomgroup import OomGroupPolicy
+from agentcgroup.controller.policies.pressure import PressurePolicy
+from agentcgroup.controller.policies.softlimit import SoftLimitPolicy
+from agentcgroup.controller.policies.timeout import TimeoutPolicy
+from agentcgroup.controller.state import CallFuture, CallState
+from agentcgroup.limits import Limits
+
+MiB = 1 << 20
+
+
+@dataclass
+class FakeSession:
+    name: str
+    priority: str = "normal"
+
+    @property
+    def rank(self) -> int:
+        return {"high": 2, "normal": 1, "low": 0}[self.priority]
+
+
+@dataclass
+class FakeProc:
+    code: int | None = None
+
+    def poll(self) -> int | None:
+        return self.code
+
+
+@dataclass
+class FakeCall:
+    call_id: str
+    limits: Limits = field(default_factory=Limits)
+    timeout: float | None = None
+    proc: FakeProc = field(default_factory=FakeProc)
+
+
+class FakeView:
+    """What a policy sees: config, figures per call, budgets, headroom."""
+
+    def __init__(self, config: ControllerConfig, usage: dict[str, int], budget: int | None = None,
+                 root_usage: int = 0, now: float = 100.0) -> None:
+        self.config, self.usage, self.now = config, usage, now
+        self.budget, self.root_usage = budget, root_usage
+        self.kernel_oom_group = False
+        self.calls: list[CallState] = []
+        self.under_oom: set[str] = set()
+
+    def stats(self, cs: CallState) -> Stats:
+        return Stats(memory_current=self.usage.get(cs.id, 0), under_oom=cs.id in self.under_oom)
+
+    def rank_of(self, cs: CallState) -> int:
+        return cs.rank
+
+    def budgets(self):  # type: ignore[no-untyped-def]
+        return [("", self.root_usage, self.budget, self.calls)] if self.budget else []
+
+    def headroom(self, cs: CallState) -> int:
+        if not self.budget:
+            return 1 << 62
+        return int(self.budget * self.config.pressure_on) - self.root_usage
+
+    def psi_recent(self) -> bool:
+        return False
+
+
+def call(cid: str, session: FakeSession, soft: int | None = None, hard: int | None = None,
+         timeout: float | None = None) -> CallState:
+    fc = FakeCall(cid, Limits(memory_max=hard, memory_high=soft), timeout)
+    return CallState(fc, session, Intent(), CallFuture(), soft=soft)  # type: ignore[arg-type]
+
+
+def verbs(actions) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    return [(a.verb, a.call.id) for a in actions]
+
+
+CFG = ControllerConfig(stall_grace=1.0, kill_after=2.0, pressure_on=0.9, pressure_off=0.8)
+
+
+def test_timeout_asks_for_a_timer_then_kills() -> None:
+    p = TimeoutPolicy()
+    cs = call("c1", FakeSession("s"), timeout=5.0)
+    view = FakeView(CFG, {})
+    (timer,) = p.on_start(view, cs)
+    assert (timer.verb, timer.delay, timer.key) == ("timer", 5.0, "timeout")
+    (kill,) = p.on_timer(view, cs, "timeout")
+    assert (kill.verb, kill.by) == ("kill", "timeout")
+    assert p.on_start(view, call("c2", FakeSession("s"))) == []
+
+
+def test_oom_group_kills_the_rest_once() -> None:
+    p = OomGroupPolicy()
+    cs = call("c1", FakeSession("s"))
+    view = FakeView(CFG, {})
+    (kill,) = p.on_memory(view, cs, Stats(oom_kills=1))
+    assert kill.by == "memory"
+    assert p.on_memory(view, cs, Stats(oom_kills=1)) == []  # already acted on that one
+    view.kernel_oom_group = True
+    assert p.on_memory(view, cs, Stats(oom_kills=2)) == []  # v2: the kernel did it
+
+
+def test_soft_limit_throttle_freeze_kill_without_room() -> None:
+    p = SoftLimitPolicy()
+    cs = call("c1", FakeSession("s"), soft=100 * MiB)
+    view = FakeView(CFG, {"c1": 99 * MiB})
+    acts = p.on_memory(view, cs, view.stats(cs))
+    assert [a.verb for a in acts] == ["throttle", "timer"] and acts[1].delay == 1.0
+    assert cs.phase == "throttled"
+    acts = p.on_timer(view, cs, "soft-stalled")
+    assert [a.verb for a in acts] == ["freeze", "timer"] and acts[1].delay == 2.0
+    cs.phase = "frozen"  # the controller marks it when it carries the freeze out
+    (kill,) = p.on_timer(view, cs, "soft-frozen")
+    assert kill.verb == "kill" and kill.by == "memory" and "100 MiB" in kill.reason
+
+
+def test_soft_limit_releases_when_a_hard_limit_leaves_room() -> None:
+    p = SoftLimitPolicy()
+    cs = call("c1", FakeSession("s"), soft=100 * MiB, hard=1024 * MiB)
+    view = FakeView(CFG, {"c1": 100 * MiB})
+    p.on_memory(view, cs, view.stats(cs))
+    (release,) = p.on_timer(view, cs, "soft-stalled")
+    assert release.verb == "release" and release.level is None and cs.phase == "running"
+
+
+def test_soft_limit_does_nothing_if_the_call_came_back_under() -> None:
+    p = SoftLimitPolicy()
+    cs = call("c1", FakeSession("s"), soft=100 * MiB)
+    view = FakeView(CFG, {"c1": 100 * MiB})
+    p.on_memory(view, cs, view.stats(cs))
+    view.usage["c1"] = 40 * MiB
+    assert p.on_timer(view, cs, "soft-stalled") == [] and cs.phase == "running"
+
+
+def test_pressure_takes_the_low_priority_call_first_and_spares_high() -> None:
+    p = PressurePolicy()
+    hi, lo = FakeSession("hi", "high"), FakeSession("lo", "low")
+    c_hi, c_lo = call("h1", hi), call("l1", lo)
+    view = FakeView(CFG, {"h1": 500 * MiB, "l1": 300 * MiB}, budget=1000 * MiB, root_usage=950 * MiB)
+    view.calls = [c_hi, c_lo]
+    acts = p.on_pressure(view)
+    assert verbs(acts)[:2] == [("throttle", "l1"), ("timer", "l1")]
+    assert ("note", "h1") in verbs(acts)  # the protected call is told
+    assert acts[0].level == 300 * MiB  # throttled where it stands
+    # the deadline passes with the pressure still there: frozen, then killed
+    acts = p.on_timer(view, c_lo, "pressure-freeze:")
+    assert verbs(acts)[:2] == [("freeze", "l1"), ("timer", "l1")]
+    c_lo.phase = "frozen"
+    acts = p.on_timer(view, c_lo, "pressure-kill:")
+    assert verbs(acts)[0] == ("kill", "l1") and acts[0].by == "policy"
+    assert all(a.call is not c_hi or a.verb == "note" for a in acts)
+
+
+def test_pressure_passing_thaws_and_lifts() -> None:
+    p = PressurePolicy()
+    lo = FakeSession("lo", "low")
+    c_lo = call("l1", lo)
+    view = FakeView(CFG, {"l1": 300 * MiB}, budget=1000 * MiB, root_usage=950 * MiB)
+    view.calls = [c_lo, call("n1", FakeSession("n", "normal"))]
+    p.on_pressure(view)
+    c_lo.phase = "frozen"
+    view.root_usage = 500 * MiB
+    acts = p.on_pressure(view)
+    assert verbs(acts) == [("thaw", "l1"), ("release", "l1")] and c_lo.phase == "running"
+
+
+def test_high_priority_calls_are_never_victims_of_the_global_budget() -> None:
+    p = PressurePolicy()
+    hi = FakeSession("hi", "high")
+    view = FakeView(CFG, {"h1": 900 * MiB}, budget=1000 * MiB, root_usage=950 * MiB)
+    view.calls = [call("h1", hi)]
+    assert p.on_pressure(view) == []
