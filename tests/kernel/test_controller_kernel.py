@@ -34,8 +34,15 @@ def alloc(total: int, step: int = 10, pause: float = 0.02, hold: float = 0.0) ->
 
 @pytest.fixture
 def controller(manager):
-    cfg = ControllerConfig(budget=700 * MiB, pressure_on=0.85, pressure_off=0.70, stall_grace=0.5, kill_after=1.0,
-                           agent_memory_low=32 * MiB, psi_window_ms=2000)
+    cfg = ControllerConfig(
+        budget=700 * MiB,
+        pressure_on=0.85,
+        pressure_off=0.70,
+        stall_grace=0.5,
+        kill_after=1.0,
+        agent_memory_low=32 * MiB,
+        psi_window_ms=2000,
+    )
     ctl = Controller(manager, config=cfg)
     try:
         yield ctl

@@ -46,8 +46,14 @@ class FakeCall:
 class FakeView:
     """What a policy sees: config, figures per call, budgets, headroom."""
 
-    def __init__(self, config: ControllerConfig, usage: dict[str, int], budget: int | None = None,
-                 root_usage: int = 0, now: float = 100.0) -> None:
+    def __init__(
+        self,
+        config: ControllerConfig,
+        usage: dict[str, int],
+        budget: int | None = None,
+        root_usage: int = 0,
+        now: float = 100.0,
+    ) -> None:
         self.config, self.usage, self.now = config, usage, now
         self.budget, self.root_usage = budget, root_usage
         self.kernel_oom_group = False
@@ -72,8 +78,9 @@ class FakeView:
         return False
 
 
-def call(cid: str, session: FakeSession, soft: int | None = None, hard: int | None = None,
-         timeout: float | None = None) -> CallState:
+def call(
+    cid: str, session: FakeSession, soft: int | None = None, hard: int | None = None, timeout: float | None = None
+) -> CallState:
     fc = FakeCall(cid, Limits(memory_max=hard, memory_high=soft), timeout)
     return CallState(fc, session, Intent(), CallFuture(), soft=soft)  # type: ignore[arg-type]
 
