@@ -8,6 +8,7 @@ timers, policy decisions, outcomes.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import os
@@ -103,6 +104,7 @@ class Controller:
         self._root_sources: list[EventSource] = []
         self.last_psi: float | None = None
         self.closed = False
+        self._outcomes: collections.OrderedDict[str, tuple[int, Outcome]] = collections.OrderedDict()
         try:
             self._setup_root()
         except BaseException:
@@ -573,6 +575,7 @@ class Controller:
                 cs.session.calls.pop(cs.id, None)
             self._release_reservation(cs.id)
         if out is not None:
+            self._remember(cs.session.uid, out)
             log.info(
                 "event=call-end session=%s call=%s rc=%s killed_by=%s peak=%s duration=%.3f",
                 cs.session.name,
@@ -583,6 +586,51 @@ class Controller:
                 out.duration_s,
             )
             cs.future.set(out)
+
+    # --- outcomes and status ----------------------------------------------------------------------------
+    KEEP_OUTCOMES = 1000
+
+    def _remember(self, owner: int, out: Outcome) -> None:
+        with self._lock:
+            self._outcomes[out.call_id] = (owner, out)
+            while len(self._outcomes) > self.KEEP_OUTCOMES:
+                self._outcomes.popitem(last=False)
+
+    def outcome(self, call_id: str, uid: int = ROOT_UID) -> Outcome | None:
+        """The outcome of a finished call (the last 1000 are kept), ``None`` while it runs; raises NotFound."""
+        with self._lock:
+            found = self._outcomes.get(call_id)
+            running = next((cs for cs in self.calls() if cs.id == call_id), None)
+        if found is not None:
+            owner, out = found
+            if uid not in (ROOT_UID, owner):
+                raise AccessDenied(f"call {call_id} belongs to uid {owner}, not {uid}")
+            return out
+        if running is not None:
+            self._check_owner(running.session, uid)
+            return None
+        raise NotFound(f"no call {call_id!r} (unknown, or its outcome is no longer kept)", call_id)
+
+    def status(self, uid: int = ROOT_UID) -> dict[str, Any]:
+        """Sessions (those ``uid`` may see) with their running calls, and the host budget."""
+        view = View(self)
+        sessions = []
+        for s in self.session_states():
+            if uid not in (ROOT_UID, s.uid):
+                continue
+            info = s.info()
+            info["memory_current"] = view._stats(s.cg).memory_current
+            info["calls"] = [
+                {"call_id": cs.id, "command": command_text(cs.call.argv), "phase": cs.phase,
+                 "memory_current": view.stats(cs).memory_current, "elapsed_s": round(cs.call.elapsed(), 3)}
+                for cs in list(s.calls.values())
+            ]
+            sessions.append(info)
+        out: dict[str, Any] = {"backend": self.manager.kind, "sessions": sessions}
+        if self.config.budget is not None and self.root_cg is not None:
+            out["budget"] = self.config.budget
+            out["memory_current"] = view._stats(self.root_cg).memory_current
+        return out
 
     # --- shutdown ---------------------------------------------------------------------------------------
     def close(self) -> None:
