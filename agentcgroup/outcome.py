@@ -61,7 +61,9 @@ class Outcome:
             return 125
         if self.signal is not None:
             return 128 + self.signal
-        return self.exit_code if self.exit_code is not None else 1
+        if self.exit_code is None:  # adopted after a restart: the status was not ours to read
+            return 137 if self.killed_by else 255
+        return self.exit_code
 
     @property
     def ok(self) -> bool:

@@ -183,6 +183,36 @@ class Process:
             self.pidfd = -1
 
 
+class ForeignProcess(Process):
+    """A process that is not our child (adopted after a controller restart): its end is seen through a pidfd,
+    its exit status is not ours to read (``returncode`` stays None, ``exited`` becomes True)."""
+
+    def __init__(self, pid: int, argv: list[str]) -> None:
+        super().__init__(pid, argv)
+        self.exited = self.pidfd < 0
+
+    def poll(self) -> int | None:
+        if not self.exited and self.pidfd >= 0:
+            ready, _, _ = select.select([self.pidfd], [], [], 0)
+            if ready:
+                self.exited, self.ended = True, time.monotonic()
+        return None
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        if not self.exited and self.pidfd >= 0:
+            ready, _, _ = select.select([self.pidfd], [], [], timeout)
+            if ready:
+                self.exited, self.ended = True, time.monotonic()
+        return None
+
+    def send_signal(self, sig: int) -> None:
+        if not self.exited and self.pidfd >= 0:
+            try:
+                signal.pidfd_send_signal(self.pidfd, sig)
+            except ProcessLookupError:
+                pass
+
+
 def spawn(
     argv: Sequence[str],
     *,

@@ -18,7 +18,7 @@ from .backends.base import Cgroup, Stats
 from .feedback import build_feedback, command_text
 from .limits import Limits
 from .outcome import Outcome, Step
-from .spawn import PIPE, Process
+from .spawn import PIPE, ForeignProcess, Process
 from .warm import new_call_id
 
 log = logging.getLogger("agentcgroup")
@@ -188,7 +188,7 @@ class ToolCall:
             return self.outcome
         assert self.proc is not None and self.cg is not None
         proc, cg, m = self.proc, self.cg, self.manager
-        if proc.returncode is None:
+        if proc.returncode is None and not isinstance(proc, ForeignProcess):
             proc.wait()
         duration = (proc.ended or time.monotonic()) - self._t0
         leftover = 0
@@ -202,6 +202,7 @@ class ToolCall:
         if self._frozen_since is not None:
             self.frozen_s += time.monotonic() - self._frozen_since
             self._frozen_since = None
+        self.ended_wall = time.time()
         try:
             pool = self.session.pool
             if pool is not None:
@@ -227,10 +228,14 @@ class ToolCall:
                 self.cg = None
 
     def _outcome(self, proc: Process, st: Stats, duration: float, leftover: int) -> Outcome:
-        rc = proc.returncode if proc.returncode is not None else 0
-        exit_code, sig = (rc, None) if rc >= 0 else (None, -rc)
+        foreign = isinstance(proc, ForeignProcess)
+        rc = proc.returncode if proc.returncode is not None else (0 if not foreign else None)
+        if rc is None:
+            exit_code, sig = None, None
+        else:
+            exit_code, sig = (rc, None) if rc >= 0 else (None, -rc)
         killed_by = self.killed_by
-        if killed_by is None and st.oom_kills and rc != 0:
+        if killed_by is None and st.oom_kills and rc != 0 and not foreign:
             # a process of the call was OOM-killed and the call failed: the memory limit ended it (on v2 the
             # oom group kills the whole leaf; here the command may have noticed first and exited by itself)
             killed_by = "memory"
@@ -261,7 +266,10 @@ class ToolCall:
             limits=self.limits.to_dict(),
             steps=list(self.steps),
             enforced=self.manager.kind != "none",
+            exit_status_known=not foreign,
         )
+        if foreign and killed_by is None and st.oom_kills:
+            out.killed_by = "memory"
         if proc.stdout is not None and self._relay is None:
             out.stdout = bytes(self._out.get(proc.stdout.fileno(), b""))
         if proc.stderr is not None:

@@ -140,6 +140,8 @@ class TreeManager(Manager):
                     if not exist_ok:
                         raise
                     dirs[role] = pdir.child(name)
+            if len(made) < len(roles) or not made:  # it existed: know every hierarchy it is in
+                self._open_other_roles(cg)
             self.on_created(cg)
             if not limits.is_empty():
                 self.set_limits(cg, limits)
@@ -154,6 +156,19 @@ class TreeManager(Manager):
             raise
         self._cache[path] = cg
         return cg
+
+    def _open_other_roles(self, cg: Cgroup) -> None:
+        dirs = cg.backend_data["dirs"]
+        for role in self._bases:
+            if role in dirs:
+                continue
+            pdir = self._dir_of(cg.parent, role)
+            if pdir is None:
+                continue
+            try:
+                dirs[role] = pdir.child(cg.path[-1])
+            except NotFound:
+                continue
 
     def on_created(self, cg: Cgroup) -> None:
         """Hook: a cgroup's dirs exist, before limits are set."""

@@ -15,6 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from typing import Any
 
 from ..backends import Manager, get_manager
@@ -31,6 +32,7 @@ from .actions import Action, Actuator
 from .config import PRIORITIES, ControllerConfig, check_priority
 from .intent import Intent, declared_memory, default_timeout, size_limits
 from .loop import READ, Loop
+from .persist import StateDir
 from .policies.base import Policy
 from .policies.oomgroup import OomGroupPolicy
 from .policies.pressure import PressurePolicy
@@ -88,6 +90,7 @@ class Controller:
         policies: list[Policy] | None = None,
         actuator: Actuator | None = None,
         start: bool = True,
+        state_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.config = config or ControllerConfig()
         self._own_manager = manager is None
@@ -105,8 +108,11 @@ class Controller:
         self.last_psi: float | None = None
         self.closed = False
         self._outcomes: collections.OrderedDict[str, tuple[int, Outcome]] = collections.OrderedDict()
+        self.state = StateDir(state_dir) if state_dir is not None else None
         try:
             self._setup_root()
+            if self.state is not None:
+                self._adopt()
         except BaseException:
             self._teardown_manager()
             raise
@@ -187,6 +193,8 @@ class Controller:
                 self._drop_session(s)
                 raise
             self._sessions[name] = s
+            if self.state is not None:
+                self.state.save_session(name, {"uid": uid, "priority": priority, "limits": asdict(limits)})
             log.info(
                 "event=session-open session=%s uid=%d priority=%s limits=%s", name, uid, priority, limits.to_dict()
             )
@@ -217,6 +225,8 @@ class Controller:
         s = self.session(name, uid)
         with self._lock:
             self._sessions.pop(name, None)
+        if self.state is not None:
+            self.state.drop_session(name)
         done = threading.Event()
 
         def in_loop() -> None:
@@ -335,11 +345,32 @@ class Controller:
         cs.checkpoint = leaf_limits.memory_high if leaf_limits.memory_high != soft else None
         with self._lock:
             s.calls[call.call_id] = cs
+        if self.state is not None:
+            self._save_call(cs, run_as)
         if self.loop.in_loop() or self.loop.thread is None:
             self._register(cs)
         else:
             self.loop.call_soon_threadsafe(lambda: self._register(cs))
         return CallHandle(self, cs, cs.future, call.call_id)
+
+    def _save_call(self, cs: CallState, run_as: tuple[int, int] | None) -> None:
+        call = cs.call
+        assert self.state is not None and call.proc is not None
+        self.state.save_call(
+            cs.id,
+            {
+                "session": cs.session.name,
+                "argv": call.argv,
+                "pid": call.proc.pid,
+                "started": call.started_wall,
+                "timeout": call.timeout,
+                "limits": asdict(call.limits),
+                "intent": cs.intent.to_dict(),
+                "soft": cs.soft,
+                "keep_background": call.keep_background,
+                "run_as": run_as,
+            },
+        )
 
     def run(self, session: str, argv: Sequence[str], **kwargs: Any) -> Outcome:
         handle = self.submit(session, argv, **kwargs)
@@ -452,13 +483,12 @@ class Controller:
                 cs.sources.append(src)
                 self.loop.add(src.fd, src.events, lambda fd, ev: self._on_memory(cs, src))
         self._apply(View(self), [a for p in self.policies for a in p.on_start(View(self), cs)], cs)
-        if proc.poll() is not None and proc.pidfd < 0:
-            self._on_exit(cs)
 
     def _poll_exit(self, cs: CallState) -> None:
         if cs.phase == "done":
             return
-        if cs.call.proc is not None and cs.call.proc.poll() is not None:
+        proc = cs.call.proc
+        if proc is not None and (proc.poll() is not None or getattr(proc, "exited", False)):
             self._on_exit(cs)
         else:
             cs.timers["poll"] = self.loop.call_later(0.01, lambda: self._poll_exit(cs))
@@ -574,8 +604,12 @@ class Controller:
             with self._lock:
                 cs.session.calls.pop(cs.id, None)
             self._release_reservation(cs.id)
+        if self.state is not None:
+            self.state.drop_call(cs.id)
         if out is not None:
             self._remember(cs.session.uid, out)
+            if self.state is not None:
+                self.state.save_outcome(cs.session.uid, out)
             log.info(
                 "event=call-end session=%s call=%s rc=%s killed_by=%s peak=%s duration=%.3f",
                 cs.session.name,
@@ -586,6 +620,72 @@ class Controller:
                 out.duration_s,
             )
             cs.future.set(out)
+
+    # --- adoption after a restart ----------------------------------------------------------------------
+    def _adopt(self) -> None:
+        """Take over what a previous controller (same root, same state dir) left: its sessions, its running
+        calls (watched again; their outcomes completed), its stored outcomes. Leaves nobody recorded (a dead
+        controller's spare leaves) are killed and removed."""
+        assert self.state is not None
+        m = self.manager
+        for owner, out in self.state.outcomes():
+            self._outcomes[out.call_id] = (owner, out)
+        calls = self.state.calls()
+        for name, rec in self.state.sessions().items():
+            try:
+                cg = m.open((name,))
+            except NotFound:
+                self.state.drop_session(name)
+                continue
+            limits = Limits(**rec.get("limits", {}))
+            s = SessionState(name, int(rec["uid"]), rec["priority"], limits, cg, created=True)
+            s.agent_cg = m.create((name, "agent"))
+            m.create((name, "tools"))
+            if s.budget is not None and s.budget < MAX_BYTES:
+                self._watch_budget(cg, s.budget, s.sources)
+            self._sessions[name] = s
+            for leaf in m.children((name, "tools")):
+                leaf_cg = m.open((name, "tools", leaf))
+                crec = calls.pop(leaf, None)
+                if crec is None or crec.get("session") != name:
+                    log.info(
+                        "event=adopt-remove session=%s leaf=%s reason='no record (a spare or torn call)'", name, leaf
+                    )
+                    m.destroy(leaf_cg)
+                    continue
+                self._adopt_call(s, leaf_cg, crec)
+            if self.config.warm and WarmPool.supported(m):
+                s.pool = WarmPool(m, (name, "tools"), self.config.warm)
+            log.info("event=adopt-session session=%s calls=%d", name, len(s.calls))
+        for call_id in calls:
+            self.state.drop_call(call_id)
+
+    def _adopt_call(self, s: SessionState, cg: Cgroup, rec: dict[str, Any]) -> None:
+        from ..spawn import ForeignProcess
+
+        argv = list(rec["argv"])
+        pid = int(rec["pid"])
+        call = ToolCall(
+            _SessionRef(s, self),
+            argv,
+            limits=Limits(**rec.get("limits", {})),
+            timeout=rec.get("timeout"),
+            call_id=cg.path[-1],
+            keep_background=bool(rec.get("keep_background")),
+        )
+        call.cg = cg
+        proc = ForeignProcess(pid, argv)
+        if pid not in self.manager.pids(cg):  # it ended while nobody watched (or the pid is someone else's now)
+            proc.close()
+            proc.exited, proc.ended = True, time.monotonic()
+        call.proc = proc
+        call.started_wall = float(rec["started"])
+        call._t0 = time.monotonic() - max(0.0, time.time() - call.started_wall)
+        call.step("note", "adopted after a controller restart: exit status unknown, output not captured")
+        cs = CallState(call, s, Intent(**rec.get("intent", {})), CallFuture(), soft=rec.get("soft"))
+        s.calls[call.call_id] = cs
+        self.loop.call_soon_threadsafe(lambda: self._register(cs))
+        log.info("event=adopt-call session=%s call=%s pid=%d alive=%s", s.name, cs.id, pid, not proc.exited)
 
     # --- outcomes and status ----------------------------------------------------------------------------
     KEEP_OUTCOMES = 1000
@@ -621,8 +721,13 @@ class Controller:
             info = s.info()
             info["memory_current"] = view._stats(s.cg).memory_current
             info["calls"] = [
-                {"call_id": cs.id, "command": command_text(cs.call.argv), "phase": cs.phase,
-                 "memory_current": view.stats(cs).memory_current, "elapsed_s": round(cs.call.elapsed(), 3)}
+                {
+                    "call_id": cs.id,
+                    "command": command_text(cs.call.argv),
+                    "phase": cs.phase,
+                    "memory_current": view.stats(cs).memory_current,
+                    "elapsed_s": round(cs.call.elapsed(), 3),
+                }
                 for cs in list(s.calls.values())
             ]
             sessions.append(info)

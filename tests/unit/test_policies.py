@@ -42,6 +42,9 @@ class FakeCall:
     timeout: float | None = None
     proc: FakeProc = field(default_factory=FakeProc)
 
+    def elapsed(self) -> float:
+        return 0.0
+
 
 class FakeView:
     """What a policy sees: config, figures per call, budgets, headroom."""

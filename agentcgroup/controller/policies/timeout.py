@@ -11,7 +11,10 @@ class TimeoutPolicy(Policy):
 
     def on_start(self, view, cs):  # type: ignore[no-untyped-def]
         t = cs.call.timeout
-        return [Action("timer", cs, "time limit", delay=t, key="timeout")] if t else []
+        if not t:
+            return []
+        left = max(0.0, t - cs.call.elapsed())  # an adopted call has already used some of it
+        return [Action("timer", cs, "time limit", delay=left, key="timeout")]
 
     def on_timer(self, view, cs, key):  # type: ignore[no-untyped-def]
         t = cs.call.timeout

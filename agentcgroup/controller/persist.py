@@ -1,0 +1,96 @@
+"""What the daemon writes down so that a successor can adopt its sessions and calls after a crash.
+
+``<state_dir>/sessions/<name>.json``  one per open session (owner, priority, limits)
+``<state_dir>/calls/<id>.json``       one per running call (session, argv, pid, start time, timeout, ...)
+``<state_dir>/outcomes/<id>.json``    the last outcomes, for clients that reconnect
+
+Each file is written whole (temp file + rename), so a crash leaves the old version or the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..cgroupfs import check_name
+from ..outcome import Outcome, Step
+
+KEEP_OUTCOME_FILES = 1000
+
+
+class StateDir:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        for sub in ("sessions", "calls", "outcomes"):
+            (self.path / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def _write(self, kind: str, name: str, data: dict[str, Any]) -> None:
+        check_name(name)
+        final = self.path / kind / f"{name}.json"
+        tmp = final.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            json.dump(data, f, separators=(",", ":"))
+        os.replace(tmp, final)
+
+    def _remove(self, kind: str, name: str) -> None:
+        try:
+            (self.path / kind / f"{name}.json").unlink()
+        except FileNotFoundError:
+            pass
+
+    def _load(self, kind: str) -> dict[str, dict[str, Any]]:
+        out = {}
+        for p in sorted((self.path / kind).glob("*.json")):
+            try:
+                out[p.stem] = json.loads(p.read_text())
+            except (OSError, ValueError):
+                continue  # a torn or foreign file: ignore it
+        return out
+
+    # sessions
+    def save_session(self, name: str, data: dict[str, Any]) -> None:
+        self._write("sessions", name, data)
+
+    def drop_session(self, name: str) -> None:
+        self._remove("sessions", name)
+
+    def sessions(self) -> dict[str, dict[str, Any]]:
+        return self._load("sessions")
+
+    # calls
+    def save_call(self, call_id: str, data: dict[str, Any]) -> None:
+        self._write("calls", call_id, data)
+
+    def drop_call(self, call_id: str) -> None:
+        self._remove("calls", call_id)
+
+    def calls(self) -> dict[str, dict[str, Any]]:
+        return self._load("calls")
+
+    # outcomes
+    def save_outcome(self, owner: int, out: Outcome) -> None:
+        self._write("outcomes", out.call_id, {"owner": owner, "outcome": out.to_dict()})
+        files = sorted((self.path / "outcomes").glob("*.json"), key=lambda p: p.stat().st_mtime)
+        for old in files[:-KEEP_OUTCOME_FILES]:
+            old.unlink(missing_ok=True)
+
+    def outcomes(self) -> list[tuple[int, Outcome]]:
+        found = []
+        for p in sorted((self.path / "outcomes").glob("*.json"), key=lambda p: p.stat().st_mtime):
+            try:
+                data = json.loads(p.read_text())
+                found.append((int(data["owner"]), outcome_from_dict(data["outcome"])))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return found
+
+
+def outcome_from_dict(d: dict[str, Any]) -> Outcome:
+    """Rebuild an :class:`Outcome` from :meth:`Outcome.to_dict` (unknown keys ignored)."""
+    fields = set(Outcome.__dataclass_fields__)
+    kw = {k: v for k, v in d.items() if k in fields and k not in ("steps", "stdout", "stderr")}
+    out = Outcome(**kw)
+    out.steps = [Step(s["at"], s["action"], s["reason"], s.get("figures", {})) for s in d.get("steps", [])]
+    return out

@@ -1,0 +1,86 @@
+"""Crash safety: a controller killed with SIGKILL; its successor adopts the calls it left and completes their
+outcomes; nothing leaks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from agentcgroup import Controller, ControllerConfig, get_manager
+from tests.conftest import SLOW, kernel_skip_reason, leftovers
+
+pytestmark = [pytest.mark.kernel, pytest.mark.v2]
+
+PY = sys.executable
+MiB = 1 << 20
+
+FIRST = """
+import sys, time
+from agentcgroup import Controller, ControllerConfig, get_manager
+root, state, idfile, hold = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+ctl = Controller(get_manager(root), config=ControllerConfig(warm=1), state_dir=state)
+ctl.open_session("s", uid=1000)
+work = "import time; b = bytearray(40 << 20); time.sleep(%s)" % hold
+h = ctl.submit("s", [sys.executable, "-c", work], timeout=120, uid=1000)
+open(idfile, "w").write(h.call_id)
+time.sleep(600)
+"""
+
+
+def start_first(root: str, tmp_path, hold: float) -> tuple[subprocess.Popen, str]:
+    idfile = tmp_path / "call-id"
+    p = subprocess.Popen([PY, "-c", FIRST, root, str(tmp_path / "state"), str(idfile), str(hold)])
+    deadline = time.monotonic() + 30 * SLOW
+    while not idfile.exists() or not idfile.read_text():
+        assert p.poll() is None and time.monotonic() < deadline, "the first controller did not start its call"
+        time.sleep(0.05)
+    return p, idfile.read_text()
+
+
+@pytest.fixture(autouse=True)
+def _need_kernel() -> None:
+    if kernel_skip_reason():
+        pytest.skip(kernel_skip_reason())
+
+
+@pytest.mark.parametrize("when", ["still-running", "ended-meanwhile"])
+def test_sigkilled_controller_is_adopted(tmp_path, root_name, when: str) -> None:
+    hold = 2.0 * SLOW
+    first, call_id = start_first(root_name, tmp_path, hold)
+    time.sleep(0.5 * SLOW)  # the call holds its 40 MiB; the warm spare is ready
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    if when == "ended-meanwhile":
+        time.sleep(hold + 1)
+
+    m = get_manager(root_name)
+    ctl = Controller(m, config=ControllerConfig(warm=0), state_dir=tmp_path / "state")
+    try:
+        deadline = time.monotonic() + 30 * SLOW
+        while (out := ctl.outcome(call_id, uid=1000)) is None:
+            assert time.monotonic() < deadline, "the adopted call's outcome never came"
+            time.sleep(0.05)
+        assert out.call_id == call_id and out.session == "s"
+        assert out.exit_status_known is False and out.exit_code is None
+        assert out.memory_peak >= 40 * MiB
+        assert out.duration_s >= hold * 0.9
+        assert any(s.action == "note" and "adopted" in s.reason for s in out.steps)
+        # the session itself was adopted: it runs new calls
+        assert ctl.run("s", ["true"], uid=1000).exit_code == 0
+        # the dead controller's spare leaf was removed, the call's leaf too
+        assert ctl.manager.children(("s", "tools")) == []
+    finally:
+        ctl.close()
+        m.close()
+    assert leftovers(root_name) == []
+    # its outcome survives another restart
+    m2 = get_manager(root_name)
+    with Controller(m2, state_dir=tmp_path / "state") as again:
+        assert again.outcome(call_id, uid=1000).memory_peak == out.memory_peak
+    m2.close()
+    assert leftovers(root_name) == []
