@@ -59,6 +59,11 @@ static int set_ids(int uid, int gid) {
 }
 struct rl { int resource; struct rlimit lim; };
 #define STUB_MAXFDS 64
+#define SMALL_PAYLOAD (256 * 1024)
+
+static const int IGNORED[] = {SIGINT, SIGQUIT, SIGTSTP, SIGTTIN, SIGTTOU, SIGHUP, SIGPIPE};
+static char small_payload[SMALL_PAYLOAD];
+static char *small_vec[8192];
 
 struct frame { uint32_t op; uint32_t nfds; uint32_t len; uint32_t pad; };
 
@@ -96,9 +101,12 @@ static void stub_exec(int sock, const char *payload, uint32_t len, int *fds, uin
     }
     int32_t argc = rd_i32(&p), envc = rd_i32(&p);
     if (argc < 1 || envc < 0 || p > end) send_ints(sock, STAGE_EXEC, EINVAL, 2), _exit(127);
-    size_t vec_bytes = sizeof(char *) * (size_t)(argc + envc + 2);
-    char **vec = mmap(NULL, vec_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (vec == MAP_FAILED) send_ints(sock, STAGE_EXEC, ENOMEM, 2), _exit(127);
+    size_t nvec = (size_t)argc + (size_t)envc + 2;
+    char **vec = small_vec;
+    if (nvec > sizeof small_vec / sizeof small_vec[0]) {
+        vec = mmap(NULL, sizeof(char *) * nvec, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (vec == MAP_FAILED) send_ints(sock, STAGE_EXEC, ENOMEM, 2), _exit(127);
+    }
     const char *path = p; p += strlen(p) + 1;
     const char *cwd = NULL;
     if (flags & 2) { cwd = p; p += strlen(p) + 1; }
@@ -130,15 +138,11 @@ static void stub_exec(int sock, const char *payload, uint32_t len, int *fds, uin
     }
     for (uint32_t i = 0; i < nfds; i++) if (fds[i] > 2) close(fds[i]);
     if (cwd && chdir(cwd) < 0) send_ints(sock, STAGE_CHDIR, errno, 2), _exit(127);
+    /* exec resets handlers itself; only what the stub ignores while idle must go back to default */
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; sig++) {
-        if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &sa, NULL);
-    }
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    for (size_t i = 0; i < sizeof IGNORED / sizeof IGNORED[0]; i++) sigaction(IGNORED[i], &sa, NULL);
     execve(path, argv, envp);
     send_ints(sock, STAGE_EXEC, errno, 2);
     _exit(127);
@@ -146,15 +150,12 @@ static void stub_exec(int sock, const char *payload, uint32_t len, int *fds, uin
 
 static void stub_main(int sock) {
     fcntl(sock, F_SETFD, FD_CLOEXEC);
-    /* idle: ignore terminal signals (the exec restores defaults); block nothing */
+    /* a fresh program: every disposition is the default, except what the stub ignores while idle (a ^C at
+     * the terminal is for the command it will become, not for it); block nothing */
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    for (int sig = 1; sig < NSIG; sig++) {
-        if (sig == SIGKILL || sig == SIGSTOP) continue;
-        sa.sa_handler = (sig == SIGINT || sig == SIGQUIT || sig == SIGTSTP || sig == SIGTTIN ||
-                         sig == SIGTTOU || sig == SIGHUP || sig == SIGPIPE) ? SIG_IGN : SIG_DFL;
-        sigaction(sig, &sa, NULL);
-    }
+    sa.sa_handler = SIG_IGN;
+    for (size_t i = 0; i < sizeof IGNORED / sizeof IGNORED[0]; i++) sigaction(IGNORED[i], &sa, NULL);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -182,8 +183,12 @@ static void stub_main(int sock) {
         }
         char *payload = NULL;
         if (hdr.len) {
-            payload = mmap(NULL, hdr.len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-            if (payload == MAP_FAILED || recv_all(sock, payload, hdr.len) < 0) _exit(0);
+            payload = small_payload;
+            if (hdr.len > SMALL_PAYLOAD) {
+                payload = mmap(NULL, hdr.len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                if (payload == MAP_FAILED) _exit(0);
+            }
+            if (recv_all(sock, payload, hdr.len) < 0) _exit(0);
         }
         if (hdr.op == 'P') {
             int err = 0;
@@ -197,7 +202,7 @@ static void stub_main(int sock) {
         } else {
             _exit(0);
         }
-        if (payload) munmap(payload, hdr.len);
+        if (payload && payload != small_payload) munmap(payload, hdr.len);
     }
 }
 

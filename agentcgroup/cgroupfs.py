@@ -18,6 +18,10 @@ from collections.abc import Callable
 
 from .errors import Busy, InvalidName, NotFound, from_oserror
 
+#: files backed by a task iterator: re-reading them through a kept fd lags one read behind, so they are
+#: always opened afresh (measured on 6.18: an empty list while a task is in the cgroup, the dead task after)
+_ITERATED = frozenset({"cgroup.procs", "tasks", "cgroup.threads"})
+
 #: test seam: called with the path of every directory this module creates (a fake cgroupfs fills in the
 #: control files the kernel would). ``None`` on a real system.
 MKDIR_HOOK: Callable[[str], None] | None = None
@@ -50,12 +54,14 @@ def check_name(name: str, what: str = "name") -> str:
 
 
 class Dir:
-    """An open cgroup directory. Cheap to keep: one fd."""
+    """An open cgroup directory: one fd, plus the control files it has read (kept open: a ``pread`` costs a
+    microsecond, an open/read/close eight, and figures are read at every tool call's end)."""
 
-    __slots__ = ("fd", "path")
+    __slots__ = ("_files", "fd", "path")
 
     def __init__(self, fd: int, path: str) -> None:
         self.fd, self.path = fd, path
+        self._files: dict[str, int] = {}
 
     # --- opening -------------------------------------------------------------------------------------
     @classmethod
@@ -102,6 +108,9 @@ class Dir:
             raise from_oserror(exc, path, "open") from None
 
     def close(self) -> None:
+        for fd in self._files.values():
+            os.close(fd)
+        self._files.clear()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -111,16 +120,31 @@ class Dir:
 
     # --- control files -------------------------------------------------------------------------------
     def read(self, fname: str) -> str:
+        fd = self._files.get(fname)
+        if fd is None:
+            try:
+                fd = os.open(fname, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
+            except OSError as exc:
+                raise from_oserror(exc, f"{self.path}/{fname}", "read") from None
+            if fname in _ITERATED:
+                return self._read_once(fd, fname)
+            self._files[fname] = fd
         try:
-            fd = os.open(fname, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
-        except OSError as exc:
-            raise from_oserror(exc, f"{self.path}/{fname}", "read") from None
-        try:
-            chunks = []
+            chunks, offset = [], 0
             while True:
-                chunk = os.read(fd, 65536)
+                chunk = os.pread(fd, 65536, offset)
                 if not chunk:
                     break
+                chunks.append(chunk)
+                offset += len(chunk)
+            return b"".join(chunks).decode()
+        except OSError as exc:
+            raise from_oserror(exc, f"{self.path}/{fname}", "read") from None
+
+    def _read_once(self, fd: int, fname: str) -> str:
+        try:
+            chunks = []
+            while chunk := os.read(fd, 65536):
                 chunks.append(chunk)
             return b"".join(chunks).decode()
         except OSError as exc:

@@ -37,7 +37,8 @@ class Limits:
     def __post_init__(self) -> None:
         for name in ("memory_max", "memory_high", "memory_low", "pids_max"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            floor = 0 if name == "memory_low" else 1  # no protection (0) is a protection level
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < floor):
                 raise InvalidValue(name.replace("_", "-"), value, "must be a positive whole number")
         if self.cpu is not None and not (self.cpu > 0):
             raise InvalidValue("cpu", self.cpu, "must be more than 0 cores")

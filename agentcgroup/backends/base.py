@@ -150,6 +150,10 @@ class Manager(abc.ABC):
     @abc.abstractmethod
     def stats(self, cg: Cgroup) -> Stats: ...
 
+    def memory_current(self, cg: Cgroup) -> int:
+        """Memory in use now, in bytes: the one figure the pressure path needs, read in one go."""
+        return self.stats(cg).memory_current or 0
+
     @abc.abstractmethod
     def freeze(self, cg: Cgroup, timeout: float = 1.0) -> None:
         """Stop every process in ``cg`` (and below) until :meth:`thaw`; raises Unsupported if impossible."""

@@ -132,6 +132,9 @@ class HybridManager(TreeManager):
         cg.backend_data["stall"] = False
 
     # --- figures ---------------------------------------------------------------------------------------
+    def memory_current(self, cg: Cgroup) -> int:
+        return int(cg.backend_data["dirs"]["memory"].read("memory.usage_in_bytes"))
+
     def stats(self, cg: Cgroup) -> Stats:
         dirs = cg.backend_data["dirs"]
         mem = dirs["memory"]
@@ -249,7 +252,16 @@ class HybridManager(TreeManager):
             cg.backend_data["stall"] = False
             return
         mem.write("memory.oom_control", "1")  # first: a charge racing the new limit stalls, never kills
-        self._write_limit(mem, value)
+        for _ in range(8):
+            try:
+                self._write_limit(mem, value)
+                break
+            except LimitRejected:
+                # it grew past ``value`` since the caller read its usage (anonymous memory cannot be reclaimed
+                # without swap): stall it where it stands now
+                value = max(value, int(mem.read("memory.usage_in_bytes"))) + (256 << 10)
+        else:
+            raise LimitRejected(f"{cg.name}: could not set a soft limit under its growing usage", cg.name)
         cg.backend_data["stall"] = True
 
     def memory_events(self, cg: Cgroup) -> EventSource:

@@ -94,6 +94,9 @@ class V2Manager(TreeManager):
             raise Unsupported(f"the {ctrl} controller is not enabled for {d.path}: cannot set {fname}", cg.name)
 
     # --- figures ---------------------------------------------------------------------------------------
+    def memory_current(self, cg: Cgroup) -> int:
+        return int(cg.backend_data["dirs"]["unified"].read("memory.current"))
+
     def stats(self, cg: Cgroup) -> Stats:
         d = cg.backend_data["dirs"]["unified"]
         s = Stats()

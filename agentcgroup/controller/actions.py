@@ -6,6 +6,7 @@ Every action becomes one structured log line and a step in the call's outcome. T
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from dataclasses import dataclass, field
@@ -38,14 +39,19 @@ class Actuator:
 
     def __init__(self, dry_run: bool = False) -> None:
         self.dry_run = dry_run
-        self.log: list[tuple[float, str, str, str]] = []  # (monotonic, verb, call label, reason)
+        #: (monotonic time the action completed, verb, call label, reason), the last 10000
+        self.log: collections.deque[tuple[float, str, str, str]] = collections.deque(maxlen=10_000)
 
     def execute(self, action: Action) -> None:
         cs = action.call
         call = cs.call
         m = call.manager
-        t = time.monotonic()
-        self.log.append((t, action.verb, cs.label, action.reason))
+        try:
+            self._execute(action, cs, call, m)
+        finally:
+            self.log.append((time.monotonic(), action.verb, cs.label, action.reason))
+
+    def _execute(self, action: Action, cs: CallState, call: Any, m: Any) -> None:
         if action.verb == "note":
             call.step("note", action.reason, **action.figures)
             return

@@ -93,6 +93,7 @@ class Controller:
         state_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.config = config or ControllerConfig()
+        _raise_fd_limit()
         self._own_manager = manager is None
         self.manager = manager or get_manager(root, backend=backend)
         self.policies = policies if policies is not None else default_policies()
@@ -184,6 +185,12 @@ class Controller:
             try:
                 low = agent_memory if agent_memory is not None else self.config.agent_memory_low
                 s.agent_cg = m.create((name, "agent"), Limits(memory_low=low) if low else None)
+                s.protected = low or 0
+                if low and (limits.memory_low is None or limits.memory_low < low):
+                    # protection counts only as far as every ancestor grants it (cgroup v2 memory.low)
+                    m.set_limits(cg, Limits(memory_low=low))
+                    s.limits = s.limits.merged(Limits(memory_low=low))
+                self._protect_root(extra=s.protected)
                 m.create((name, "tools"))
                 if self.config.warm and WarmPool.supported(m):
                     s.pool = WarmPool(m, (name, "tools"), self.config.warm)
@@ -245,10 +252,23 @@ class Controller:
         self._drop_session(s)
         log.info("event=session-close session=%s", name)
 
+    def _protect_root(self, extra: int = 0) -> None:
+        """The root protects what its sessions' agents are promised (their sum)."""
+        if self.root_cg is None:
+            return
+        total = extra + sum(x.protected for x in self._sessions.values())
+        try:
+            self.manager.set_limits(self.root_cg, Limits(memory_low=total))
+        except AgentCgroupError as exc:
+            log.warning("event=protect-failed reason=%r", str(exc))
+
     def _drop_session(self, s: SessionState) -> None:
         if s.pool is not None:
             s.pool.close()
             s.pool = None
+        with self._lock:
+            self._sessions.pop(s.name, None)
+        self._protect_root()
         for src in s.sources:
             self.loop.remove(src.fd)
             src.close()
@@ -498,8 +518,13 @@ class Controller:
             self.loop.remove(fd)
             cs.pipes.pop(fd, None)
 
-    def _on_memory(self, cs: CallState, src: EventSource) -> None:
-        src.drain()
+    def _on_memory(self, cs: CallState, src: EventSource | None) -> None:
+        if src is not None:
+            src.drain()
+            if src.kind == "oom":
+                # v1 notifies *before* its OOM killer picks a victim: look again once it has
+                for delay in (0.005, 0.05, 0.25):
+                    self.loop.call_later(delay, lambda: self._on_memory(cs, None))
         if cs.phase == "done" or cs.call.cg is None:
             return
         view = View(self)
@@ -789,3 +814,16 @@ class _SessionRef:
     @property
     def pool(self) -> WarmPool | None:
         return self._s.pool
+
+
+def _raise_fd_limit() -> None:
+    """Each watched cgroup keeps a few fds open (control files, eventfds, pidfds): lift the soft limit to the
+    hard one, as servers do."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 1 << 20, hard))
+        except (ValueError, OSError):
+            pass

@@ -31,6 +31,7 @@ class SessionState:
     calls: dict[str, CallState] = field(default_factory=dict)
     sources: list[EventSource] = field(default_factory=list)
     created: bool = True
+    protected: int = 0  # bytes of the agent leaf's memory.low
     opened_at: float = field(default_factory=time.time)
 
     @property

@@ -21,6 +21,7 @@ class View:
         self.now = time.monotonic()
         self.kernel_oom_group = ctl.manager.features.oom_group == "memory.oom.group"
         self._cache: dict[int, Stats] = {}
+        self._usage: dict[int, int] = {}
 
     def _stats(self, cg) -> Stats:  # type: ignore[no-untyped-def]
         key = id(cg)
@@ -36,6 +37,21 @@ class View:
             return Stats()
         return self._stats(cs.call.cg)
 
+    def usage(self, cg) -> int:  # type: ignore[no-untyped-def]
+        """Memory in use by ``cg`` (one file read, cached for this event)."""
+        key = id(cg)
+        if key in self._cache:
+            return self._cache[key].memory_current or 0
+        if key not in self._usage:
+            try:
+                self._usage[key] = self.ctl.manager.memory_current(cg)
+            except CgroupError:
+                self._usage[key] = 0
+        return self._usage[key]
+
+    def call_usage(self, cs: CallState) -> int:
+        return 0 if cs.call.cg is None else self.usage(cs.call.cg)
+
     def running(self) -> list[CallState]:
         return [cs for cs in self.ctl.calls() if cs.phase != "done" and cs.call.cg is not None]
 
@@ -47,12 +63,12 @@ class View:
         out = []
         calls = self.running()
         if self.config.budget is not None and self.ctl.root_cg is not None:
-            out.append(("", self._stats(self.ctl.root_cg).memory_current or 0, self.config.budget, calls))
+            out.append(("", self.usage(self.ctl.root_cg), self.config.budget, calls))
         for s in self.ctl.session_states():
             b = s.budget
             if b is not None and b < MAX_BYTES:
                 mine = [cs for cs in calls if cs.session is s]
-                out.append((s.name, self._stats(s.cg).memory_current or 0, b, mine))
+                out.append((s.name, self.usage(s.cg), b, mine))
         return out
 
     def headroom(self, cs: CallState) -> int:

@@ -66,6 +66,9 @@ class FakeView:
     def stats(self, cs: CallState) -> Stats:
         return Stats(memory_current=self.usage.get(cs.id, 0), under_oom=cs.id in self.under_oom)
 
+    def call_usage(self, cs: CallState) -> int:
+        return self.usage.get(cs.id, 0)
+
     def rank_of(self, cs: CallState) -> int:
         return cs.rank
 

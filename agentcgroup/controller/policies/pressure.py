@@ -60,11 +60,11 @@ class PressurePolicy(Policy):
         if not candidates or any(v.phase == "throttled" and v.throttled_by == "pressure" for v in victims):
             return []  # one throttled victim at a time; its deadline decides what comes next
         top = max(view.rank_of(cs) for cs in calls) if calls else 0
-        candidates.sort(key=lambda cs: (view.rank_of(cs), -(view.stats(cs).memory_current or 0)))
+        candidates.sort(key=lambda cs: (view.rank_of(cs), -(view.call_usage(cs))))
         cs = candidates[0]
         if view.rank_of(cs) >= top and scope == "" and len({view.rank_of(c) for c in calls}) > 1:
             return []
-        st = view.stats(cs)
+        used = view.call_usage(cs)
         victims.append(cs)
         cs.phase, cs.throttled_by, cs.throttled_at = "throttled", "pressure", view.now
         why = self._where(scope, usage, budget)
@@ -73,8 +73,8 @@ class PressurePolicy(Policy):
                 "throttle",
                 cs,
                 f"{why}: lower-priority calls give way",
-                level=st.memory_current,
-                figures={"usage": st.memory_current, "scope": scope or "host"},
+                level=used,
+                figures={"usage": used, "scope": scope or "host"},
             ),
             Action("timer", cs, "pressure deadline", delay=view.config.stall_grace, key=f"pressure-freeze:{scope}"),
         ]
