@@ -145,6 +145,9 @@ time.sleep(hold)
 def _agent_cache_after_sibling_reads(manager, pagecache: str, protect: bool) -> int:  # type: ignore[no-untyped-def]
     """The agent reads 128 MiB into its page cache; a tool call of the same session then streams 224 MiB
     under a 256 MiB session budget. What is left of the agent's cache?"""
+    fd = os.open(pagecache, os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # cached pages of an earlier run would charge nobody
+    os.close(fd)
     cfg = ControllerConfig(agent_memory_low=160 * MiB if protect else 0, warm=0)
     with Controller(manager, config=cfg) as ctl:
         name = "prot" if protect else "bare"
@@ -154,8 +157,7 @@ def _agent_cache_after_sibling_reads(manager, pagecache: str, protect: bool) -> 
         assert agent.stdout.readline() == b"read\n"
         before = manager.memory_current(s.agent_cg)
         assert before >= 120 * MiB, f"the agent's cache did not land in its leaf ({before >> 20} MiB)"
-        out = ctl.run(name, [PY, "-c", READER, pagecache, str(128 * MiB), str(224 * MiB), "0"],
-                      timeout=120 * SLOW)
+        out = ctl.run(name, [PY, "-c", READER, pagecache, str(128 * MiB), str(224 * MiB), "0"], timeout=120 * SLOW)
         assert out.exit_code == 0, out
         after = manager.memory_current(s.agent_cg)
         agent.send_signal(9)

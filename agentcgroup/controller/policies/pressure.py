@@ -43,7 +43,10 @@ class PressurePolicy(Policy):
         cfg = view.config
         victims = self.victims.setdefault(scope, [])
         level = usage / budget
-        if level >= cfg.pressure_on or (scope == "" and view.psi_recent()):
+        # host PSI hastens action once usage is past pressure_off; below that, a stall is a call's own doing
+        # (at its soft limit, or at a v2 checkpoint), not a shortage
+        psi = scope == "" and level >= cfg.pressure_off and view.psi_recent()
+        if level >= cfg.pressure_on or psi:
             return self._squeeze(view, scope, usage, budget, calls, victims)
         if level < cfg.pressure_off and victims:
             return self._relieve(view, scope, usage, budget, victims)
@@ -108,7 +111,9 @@ class PressurePolicy(Policy):
         if not found:
             return []
         _, usage, budget, calls = found[0]
-        if usage / budget < view.config.pressure_on and not (scope == "" and view.psi_recent()):
+        level = usage / budget
+        psi = scope == "" and level >= view.config.pressure_off and view.psi_recent()
+        if level < view.config.pressure_on and not psi:
             return self._relieve(view, scope, usage, budget, self.victims.get(scope, []))
         why = self._where(scope, usage, budget)
         if key.startswith("pressure-freeze") and cs.phase == "throttled":
