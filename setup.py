@@ -12,6 +12,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 STUB_SRC = "agentcgroup/_stub.c"
+STUB_DEP = "agentcgroup/_child.h"
 STUB_NAME = "agentcg-stub"
 
 
@@ -27,13 +28,17 @@ class BuildNative(build_ext):
         if not sys.platform.startswith("linux"):
             return
         cc = self.compiler
-        objects = cc.compile([STUB_SRC], output_dir=self.build_temp, extra_postargs=["-O2"])
+        objects = cc.compile([STUB_SRC], output_dir=self.build_temp, extra_postargs=["-O2"], depends=[STUB_DEP])
         out_dir = "agentcgroup" if self.inplace else os.path.join(self.build_lib, "agentcgroup")
         os.makedirs(out_dir, exist_ok=True)
         cc.link_executable(objects, STUB_NAME, output_dir=out_dir)
 
 
 setup(
-    ext_modules=[Extension("agentcgroup._spawn", sources=["agentcgroup/_spawn.c"], optional=True)],
+    ext_modules=[
+        Extension(
+            "agentcgroup._spawn", sources=["agentcgroup/_spawn.c"], depends=["agentcgroup/_child.h"], optional=True
+        )
+    ],
     cmdclass={"build_ext": BuildNative},
 )

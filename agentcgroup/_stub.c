@@ -31,33 +31,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-enum { STAGE_PLACE = 1, STAGE_SETSID, STAGE_RLIMIT, STAGE_DUP, STAGE_CHDIR, STAGE_EXEC, STAGE_OOMADJ, STAGE_IDS };
-#define NO_OOM_ADJ (-100000)
+#include "_child.h"
 
-static int set_oom_adj(int adj) {
-    char buf[16];
-    int n = 0, v = adj < 0 ? -adj : adj;
-    char tmp[12];
-    do { tmp[n++] = (char)('0' + v % 10); v /= 10; } while (v && n < 11);
-    int k = 0;
-    if (adj < 0) buf[k++] = '-';
-    while (n) buf[k++] = tmp[--n];
-    int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    ssize_t w = write(fd, buf, (size_t)k);
-    close(fd);
-    return w == k ? 0 : -1;
-}
-
-static int set_ids(int uid, int gid) {
-    if (gid >= 0) {
-        if (syscall(SYS_setgroups, 0, NULL) < 0 && errno != EPERM) return -1;
-        if (setgid((gid_t)gid) < 0) return -1;
-    }
-    if (uid >= 0 && setuid((uid_t)uid) < 0) return -1;
-    return 0;
-}
-struct rl { int resource; struct rlimit lim; };
 #define STUB_MAXFDS 64
 #define SMALL_PAYLOAD (256 * 1024)
 

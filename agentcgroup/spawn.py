@@ -87,6 +87,15 @@ def resolve(argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str 
     return found
 
 
+def _attach_pipes(proc: Process, ours: dict[str, int | None]) -> Process:
+    """Our ends of the pipes (PIPE was asked for) become the process's stdin/stdout/stderr files."""
+    for name, mode in (("stdin", "wb"), ("stdout", "rb"), ("stderr", "rb")):
+        fd = ours[name]
+        if fd is not None:
+            setattr(proc, name, open(fd, mode, buffering=0))  # noqa: SIM115 - owned by proc, closed by close()
+    return proc
+
+
 def _fd_for(spec: Any, mode: str, to_close: list[int]) -> tuple[int, int | None]:
     """(fd for the child, our end of a pipe or None)."""
     if spec is None:
@@ -261,13 +270,7 @@ def spawn(
     finally:
         for fd in child_side:
             os.close(fd)
-    if ours["stdin"] is not None:
-        proc.stdin = open(ours["stdin"], "wb", buffering=0)  # noqa: SIM115
-    if ours["stdout"] is not None:
-        proc.stdout = open(ours["stdout"], "rb", buffering=0)  # noqa: SIM115
-    if ours["stderr"] is not None:
-        proc.stderr = open(ours["stderr"], "rb", buffering=0)  # noqa: SIM115
-    return proc
+    return _attach_pipes(proc, ours)
 
 
 def _raise_spawn_error(exc: OSError, stage: str, argv: list[str]) -> None:
@@ -423,14 +426,7 @@ class Stub:
                 if fd is not None:
                     os.close(fd)
             _raise_spawn_error(OSError(err, os.strerror(err)), _STAGES.get(stage, "exec"), argv)
-        proc = Process(self.pid, argv)
-        if ours["stdin"] is not None:
-            proc.stdin = open(ours["stdin"], "wb", buffering=0)  # noqa: SIM115
-        if ours["stdout"] is not None:
-            proc.stdout = open(ours["stdout"], "rb", buffering=0)  # noqa: SIM115
-        if ours["stderr"] is not None:
-            proc.stderr = open(ours["stderr"], "rb", buffering=0)  # noqa: SIM115
-        return proc
+        return _attach_pipes(Process(self.pid, argv), ours)
 
     def close(self) -> None:
         """Dismiss an unused stub (it exits on EOF) and reap it."""

@@ -275,30 +275,25 @@ class HybridManager(TreeManager):
     # --- events (v1 eventfds) --------------------------------------------------------------------------
     def oom_eventfd(self, cg: Cgroup) -> int:
         """An eventfd that counts OOM events (stalls or kills) in ``cg``'s memory cgroup."""
-        mem = cg.backend_data["dirs"]["memory"]
-        efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-        ofd = mem.open_file("memory.oom_control")
-        try:
-            mem.write("cgroup.event_control", f"{efd} {ofd}")
-        except BaseException:
-            os.close(efd)
-            raise
-        finally:
-            os.close(ofd)
-        return efd
+        return self._event_control(cg, "memory.oom_control", "")
 
     def threshold_eventfd(self, cg: Cgroup, threshold: int) -> int:
         """An eventfd signalled when ``cg``'s memory usage crosses ``threshold`` bytes (either way)."""
+        return self._event_control(cg, "memory.usage_in_bytes", f" {int(threshold)}")
+
+    @staticmethod
+    def _event_control(cg: Cgroup, fname: str, args: str) -> int:
+        """Register an eventfd on ``fname`` through cgroup.event_control (v1 notifications)."""
         mem = cg.backend_data["dirs"]["memory"]
         efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-        ufd = mem.open_file("memory.usage_in_bytes")
+        target = mem.open_file(fname)
         try:
-            mem.write("cgroup.event_control", f"{efd} {ufd} {int(threshold)}")
+            mem.write("cgroup.event_control", f"{efd} {target}{args}")
         except BaseException:
             os.close(efd)
             raise
         finally:
-            os.close(ufd)
+            os.close(target)
         return efd
 
 
