@@ -46,7 +46,7 @@ class Session:
         manager: Manager | None = None,
         root: str | None = None,
         backend: str | None = None,
-        warm: int = 1,
+        warm: int = 2,
         config: ControllerConfig | None = None,
     ) -> None:
         self.name = check_name(name, "session name") if name is not None else f"s{os.getpid()}-{next(_counter)}"

@@ -87,6 +87,13 @@ def resolve(argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str 
     return found
 
 
+def _env_bytes(env: Mapping[str, str]) -> list[bytes]:
+    """``KEY=value`` entries; this process's own environment is taken as bytes, as the kernel keeps it."""
+    if env is os.environ:
+        return [k + b"=" + v for k, v in os.environb.items()]
+    return [f"{k}={v}".encode() for k, v in env.items()]
+
+
 def _attach_pipes(proc: Process, ours: dict[str, int | None]) -> Process:
     """Our ends of the pipes (PIPE was asked for) become the process's stdin/stdout/stderr files."""
     for name, mode in (("stdin", "wb"), ("stdout", "rb"), ("stderr", "rb")):
@@ -292,7 +299,7 @@ def _spawn_c(path, argv, env, cwd, fds, procs_fds, new_session, rlimits, keep_fd
             if 0 <= fd <= 2 and fd != i:
                 fds[i] = _dup_high(fd)
                 moved.append(fds[i])
-        env_list = [f"{k}={v}".encode() for k, v in env.items()]
+        env_list = _env_bytes(env)
         try:
             return _c.spawn(
                 os.fsencode(path),
@@ -394,7 +401,7 @@ class Stub:
             flags = (1 if new_session else 0) | (2 if cwd is not None else 0)
             parts = [struct.pack("=iiiiii", flags, mask, len(rlimits), *_ids(uid, gid, oom_score_adj))]
             parts += [struct.pack("=iqq", r, soft, hard) for r, soft, hard in rlimits]
-            env_list = [f"{k}={v}".encode() for k, v in env_map.items()]
+            env_list = _env_bytes(env_map)
             parts.append(struct.pack("=ii", len(argv), len(env_list)))
             strings = [os.fsencode(path)] + ([os.fsencode(cwd)] if cwd is not None else [])
             strings += [a.encode() for a in argv] + env_list

@@ -20,6 +20,8 @@ from .spawn import STUBS, Stub
 
 log = logging.getLogger("agentcgroup")
 
+DEBOUNCE_S = 0.005
+
 
 def new_call_id() -> str:
     return "c" + os.urandom(5).hex()
@@ -63,6 +65,12 @@ class WarmPool:
                     self._cv.wait()
                 if self._closed:
                     return
+                if self._ready:
+                    # only finished leaves to remove: let the caller of the call that just ended have the
+                    # interpreter first (the GIL would make it wait for this thread's work)
+                    self._cv.wait(DEBOUNCE_S)
+                if self._closed:
+                    return
                 reap = list(self._reap)
                 self._reap.clear()
                 need = len(self._ready) < self.size and self._failures <= 3
@@ -100,6 +108,7 @@ class WarmPool:
             finally:
                 for fd in fds:
                     os.close(fd)
+            m.stats(cg)  # opens the control files the call's outcome will read: preads only, later
         except BaseException:
             stub.close()
             m.destroy(cg)

@@ -49,11 +49,12 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=300, help="runs per command and path (>= 200)")
     ap.add_argument("--root", default="agentcg-bench")
     ap.add_argument("--backend", default=None)
+    ap.add_argument("--warm", type=int, default=2, help="spare pre-placed leaves (the session default is 2)")
     args = ap.parse_args()
     cases = {"true": ["/bin/true"], "sleep50": ["/bin/sleep", "0.05"]}
     results = {}
     gc.disable()
-    with Session("bench", root=args.root, backend=args.backend) as s:
+    with Session("bench", root=args.root, backend=args.backend, warm=args.warm) as s:
         m = s.manager
         print(f"backend={m.kind} fast_spawn={m.features.fast_spawn} runs={args.runs}", file=sys.stderr)
         for name, argv in cases.items():

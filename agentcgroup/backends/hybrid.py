@@ -159,11 +159,11 @@ class HybridManager(TreeManager):
         elif "cpuacct" in dirs or ("cpu" in dirs and dirs["cpu"].has("cpuacct.usage")):
             d = dirs.get("cpuacct") or dirs["cpu"]
             s.cpu_usec = int(d.read("cpuacct.usage")) // 1000
-        if "cpu" in dirs:
+        if "cpu" in dirs and cg.limits.cpu is not None:  # throttling exists only under a quota
             st = parse_flat_keyed(dirs["cpu"].read("cpu.stat"))
             s.nr_throttled = int(st.get("nr_throttled", 0))
             s.cpu_throttled_usec = int(st.get("throttled_time", 0)) // 1000
-        if "pids" in dirs:
+        if "pids" in dirs and cg.limits.pids_max is not None:
             p = dirs["pids"]
             s.pids_current = int(p.read("pids.current"))
             ev = parse_flat_keyed(p.read_optional("pids.events") or "")

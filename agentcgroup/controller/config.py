@@ -46,7 +46,7 @@ class ControllerConfig:
     psi_stall_ms: int = 150
     psi_window_ms: int = 2000
     checkpoint: int | None = None
-    warm: int = 1
+    warm: int = 2
 
     def __post_init__(self) -> None:
         if self.budget is not None and self.budget <= 0:
