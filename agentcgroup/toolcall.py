@@ -215,18 +215,6 @@ class ToolCall:
         proc.close()
         return self.outcome
 
-    def abort(self) -> None:
-        """Something went wrong while waiting (or the caller was interrupted): leave nothing behind."""
-        if self.cg is not None:
-            try:
-                self.manager.kill(self.cg)
-            finally:
-                if self.proc is not None:
-                    self.proc.wait()
-                    self.proc.close()
-                self.manager.destroy(self.cg)
-                self.cg = None
-
     def _outcome(self, proc: Process, st: Stats, duration: float, leftover: int) -> Outcome:
         foreign = isinstance(proc, ForeignProcess)
         rc = proc.returncode if proc.returncode is not None else (0 if not foreign else None)

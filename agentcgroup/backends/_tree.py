@@ -227,12 +227,8 @@ class TreeManager(Manager):
                 d.close()
             raise NotFound(f"no cgroup {'/'.join(path)} under {self.root_path(self.main_role)}", "/".join(path))
         cg = Cgroup(path, parent, Limits(), {"dirs": dirs})
-        self.on_opened(cg)
         self._cache[path] = cg
         return cg
-
-    def on_opened(self, cg: Cgroup) -> None:
-        """Hook: an existing cgroup was opened (adoption): recover backend state from its files."""
 
     def children(self, path: Sequence[str]) -> list[str]:
         path = tuple(path)

@@ -168,11 +168,6 @@ class Manager(abc.ABC):
         Returns how many processes were seen to be killed (best effort; 0 if it was already empty).
         """
 
-    # --- v1 soft limit ---------------------------------------------------------------------------------
-    def release_stall(self, cg: Cgroup, new_limit: int) -> None:
-        """v1 only: raise a stalled cgroup's limit (and let the kernel OOM-kill above it again)."""
-        raise NotImplementedError
-
     # --- the controller's verbs: soft limit and kernel notifications -------------------------------------
     def set_soft_limit(self, cg: Cgroup, value: int | None) -> None:
         """Throttle ``cg`` above ``value`` bytes (``None``: no soft limit). v2 ``memory.high``; v1: the stall at

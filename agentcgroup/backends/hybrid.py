@@ -6,7 +6,7 @@ mounted apart from ``cpu``), ``cpu`` and ``pids`` (only where a limit asks for t
 
 v1 has no ``memory.high``. Its equivalent: ``memory.limit_in_bytes`` at the soft limit with
 ``oom_kill_disable=1``; at the limit the tasks stall (no OOM kill), an eventfd on ``memory.oom_control`` fires,
-and the controller raises the limit to the hard one (:meth:`release_stall`) or kills the call, within a
+and the controller lifts it (:meth:`set_soft_limit` ``None``) or freezes and kills the call, within a
 deadline. v1 has no ``memory.oom.group`` either: the controller kills the whole cgroup when it sees an OOM kill.
 """
 
@@ -123,13 +123,6 @@ class HybridManager(TreeManager):
                     text,
                 ) from None
             raise
-
-    def release_stall(self, cg: Cgroup, new_limit: int) -> None:
-        """Lift the v1 soft-limit stall: raise the limit to ``new_limit`` and re-enable the OOM killer."""
-        mem = cg.backend_data["dirs"]["memory"]
-        self._write_limit(mem, new_limit)
-        mem.write("memory.oom_control", "0")
-        cg.backend_data["stall"] = False
 
     # --- figures ---------------------------------------------------------------------------------------
     def memory_current(self, cg: Cgroup) -> int:

@@ -2,7 +2,7 @@
 
 from .actions import Action, Actuator, RecordingActuator
 from .config import PRIORITIES, ControllerConfig
-from .core import AccessDenied, CallHandle, Controller, Refused
+from .core import AccessDenied, CallHandle, Controller
 from .intent import Intent
 
 __all__ = [
@@ -15,5 +15,4 @@ __all__ = [
     "ControllerConfig",
     "Intent",
     "RecordingActuator",
-    "Refused",
 ]

@@ -46,10 +46,6 @@ log = logging.getLogger("agentcgroup")
 ROOT_UID = 0
 
 
-class Refused(AgentCgroupError):
-    """A call was not admitted; ``reason`` is written for the agent."""
-
-
 class AccessDenied(AgentCgroupError):
     """A session belongs to another user."""
 

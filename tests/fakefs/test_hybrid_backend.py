@@ -36,7 +36,7 @@ def test_soft_limit_is_the_stall(hy, fake_hybrid) -> None:
     d = fake_hybrid.tmp / "memory/started-here/agentcg/s1/c1"
     assert read(d / "memory.limit_in_bytes") == str(200 << 20)
     assert read(d / "memory.oom_control") == "1"  # oom_kill_disable: stall, do not kill
-    hy.release_stall(cg, 1 << 30)
+    hy.set_soft_limit(cg, None)  # lifted: back to the hard limit, the OOM killer on again
     assert read(d / "memory.limit_in_bytes") == str(1 << 30)
     assert read(d / "memory.oom_control") == "0"
 
