@@ -13,12 +13,18 @@ class AgentCgroupError(Exception):
     """Base of everything this package raises on purpose."""
 
 
-class InvalidValue(AgentCgroupError, ValueError):
-    """A value given by the user (a size, a name, a priority) is not acceptable."""
+_WHOLE = object()
 
-    def __init__(self, what: str, value: object, why: str) -> None:
+
+class InvalidValue(AgentCgroupError, ValueError):
+    """A value given by the user (a size, a name, a priority) is not acceptable.
+
+    ``InvalidValue(what, value, why)``; or ``InvalidValue(message)`` for one already written (from the daemon).
+    """
+
+    def __init__(self, what: str, value: object = _WHOLE, why: str = "") -> None:
         self.what, self.value, self.why = what, value, why
-        super().__init__(f"invalid {what} {value!r}: {why}")
+        super().__init__(what if value is _WHOLE else f"invalid {what} {value!r}: {why}")
 
 
 class CgroupError(AgentCgroupError):

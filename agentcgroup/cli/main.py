@@ -8,8 +8,11 @@ import sys
 
 import click
 
+from .daemon_cmd import daemon
 from .doctor_cmd import doctor
 from .run_cmd import run
+from .session_cmd import session
+from .status_cmd import status
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,6 +31,9 @@ def cli(verbose: int) -> None:
 
 cli.add_command(run)
 cli.add_command(doctor)
+cli.add_command(daemon)
+cli.add_command(session)
+cli.add_command(status)
 
 try:  # optional sub-commands, each in its own module
     from .report_cmd import report

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
+import threading
 
 import click
 
 from ..cgroupfs import check_name
+from ..daemon.client import Client
 from ..errors import AgentCgroupError, InvalidValue
 from ..limits import Limits
 from ..session import Session
@@ -36,6 +39,12 @@ def _on_signal(signum: int, _frame: object) -> None:
 @click.option("--keep-background", is_flag=True, help="Do not kill processes the command leaves running.")
 @click.option("--root", metavar="NAME", help="Root cgroup name (default agentcg, or $AGENTCG_ROOT).")
 @click.option("--backend", type=click.Choice(["auto", "v2", "hybrid", "none"]), help="Force a backend.")
+@click.option(
+    "--socket",
+    "socket_path",
+    metavar="PATH",
+    help="Run through the daemon serving PATH (default: $AGENTCG_SOCKET if set, else embedded).",
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(
     session_name: str | None,
@@ -48,6 +57,7 @@ def run(
     keep_background: bool,
     root: str | None,
     backend: str | None,
+    socket_path: str | None,
     command: tuple[str, ...],
 ) -> None:
     """Run COMMAND in its own cgroup, with limits; mirror its exit code (128+signal if killed).
@@ -81,14 +91,13 @@ def run(
         fail(exc.strerror or str(exc), CANNOT_EXECUTE)
 
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
-    stdout_fd = sys.stdout.fileno() if as_json else None
-    if as_json:
-        sys.stdout.flush()
+    sys.stdout.flush()
+    socket_path = socket_path or os.environ.get("AGENTCG_SOCKET")
     try:
-        with Session(session_name, root=root, backend=backend, warm=0) as s:
-            call = s.start(argv, limits=limits, timeout=tmo, relay_stdout=stdout_fd, keep_background=keep_background)
-            outcome = call.wait()
-            assert outcome is not None
+        if socket_path:
+            outcome, ended_nl = _via_daemon(socket_path, session_name, argv, limits, tmo, as_json, keep_background)
+        else:
+            outcome, ended_nl = _embedded(session_name, root, backend, argv, limits, tmo, as_json, keep_background)
     except _Terminated as t:
         raise SystemExit(128 + t.signum) from None
     except KeyboardInterrupt:
@@ -106,7 +115,7 @@ def run(
             signal.signal(sig, handler)
 
     if as_json:
-        if call.call is not None and not call.call.stdout_ended_with_newline:
+        if not ended_nl:
             sys.stdout.write("\n")
         sys.stdout.write(outcome.to_json() + "\n")
         sys.stdout.flush()
@@ -117,3 +126,79 @@ def run(
             "agentcg: note: no cgroups here; limits were applied per process only (see `agentcg doctor`)\n"
         )
     raise SystemExit(outcome.returncode)
+
+
+def _embedded(session_name, root, backend, argv, limits, tmo, as_json, keep_background):  # type: ignore[no-untyped-def]
+    """In this process: a private controller, no warm pool (one call)."""
+    with Session(session_name, root=root, backend=backend, warm=0) as s:
+        call = s.start(
+            argv,
+            limits=limits,
+            timeout=tmo,
+            relay_stdout=sys.stdout.fileno() if as_json else None,
+            keep_background=keep_background,
+        )
+        outcome = call.wait()
+        assert outcome is not None
+        return outcome, call.call is None or call.call.stdout_ended_with_newline
+
+
+def _via_daemon(socket_path, session_name, argv, limits, tmo, as_json, keep_background):  # type: ignore[no-untyped-def]
+    """Through the daemon: our stdio fds go with the request, so the command writes to them directly (with
+    --json its stdout comes back through a pipe, to know whether a newline must precede the JSON)."""
+    client = Client(socket_path)
+    name = session_name or f"run-{os.getpid()}"
+    # as embedded: a session that does not exist is made for this call (and closed after it)
+    own_session = name not in {s["name"] for s in client.status()["sessions"]}
+    if own_session:
+        client.open_session(name)
+    relay = _Relay() if as_json else None
+    try:
+        out = client.run(
+            name,
+            argv,
+            limits=limits,
+            timeout=tmo,
+            stdin=0,
+            stdout=relay.write_fd if relay else 1,
+            stderr=2,
+            keep_background=keep_background,
+            on_started=(lambda _id: relay.start()) if relay else None,
+        )
+    finally:
+        if relay is not None:
+            relay.finish()
+        if own_session:
+            try:
+                client.close_session(name)
+            except AgentCgroupError:
+                pass
+    return out, relay.last == b"\n" if relay else True
+
+
+class _Relay:
+    """Copy a pipe to our stdout, untouched, remembering the last byte."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe2(os.O_CLOEXEC)
+        self.last = b"\n"
+        self._thread = threading.Thread(target=self._copy, daemon=True)
+
+    def start(self) -> None:
+        os.close(self.write_fd)  # the command has its copy now
+        self.write_fd = -1
+        self._thread.start()
+
+    def _copy(self) -> None:
+        while chunk := os.read(self.read_fd, 65536):
+            self.last = chunk[-1:]
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(1, view) :]
+
+    def finish(self) -> None:
+        if self.write_fd >= 0:
+            os.close(self.write_fd)
+        if self._thread.is_alive() or self._thread.ident is not None:
+            self._thread.join(30)
+        os.close(self.read_fd)

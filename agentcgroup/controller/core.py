@@ -759,13 +759,21 @@ class Controller:
         return out
 
     # --- shutdown ---------------------------------------------------------------------------------------
-    def close(self) -> None:
-        """Kill running calls, remove every session this controller created, stop the loop."""
+    def close(self, keep_calls: bool = False) -> None:
+        """Kill running calls, remove every session this controller created, stop the loop.
+
+        ``keep_calls``: leave sessions and running calls as they are (their state is in the state dir) for a
+        successor to adopt, e.g. across an upgrade of the daemon; only the spare leaves go."""
         if self.closed:
             return
         for s in self.session_states():
             try:
-                self.close_session(s.name)
+                if keep_calls:
+                    if s.pool is not None:
+                        s.pool.close()
+                        s.pool = None
+                else:
+                    self.close_session(s.name)
             except AgentCgroupError as exc:
                 log.warning("event=close-failed session=%s error=%r", s.name, str(exc))
         self.closed = True
@@ -778,7 +786,7 @@ class Controller:
         self.loop.close()
 
     def _teardown_manager(self) -> None:
-        if self.root_cg is not None and self.config.budget is not None:
+        if self.root_cg is not None and self.config.budget is not None and not self._sessions:
             try:
                 self.manager.set_limits(self.root_cg, Limits(memory_max=MAX_BYTES))
             except AgentCgroupError:

@@ -1,0 +1,90 @@
+"""``agentcg daemon``: one controller for the host, serving agent sessions on a Unix socket."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+
+import click
+
+from ..controller.config import ControllerConfig
+from ..controller.core import Controller
+from ..daemon.client import default_socket
+from ..daemon.server import Daemon
+from ..errors import AgentCgroupError, InvalidValue
+from .errors import RUNNER_FAILED, fail
+
+
+@click.command()
+@click.option(
+    "--socket", "socket_path", metavar="PATH", help="Socket to serve (default $AGENTCG_SOCKET or /run/agentcg.sock)."
+)
+@click.option("--budget", metavar="SIZE", help="Memory for all sessions together (the root's hard limit).")
+@click.option("--pressure-on", metavar="F", help="Fraction of a budget at which lower priorities give way (0.9).")
+@click.option("--pressure-off", metavar="F", help="Fraction under which the pressure has passed (0.8).")
+@click.option("--stall-grace", metavar="SEC", help="Throttled this long: frozen (1s).")
+@click.option("--kill-after", metavar="SEC", help="Frozen this long without relief: killed (2s).")
+@click.option("--admission-wait", metavar="SEC", help="Longest wait in the admission queue (30s).")
+@click.option("--warm", metavar="N", help="Spare pre-placed leaves per session (2).")
+@click.option(
+    "--state-dir",
+    metavar="DIR",
+    default="/run/agentcg",
+    show_default=True,
+    help="Where sessions and calls are written down, for a restarted daemon to adopt.",
+)
+@click.option("--keep-calls", is_flag=True, help="On SIGTERM, leave sessions and calls running for a successor.")
+@click.option("--root", metavar="NAME", help="Root cgroup name (default agentcg, or $AGENTCG_ROOT).")
+@click.option("--backend", type=click.Choice(["auto", "v2", "hybrid", "none"]), help="Force a backend.")
+def daemon(
+    socket_path: str | None,
+    budget: str | None,
+    pressure_on: str | None,
+    pressure_off: str | None,
+    stall_grace: str | None,
+    kill_after: str | None,
+    admission_wait: str | None,
+    warm: str | None,
+    state_dir: str,
+    keep_calls: bool,
+    root: str | None,
+    backend: str | None,
+) -> None:
+    """Serve agent sessions on a Unix socket (sessions belong to the uid that opens them; root administers
+    all). Killed with SIGKILL and restarted with the same --state-dir, it adopts the calls it left running."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="agentcg: %(message)s")
+    try:
+        cfg = ControllerConfig.parse(
+            budget=budget,
+            pressure_on=pressure_on,
+            pressure_off=pressure_off,
+            stall_grace=stall_grace,
+            kill_after=kill_after,
+            admission_wait=admission_wait,
+            warm=warm,
+        )
+    except (InvalidValue, ValueError) as exc:
+        fail(str(exc))
+    try:
+        ctl = Controller(root=root, backend=backend, config=cfg, state_dir=state_dir)
+    except AgentCgroupError as exc:
+        fail(str(exc), RUNNER_FAILED)
+    try:
+        server = Daemon(socket_path or default_socket(), ctl)
+    except (AgentCgroupError, OSError) as exc:
+        ctl.close(keep_calls=True)
+        fail(f"cannot serve {socket_path or default_socket()}: {exc}", RUNNER_FAILED)
+
+    def stop(signum: int, _frame: object) -> None:
+        logging.getLogger("agentcgroup").info("event=daemon-stop signal=%s", signal.Signals(signum).name)
+        server.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        server.serve_forever()
+    finally:
+        server.close()
+        ctl.close(keep_calls=keep_calls)

@@ -1,0 +1,233 @@
+"""A client of the daemon with the embedded controller's surface: open_session, run, outcome, kill, status.
+
+Errors come back as the same exception classes the embedded controller raises. If the daemon dies while a call
+runs, :meth:`Client.run` reconnects (for ``reconnect_s``) and fetches the call's outcome from the restarted
+daemon, which adopted it.
+"""
+
+from __future__ import annotations
+
+import array
+import base64
+import itertools
+import os
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..controller.core import AccessDenied
+from ..errors import AgentCgroupError, CgroupError, InvalidValue, NotFound, PermissionDenied, Unsupported
+from ..limits import Limits
+from ..outcome import Outcome
+from .protocol import ProtocolError, TooLarge, encode
+
+DEFAULT_SOCKET = "/run/agentcg.sock"
+
+_ERRORS: dict[str, type[Exception]] = {
+    "InvalidValue": InvalidValue,
+    "InvalidName": InvalidValue,
+    "NotFound": NotFound,
+    "AccessDenied": AccessDenied,
+    "PermissionDenied": PermissionDenied,
+    "Unsupported": Unsupported,
+    "CgroupError": CgroupError,
+    "BadRequest": ProtocolError,
+    "TooLarge": TooLarge,
+}
+
+
+class Unreachable(AgentCgroupError):
+    """The daemon's socket cannot be reached."""
+
+
+def default_socket() -> str:
+    return os.environ.get("AGENTCG_SOCKET") or DEFAULT_SOCKET
+
+
+def _raise(error: dict[str, Any]) -> None:
+    """Raise the daemon's error as the exception the embedded controller would have raised."""
+    kind, message = error.get("type", "AgentCgroupError"), error.get("message", "")
+    raise _ERRORS.get(kind, AgentCgroupError)(message)
+
+
+def outcome_from(d: dict[str, Any]) -> Outcome:
+    from ..controller.persist import outcome_from_dict
+
+    out = outcome_from_dict(d)
+    for name in ("stdout", "stderr"):
+        data = d.get(name + "_b64")
+        if data is not None:
+            setattr(out, name, base64.b64decode(data))
+    return out
+
+
+def _limits_dict(limits: Limits | Mapping[str, Any] | None) -> dict[str, Any]:
+    if limits is None:
+        return {}
+    if isinstance(limits, Limits):
+        out = {}
+        for key, value in limits.to_dict().items():
+            out[{"memory_max": "memory", "pids_max": "pids"}.get(key, key)] = value
+        return out
+    return dict(limits)
+
+
+class Client:
+    def __init__(self, socket_path: str | None = None, *, connect_timeout: float = 5.0) -> None:
+        self.path = socket_path or default_socket()
+        self.connect_timeout = connect_timeout
+        self._ids = itertools.count(1)
+
+    # --- plumbing ---------------------------------------------------------------------------------------
+    def _connect(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.connect_timeout)
+        try:
+            sock.connect(self.path)
+        except OSError as exc:
+            sock.close()
+            raise Unreachable(f"cannot reach the agentcgroup daemon at {self.path}: {exc.strerror or exc}") from None
+        sock.settimeout(None)
+        return sock
+
+    @staticmethod
+    def _lines(sock: socket.socket):  # type: ignore[no-untyped-def]
+        buf = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                yield line
+
+    def request(self, op: str, fds: Sequence[int] = (), **body: Any) -> dict[str, Any]:
+        """One request, one reply (``ok`` checked: errors raise)."""
+        import json
+
+        sock = self._connect()
+        try:
+            msg = encode({"op": op, "id": next(self._ids), **body})
+            if fds:
+                sock.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+            else:
+                sock.sendall(msg)
+            for line in self._lines(sock):
+                reply = json.loads(line)
+                if reply.get("ok") is False:
+                    _raise(reply.get("error", {}))
+                if "event" not in reply:
+                    return reply
+            raise Unreachable(f"the daemon at {self.path} closed the connection without an answer")
+        finally:
+            sock.close()
+
+    # --- the controller's surface -----------------------------------------------------------------------
+    def hello(self) -> dict[str, Any]:
+        return self.request("hello")
+
+    def open_session(
+        self,
+        name: str,
+        *,
+        priority: str = "normal",
+        limits: Limits | Mapping[str, Any] | None = None,
+        agent_memory: str | int | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name, "priority": priority, "limits": _limits_dict(limits)}
+        if agent_memory is not None:
+            body["agent_memory"] = agent_memory
+        return self.request("open_session", **body)["session"]
+
+    def close_session(self, name: str) -> None:
+        self.request("close_session", name=name)
+
+    def status(self) -> dict[str, Any]:
+        return self.request("status")["status"]
+
+    def kill(self, session: str, call_id: str, reason: str = "killed on request") -> None:
+        self.request("kill", session=session, call_id=call_id, reason=reason)
+
+    def outcome(self, call_id: str) -> Outcome | None:
+        """The outcome of a call, or None while it runs."""
+        reply = self.request("outcome", call_id=call_id)
+        return None if reply.get("outcome") is None else outcome_from(reply["outcome"])
+
+    def run(
+        self,
+        session: str,
+        argv: Sequence[str],
+        *,
+        limits: Limits | Mapping[str, Any] | None = None,
+        intent: Mapping[str, Any] | None = None,
+        timeout: float | str | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        capture_output: bool = False,
+        stdin: int | None = None,
+        stdout: int | None = None,
+        stderr: int | None = None,
+        keep_background: bool = False,
+        on_disconnect: str = "kill",
+        reconnect_s: float = 30.0,
+        on_started: Any = None,
+    ) -> Outcome:
+        """Run a tool call in ``session`` and return its outcome. stdin/stdout/stderr: fds to hand over (the
+        command writes to them directly); with ``capture_output`` the outcome carries its output instead."""
+        import json
+
+        stdio = [stdin, None, None] if capture_output else [stdin, stdout, stderr]
+        fds = [fd for fd in stdio if fd is not None]
+        body: dict[str, Any] = {
+            "session": session,
+            "argv": list(argv),
+            "limits": _limits_dict(limits),
+            "timeout": timeout,
+            "env": dict(os.environ if env is None else env),
+            "cwd": cwd or os.getcwd(),
+            "capture_output": capture_output,
+            "keep_background": keep_background,
+            "on_disconnect": on_disconnect,
+            "stdio": [fd is not None for fd in stdio],
+        }
+        if intent:
+            body["intent"] = dict(intent)
+        sock = self._connect()
+        call_id = None
+        try:
+            msg = encode({"op": "run", "id": next(self._ids), **body})
+            anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+            sock.sendmsg([msg], anc)
+            for line in self._lines(sock):
+                reply = json.loads(line)
+                if reply.get("ok") is False:
+                    _raise(reply.get("error", {}))
+                if reply.get("event") == "started":
+                    call_id = reply["call_id"]
+                    if on_started is not None:
+                        on_started(call_id)
+                    continue
+                return outcome_from(reply["outcome"])
+        except (ConnectionError, OSError):
+            if call_id is None:
+                raise
+        finally:
+            sock.close()
+        if call_id is None:
+            raise Unreachable(f"the daemon at {self.path} closed the connection before starting the call")
+        return self._await_outcome(call_id, reconnect_s)
+
+    def _await_outcome(self, call_id: str, reconnect_s: float) -> Outcome:
+        """The daemon went away while the call ran: wait for a successor to adopt it and tell its outcome."""
+        deadline = time.monotonic() + reconnect_s
+        while True:
+            try:
+                out = self.outcome(call_id)
+                if out is not None:
+                    return out
+            except Unreachable:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.1)

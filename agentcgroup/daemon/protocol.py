@@ -1,0 +1,166 @@
+"""The daemon's wire protocol (docs/daemon-api.md): one JSON object per line over a Unix stream socket.
+
+Requests ``{"op": ..., "id": ..., ...}``; replies ``{"id": ..., "ok": true, ...}`` or
+``{"id": ..., "ok": false, "error": {"type": ..., "message": ...}}``. ``run`` first answers
+``{"id": ..., "event": "started", "call_id": ...}``, then the outcome. A client's stdin/stdout/stderr travel
+with its ``run`` request as SCM_RIGHTS fds (``"stdio": [true, true, true]`` says which). Everything here is
+pure: parsing and validating, encoding, and the error names both sides share.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..controller.config import check_priority
+from ..controller.intent import Intent
+from ..errors import AgentCgroupError, InvalidValue
+from ..limits import Limits
+from ..units import parse_duration, parse_size
+
+VERSION = 1
+MAX_LINE = 1 << 20  # a request line longer than this is refused (TooLarge) and the connection closed
+OPS = ("hello", "open_session", "close_session", "status", "run", "outcome", "kill")
+LIMIT_KEYS = ("memory", "memory_high", "memory_low", "cpu", "cpu_weight", "pids")
+INTENT_KEYS = ("memory", "cpu", "duration", "priority")
+
+
+class ProtocolError(AgentCgroupError):
+    """A request that cannot be understood (``type`` is sent as the error's type)."""
+
+    type = "BadRequest"
+
+
+class TooLarge(ProtocolError):
+    type = "TooLarge"
+
+
+@dataclass
+class Request:
+    op: str
+    id: Any
+    body: dict[str, Any]
+
+
+def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], required: bool = False) -> Any:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise ProtocolError(f"field {name!r} is required")
+        return None
+    if isinstance(value, bool) and kind is not bool and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise ProtocolError(f"field {name!r}: expected {_kind_name(kind)}, got {value!r}")
+    if not isinstance(value, kind):
+        raise ProtocolError(f"field {name!r}: expected {_kind_name(kind)}, got {value!r}")
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(
+        {
+            str: "a string",
+            int: "an integer",
+            float: "a number",
+            bool: "true/false",
+            list: "a list",
+            dict: "an object",
+        }.get(k, k.__name__)
+        for k in kinds
+    )
+
+
+def parse_request(line: bytes) -> Request:
+    """One request line into a :class:`Request`; raises :class:`ProtocolError` naming what is wrong."""
+    if len(line) > MAX_LINE:
+        raise TooLarge(f"request of {len(line)} bytes is over the {MAX_LINE}-byte limit")
+    try:
+        body = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ProtocolError(f"a request is a JSON object, got {type(body).__name__}")
+    op = body.pop("op", None)
+    if op not in OPS:
+        raise ProtocolError(f"unknown op {op!r}; known: {', '.join(OPS)}")
+    return Request(op, body.pop("id", None), body)
+
+
+def limits_from(body: dict[str, Any]) -> Limits:
+    """``{"memory": "512M", "cpu": "50%", ...}`` into validated :class:`Limits` (errors name the value)."""
+    raw = _field(body, "limits", dict) or {}
+    unknown = sorted(set(raw) - set(LIMIT_KEYS))
+    if unknown:
+        raise ProtocolError(f"unknown limit(s) {', '.join(unknown)}; known: {', '.join(LIMIT_KEYS)}")
+    return Limits.parse(**{k: _scalar(k, v) for k, v in raw.items()})
+
+
+def intent_from(body: dict[str, Any]) -> Intent | None:
+    raw = _field(body, "intent", dict)
+    if raw is None:
+        return None
+    unknown = sorted(set(raw) - set(INTENT_KEYS))
+    if unknown:
+        raise ProtocolError(f"unknown intent field(s) {', '.join(unknown)}; known: {', '.join(INTENT_KEYS)}")
+    return Intent.parse(**{k: _scalar(k, v) for k, v in raw.items()})
+
+
+def _scalar(name: str, value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise InvalidValue(name, value, "expected a string or a number")
+    return value
+
+
+def run_from(body: dict[str, Any]) -> dict[str, Any]:
+    """Validate a ``run`` request; return the controller's keyword arguments (fds are the server's job)."""
+    session = _field(body, "session", str, required=True)
+    argv = _field(body, "argv", list, required=True)
+    if not argv or not all(isinstance(a, str) for a in argv):
+        raise ProtocolError(f"field 'argv': expected a non-empty list of strings, got {argv!r}")
+    env = _field(body, "env", dict)
+    if env is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        raise ProtocolError("field 'env': expected an object of strings")
+    timeout = body.get("timeout")
+    on_disconnect = body.get("on_disconnect", "kill")
+    if on_disconnect not in ("kill", "detach"):
+        raise ProtocolError(f"field 'on_disconnect': expected 'kill' or 'detach', got {on_disconnect!r}")
+    stdio = _field(body, "stdio", list) or [False, False, False]
+    if len(stdio) != 3 or not all(isinstance(x, bool) for x in stdio):
+        raise ProtocolError(f"field 'stdio': expected three true/false, got {stdio!r}")
+    return {
+        "session": session,
+        "argv": argv,
+        "limits": limits_from(body),
+        "intent": intent_from(body),
+        "timeout": parse_duration(_scalar("timeout", timeout), "timeout") if timeout is not None else None,
+        "env": env,
+        "cwd": _field(body, "cwd", str),
+        "capture_output": bool(_field(body, "capture_output", bool)),
+        "keep_background": bool(_field(body, "keep_background", bool)),
+        "on_disconnect": on_disconnect,
+        "stdio": stdio,
+    }
+
+
+def session_from(body: dict[str, Any]) -> dict[str, Any]:
+    name = _field(body, "name", str, required=True)
+    priority = check_priority(_field(body, "priority", str) or "normal")
+    agent_memory = body.get("agent_memory")
+    return {
+        "name": name,
+        "priority": priority,
+        "limits": limits_from(body),
+        "agent_memory": parse_size(_scalar("agent_memory", agent_memory), "agent_memory")
+        if agent_memory is not None
+        else None,
+    }
+
+
+def encode(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+
+
+def error_reply(req_id: Any, exc: BaseException) -> dict[str, Any]:
+    kind = getattr(exc, "type", None) if isinstance(exc, ProtocolError) else type(exc).__name__
+    return {"id": req_id, "ok": False, "error": {"type": kind, "message": str(exc)}}

@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""The daemon's CPU while it watches many sessions, each with one running tool call.
+
+Starts ``agentcg daemon`` on a socket of its own, opens N sessions (default 100), starts one long tool call
+(``sleep``) in each and detaches from it, waits for the daemon to settle (its warm pools refilled), then reads the
+daemon's CPU time (utime + stime, /proc/<pid>/stat) across a window. Everything is removed afterwards.
+
+The daemon does not poll: it sleeps in epoll on pidfds, eventfds and PSI triggers until the kernel has
+something to say. Last line, machine-readable: ``daemon_cpu_pct=0.4 sessions=100 window_s=20``.
+
+Usage: python bench/daemon_cost.py [--sessions 100] [--window 20] [--root agentcg-bench-daemon]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+from agentcgroup.daemon.client import Client
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+
+
+def status_of(pid: int, key: str) -> str:
+    with open(f"/proc/{pid}/status") as f:
+        return next(line.split(":", 1)[1].strip() for line in f if line.startswith(key + ":"))
+
+
+def start_detached(sock: str, session: str, seconds: int) -> str:
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sock)
+    req = {
+        "op": "run",
+        "id": 1,
+        "session": session,
+        "argv": ["sleep", str(seconds)],
+        "on_disconnect": "detach",
+        "stdio": [False, False, False],
+    }
+    s.sendall(json.dumps(req).encode() + b"\n")
+    reply = json.loads(s.recv(65536).splitlines()[0])
+    s.close()
+    if reply.get("event") != "started":
+        raise SystemExit(f"could not start a call in {session}: {reply}")
+    return reply["call_id"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sessions", type=int, default=100)
+    ap.add_argument("--window", type=float, default=20.0)
+    ap.add_argument("--root", default="agentcg-bench-daemon")
+    args = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="agentcg-daemon-cost-")
+    sock = os.path.join(tmp, "s.sock")
+    log = open(os.path.join(tmp, "daemon.log"), "w")  # noqa: SIM115
+    daemon = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agentcgroup",
+            "daemon",
+            "--socket",
+            sock,
+            "--root",
+            args.root,
+            "--state-dir",
+            os.path.join(tmp, "state"),
+        ],
+        stderr=log,
+    )
+    try:
+        while not os.path.exists(sock):
+            if daemon.poll() is not None:
+                with open(log.name) as f:
+                    raise SystemExit("the daemon did not start: " + f.read())
+            time.sleep(0.05)
+        c = Client(sock)
+        t0 = time.monotonic()
+        for i in range(args.sessions):
+            c.open_session(f"s{i:03d}")
+            start_detached(sock, f"s{i:03d}", int(args.window * 3 + 120))
+        print(f"{args.sessions} sessions, one running call each, in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+        # settle: the warm pools refill in the background; wait until a 2 s slice is quiet
+        for _ in range(30):
+            a = cpu_seconds(daemon.pid)
+            time.sleep(2)
+            if (cpu_seconds(daemon.pid) - a) / 2 < 0.01:
+                break
+        running = sum(len(s["calls"]) for s in c.status()["sessions"])
+        a, t = cpu_seconds(daemon.pid), time.monotonic()
+        time.sleep(args.window)
+        used, wall = cpu_seconds(daemon.pid) - a, time.monotonic() - t
+        pct = 100 * used / wall
+        print(
+            f"watching {running} running calls in {args.sessions} sessions: {used * 1000:.0f} ms of CPU in "
+            f"{wall:.1f} s = {pct:.3f} % of one core (threads {status_of(daemon.pid, 'Threads')}, "
+            f"RSS {status_of(daemon.pid, 'VmRSS')})",
+            file=sys.stderr,
+        )
+        for i in range(args.sessions):
+            c.close_session(f"s{i:03d}")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(60)
+        log.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"daemon_cpu_pct={pct:.3f} sessions={args.sessions} running_calls={running} window_s={wall:.0f}")
+
+
+if __name__ == "__main__":
+    main()

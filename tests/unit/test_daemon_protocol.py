@@ -1,0 +1,106 @@
+"""The daemon's request validation, pure: each bad request names what is wrong."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agentcgroup.daemon.protocol import (
+    MAX_LINE,
+    ProtocolError,
+    TooLarge,
+    encode,
+    error_reply,
+    parse_request,
+    run_from,
+    session_from,
+)
+from agentcgroup.errors import InvalidValue
+
+
+def req(**body) -> bytes:  # type: ignore[no-untyped-def]
+    return json.dumps(body).encode()
+
+
+def test_a_good_run_request() -> None:
+    r = parse_request(
+        req(
+            op="run",
+            id=3,
+            session="s1",
+            argv=["pytest", "-x"],
+            limits={"memory": "1G", "cpu": "50%"},
+            intent={"memory": "512M", "duration": "30s"},
+            timeout="10m",
+            stdio=[False, True, True],
+        )
+    )
+    assert (r.op, r.id) == ("run", 3)
+    a = run_from(r.body)
+    assert a["limits"].memory_max == 1 << 30 and a["limits"].cpu == 0.5
+    assert a["intent"].memory == 512 << 20 and a["intent"].duration == 30
+    assert a["timeout"] == 600 and a["stdio"] == [False, True, True] and a["on_disconnect"] == "kill"
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        (b"{nope", "not JSON"),
+        (b"[1, 2]", "a JSON object"),
+        (req(op="explode"), "unknown op 'explode'"),
+        (req(), "unknown op None"),
+    ],
+)
+def test_unparseable(line: bytes, says: str) -> None:
+    with pytest.raises(ProtocolError, match=says):
+        parse_request(line)
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ({"argv": ["true"]}, "'session' is required"),
+        ({"session": "s", "argv": []}, "non-empty list of strings"),
+        ({"session": "s", "argv": "true"}, "expected a list"),
+        ({"session": "s", "argv": ["a", 1]}, "non-empty list of strings"),
+        ({"session": "s", "argv": ["true"], "limits": {"memroy": "1G"}}, "unknown limit"),
+        ({"session": "s", "argv": ["true"], "on_disconnect": "explode"}, "'kill' or 'detach'"),
+        ({"session": "s", "argv": ["true"], "stdio": [True]}, "three true/false"),
+        ({"session": "s", "argv": ["true"], "env": {"A": 1}}, "object of strings"),
+        ({"session": "s", "argv": ["true"], "capture_output": "yes"}, "true/false"),
+    ],
+)
+def test_bad_run_requests(body, says) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ProtocolError, match=says):
+        run_from(body)
+
+
+@pytest.mark.parametrize(
+    ("body", "value"),
+    [
+        ({"session": "s", "argv": ["t"], "limits": {"memory": "-5M"}}, "-5M"),
+        ({"session": "s", "argv": ["t"], "limits": {"cpu": "0"}}, "'0'"),
+        ({"session": "s", "argv": ["t"], "timeout": "soon"}, "soon"),
+        ({"session": "s", "argv": ["t"], "intent": {"priority": "urgent"}}, "urgent"),
+    ],
+)
+def test_bad_values_are_named(body, value) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(InvalidValue) as err:
+        run_from(body)
+    assert value in str(err.value)
+
+
+def test_sessions() -> None:
+    s = session_from({"name": "a1", "priority": "high", "limits": {"memory": "2G"}, "agent_memory": "256M"})
+    assert s["priority"] == "high" and s["limits"].memory_max == 2 << 30 and s["agent_memory"] == 256 << 20
+    with pytest.raises(InvalidValue, match="'urgent'"):
+        session_from({"name": "a1", "priority": "urgent"})
+
+
+def test_too_large_and_replies() -> None:
+    with pytest.raises(TooLarge):
+        parse_request(b" " * (MAX_LINE + 1))
+    assert encode({"a": 1}) == b'{"a":1}\n'
+    assert error_reply(4, TooLarge("big")) == {"id": 4, "ok": False, "error": {"type": "TooLarge", "message": "big"}}
+    assert error_reply(5, InvalidValue("memory", "x", "bad"))["error"]["type"] == "InvalidValue"
