@@ -471,6 +471,13 @@ def _spawn_popen(path, argv, env, cwd, fds, procs_fds, new_session, rlimits, kee
                 res,
                 (resource.RLIM_INFINITY if soft < 0 else soft, resource.RLIM_INFINITY if hard < 0 else hard),
             )
+        # the user switch comes last, here rather than through Popen(user=): Popen switches before preexec_fn,
+        # and the new user may neither move itself into a cgroup nor lower its oom_score_adj
+        if gid >= 0:
+            os.setgroups([])
+            os.setgid(gid)
+        if uid >= 0:
+            os.setuid(uid)
 
     try:
         popen = subprocess.Popen(
@@ -482,11 +489,8 @@ def _spawn_popen(path, argv, env, cwd, fds, procs_fds, new_session, rlimits, kee
             stdout=fds[1] if fds[1] >= 0 else None,
             stderr=fds[2] if fds[2] >= 0 else None,
             start_new_session=new_session,
-            preexec_fn=place if (procs or limits or adj != NO_OOM_ADJ) else None,
+            preexec_fn=place if (procs or limits or adj != NO_OOM_ADJ or uid >= 0 or gid >= 0) else None,
             pass_fds=tuple(keep_fds),
-            user=uid if uid >= 0 else None,
-            group=gid if gid >= 0 else None,
-            extra_groups=[] if gid >= 0 else None,
         )
     except subprocess.SubprocessError as exc:
         raise SpawnError(

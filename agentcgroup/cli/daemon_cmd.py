@@ -35,7 +35,13 @@ from .errors import RUNNER_FAILED, fail
     help="Where sessions and calls are written down, for a restarted daemon to adopt.",
 )
 @click.option("--keep-calls", is_flag=True, help="On SIGTERM, leave sessions and calls running for a successor.")
-@click.option("--root", metavar="NAME", help="Root cgroup name (default agentcg, or $AGENTCG_ROOT).")
+@click.option(
+    "--root",
+    metavar="NAME",
+    default="agentcg-daemon",
+    show_default=True,
+    help="Root cgroup name (apart from the embedded controllers' agentcg, so they never share sessions).",
+)
 @click.option("--backend", type=click.Choice(["auto", "v2", "hybrid", "none"]), help="Force a backend.")
 def daemon(
     socket_path: str | None,

@@ -12,6 +12,7 @@ from .daemon_cmd import daemon
 from .doctor_cmd import doctor
 from .run_cmd import run
 from .session_cmd import session
+from .shim_cmd import hook, shim
 from .status_cmd import status
 
 
@@ -34,6 +35,8 @@ cli.add_command(doctor)
 cli.add_command(daemon)
 cli.add_command(session)
 cli.add_command(status)
+cli.add_command(shim)
+cli.add_command(hook)
 
 try:  # optional sub-commands, each in its own module
     from .report_cmd import report

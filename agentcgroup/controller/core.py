@@ -269,16 +269,23 @@ class Controller:
             self.loop.remove(src.fd)
             src.close()
         s.sources.clear()
-        if s.created:
-            self.manager.destroy(s.cg)
-        else:
-            for child in ("tools", "agent"):
-                try:
-                    cg = self.manager.open((s.name, child))
-                    if not self.manager.children(cg.path):
-                        self.manager.destroy(cg)
-                except AgentCgroupError:
-                    pass
+        # the last one out removes the session: another process may have joined it by name and still run
+        # calls in it (an agent of ours in the agent leaf goes with it; another's keeps it alive)
+        m = self.manager
+        try:
+            foreign_calls = m.children((s.name, "tools"))
+            agent_pids = m.pids(s.agent_cg) if s.agent_cg else []
+        except AgentCgroupError:
+            foreign_calls, agent_pids = [], []
+        agent_busy = bool(agent_pids) and (not s.created or os.getpid() in agent_pids)  # never kill ourselves
+        if foreign_calls or agent_busy:
+            log.info(
+                "event=session-left session=%s reason='still in use by another process' calls=%d",
+                s.name,
+                len(foreign_calls),
+            )
+            return
+        m.destroy(s.cg)
 
     # --- the agent runtime ------------------------------------------------------------------------------
     def spawn_agent(self, session: str, argv: Sequence[str], *, uid: int = ROOT_UID, **kwargs: Any):  # type: ignore[no-untyped-def]
@@ -613,6 +620,7 @@ class Controller:
         view = View(self)
         for p in self.policies:
             p.on_end(view, cs)
+        out: Outcome | None = None
         try:
             out = cs.call.finish(cs.pipes)
             out.queued_s = round(cs.queued_s, 6)
@@ -622,13 +630,14 @@ class Controller:
             cs.future.fail(exc)
             out = None
         finally:
-            with self._lock:
+            with self._lock:  # remembered before it leaves the running set: outcome() never finds neither
+                if out is not None:
+                    self._remember(cs.session.uid, out)
                 cs.session.calls.pop(cs.id, None)
             self._release_reservation(cs.id)
         if self.state is not None:
             self.state.drop_call(cs.id)
         if out is not None:
-            self._remember(cs.session.uid, out)
             if self.state is not None:
                 self.state.save_outcome(cs.session.uid, out)
             log.info(
