@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .backends.base import Cgroup, Stats
@@ -22,6 +22,9 @@ from .spawn import PIPE, ForeignProcess, Process
 from .warm import new_call_id
 
 log = logging.getLogger("agentcgroup")
+
+#: ``launcher(call, stdin, stdout, stderr) -> Process``: starts the command and puts it into ``call.cg`` itself
+Launcher = Callable[["ToolCall", Any, Any, Any], Process]
 
 
 class ToolCall:
@@ -46,6 +49,8 @@ class ToolCall:
         keep_background: bool = False,
         run_as: tuple[int, int] | None = None,
         oom_score_adj: int | None = None,
+        launcher: Launcher | None = None,
+        parent: tuple[str, ...] | None = None,
     ) -> None:
         self.session = session  # needs .name, .path, .manager, .pool
         self.argv = [os.fspath(a) for a in argv]
@@ -65,6 +70,10 @@ class ToolCall:
         self.keep_background = keep_background
         self.run_as = run_as
         self.oom_score_adj = oom_score_adj
+        #: starts the command and places it in ``cg`` itself (e.g. ``docker exec``); default: spawn it there
+        self.launcher = launcher
+        #: where the leaf goes (default ``<session>/tools``; a container's cgroup for ``docker exec`` calls)
+        self.parent = parent
         self.cg: Cgroup | None = None
         self.proc: Process | None = None
         self.steps: list[Step] = []
@@ -84,7 +93,7 @@ class ToolCall:
 
     @property
     def path(self) -> tuple[str, ...]:
-        return (*self.session.path, "tools", self.call_id)
+        return (*(self.parent or (*self.session.path, "tools")), self.call_id)
 
     def elapsed(self) -> float:
         return time.monotonic() - self._t0
@@ -96,7 +105,7 @@ class ToolCall:
         limits = self.leaf_limits
         if m.features.oom_group == "memory.oom.group":
             limits = limits.merged(Limits(oom_group=True))
-        pool = self.session.pool if not self._id_given else None
+        pool = self.session.pool if not (self._id_given or self.launcher or self.parent) else None
         spare = pool.take() if pool is not None else None
         stub = None
         if spare is not None:
@@ -112,7 +121,9 @@ class ToolCall:
                 m.set_limits(self.cg, limits)
             self.started_wall = time.time()
             self._t0 = time.monotonic()
-            if stub is not None:
+            if self.launcher is not None:
+                self.proc = self.launcher(self, stdin, stdout, stderr)
+            elif stub is not None:
                 self.proc = stub.exec(
                     self.argv, env=self.env, cwd=self.cwd, stdin=stdin, stdout=stdout, stderr=stderr, **extra
                 )
@@ -204,7 +215,7 @@ class ToolCall:
             self._frozen_since = None
         self.ended_wall = time.time()
         try:
-            pool = self.session.pool
+            pool = self.session.pool if self.parent is None else None
             if pool is not None:
                 pool.reap(cg)  # removed in the background: off the caller's path
             else:

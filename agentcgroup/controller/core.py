@@ -25,7 +25,7 @@ from ..errors import AgentCgroupError, CgroupError, InvalidValue, NotFound
 from ..feedback import command_text
 from ..limits import Limits
 from ..outcome import Outcome
-from ..toolcall import ToolCall
+from ..toolcall import Launcher, ToolCall
 from ..units import MAX_BYTES, format_size
 from ..warm import WarmPool
 from .actions import Action, Actuator
@@ -318,8 +318,13 @@ class Controller:
         capture_output: bool = False,
         relay_stdout: int | None = None,
         keep_background: bool = False,
+        launcher: Launcher | None = None,
+        parent: tuple[str, ...] | None = None,
     ) -> CallHandle:
-        """Admit (or queue, or refuse) and start a tool call; its outcome comes from ``wait()``."""
+        """Admit (or queue, or refuse) and start a tool call; its outcome comes from ``wait()``.
+
+        ``launcher`` and ``parent`` are for calls that run elsewhere than a host process of ours (a
+        ``docker exec`` into a container whose cgroup, ``parent``, is beneath the session's)."""
         if self.closed:
             raise AgentCgroupError("the controller is closed")
         if not argv:
@@ -355,6 +360,8 @@ class Controller:
             keep_background=keep_background,
             run_as=run_as,
             oom_score_adj=self.config.tool_oom_score_adj,
+            launcher=launcher,
+            parent=parent,
         )
         cs = CallState(call, s, intent, CallFuture(), soft=soft, queued_s=queued)
         try:
