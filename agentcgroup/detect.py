@@ -4,7 +4,8 @@ Reads ``<proc_root>/self/mountinfo`` and ``<proc_root>/self/cgroup`` and answers
 the mode (``v2``, ``hybrid``, ``v1`` or ``none``), each mounted hierarchy, and where beneath each one this
 process may create its cgroups:
 
-* the v1 memory hierarchy: beneath the cgroup this process started in (never in it);
+* the v1 memory hierarchy: beneath the cgroup this process started in (never in it), or, when that is an
+  agent or tool-call leaf of an agentcgroup tree, beneath where that tree's agentcgroup started;
 * the other v1 hierarchies and cgroup2: beneath the root of the mount.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -65,6 +67,18 @@ def _own_dir(mount: Mount, cg_path: str) -> str:
     return posixpath.join(mount.mountpoint, rel)
 
 
+#: an agent or tool-call leaf of an agentcgroup tree, at the end of a path
+_OUR_LEAF = re.compile(r"^(.*)/agentcg[^/]*/[^/]+/(agent|tools/[^/]+)$")
+
+
+def _outside_our_tree(own_dir: str) -> str:
+    """Where an agentcgroup started from inside one of its own leaves (an agent's ``agentcg run --session``)
+    puts its root: beside the tree it is in, where the agentcgroup that made that leaf started, so that it
+    joins the session rather than building a second tree inside the leaf."""
+    m = _OUR_LEAF.match(own_dir)
+    return m.group(1) if m else own_dir
+
+
 def layout_from_text(
     mountinfo: str,
     proc_cgroup: str,
@@ -97,7 +111,7 @@ def layout_from_text(
             seen_points.add(m.mountpoint)
             path = next((by_ctrl[c] for c in ctrls if c in by_ctrl), "/")
             own_dir = _own_dir(m, path)
-            base = own_dir if "memory" in ctrls else m.mountpoint
+            base = _outside_our_tree(own_dir) if "memory" in ctrls else m.mountpoint
             h = Hierarchy(1, ctrls, m.mountpoint, own_dir, base)
             for c in used:
                 v1.setdefault(c, h)

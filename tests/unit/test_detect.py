@@ -58,3 +58,17 @@ def test_container_view_with_a_mount_root() -> None:
 def test_nothing_mounted() -> None:
     layout = layout_from_text("22 27 0:21 / /proc rw - proc proc rw\n", "")
     assert layout.mode == "none" and layout.reason
+
+
+def test_started_inside_one_of_our_leaves_the_memory_root_goes_beside_that_tree() -> None:
+    mi = (K / "hybrid-mountinfo.txt").read_text()
+    start = "/process_api/edeb2caf"
+    for leaf in ("agentcg/s1/agent", "agentcg-test-1-2/s1/tools/c0ffee", "agentcg/s1"):
+        lines = (K / "hybrid-proc-cgroup.txt").read_text().splitlines()
+        cg = "\n".join(f"4:memory:{start}/{leaf}" if ":memory:" in line else line for line in lines) + "\n"
+        mem = layout_from_text(mi, cg, lambda _: []).v1["memory"]
+        if leaf == "agentcg/s1":  # a session itself is no leaf: an agentcgroup started there nests, as anywhere
+            assert mem.base.endswith(f"{start}/{leaf}")
+        else:
+            assert mem.base == mem.mountpoint + start, (leaf, mem.base)
+            assert mem.own_path.endswith(leaf)
