@@ -8,8 +8,11 @@ import sys
 
 import click
 
+from .bench_cmd import bench
 from .daemon_cmd import daemon
 from .doctor_cmd import doctor
+from .record_cmd import record
+from .replay_cmd import replay_cmd
 from .run_cmd import run
 from .session_cmd import session
 from .shim_cmd import hook, shim
@@ -37,6 +40,9 @@ cli.add_command(session)
 cli.add_command(status)
 cli.add_command(shim)
 cli.add_command(hook)
+cli.add_command(record)
+cli.add_command(replay_cmd)
+cli.add_command(bench)
 
 try:  # optional sub-commands, each in its own module
     from .report_cmd import report

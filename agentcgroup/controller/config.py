@@ -29,6 +29,7 @@ class ControllerConfig:
     kill_after      how long a call may stay frozen without relief before it is killed
     admission_wait  how long a call whose declared memory does not fit may wait in the queue
     tool_oom_score_adj   oom_score_adj of tool-call processes: the kernel's OOM killer takes them first
+                         (half of it for a high-priority session's tools: the others' go before them)
     agent_memory_low     protection of each session's agent leaf from reclaim
     psi_stall_ms / psi_window_ms   host PSI trigger (memory "some"): pressure even below the budget
     checkpoint      v2: usage step at which a growing call notifies the controller (None: budget/32, >= 16 MiB)

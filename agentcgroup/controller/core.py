@@ -359,7 +359,7 @@ class Controller:
             relay_stdout=relay_stdout,
             keep_background=keep_background,
             run_as=run_as,
-            oom_score_adj=self.config.tool_oom_score_adj,
+            oom_score_adj=self._tool_adj(s),
             launcher=launcher,
             parent=parent,
         )
@@ -382,6 +382,11 @@ class Controller:
         else:
             self.loop.call_soon_threadsafe(lambda: self._register(cs))
         return CallHandle(self, cs, cs.future, call.call_id)
+
+    def _tool_adj(self, s: SessionState) -> int:
+        """Tools go first to the kernel's OOM killer; a high-priority session's tools after the others'."""
+        adj = self.config.tool_oom_score_adj
+        return adj // 2 if s.priority == "high" and adj > 0 else adj
 
     def _save_call(self, cs: CallState, run_as: tuple[int, int] | None) -> None:
         call = cs.call

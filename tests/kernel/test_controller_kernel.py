@@ -131,3 +131,21 @@ def test_another_users_session_is_off_limits(controller) -> None:
     with pytest.raises(AccessDenied):
         controller.submit("mine", ["true"], uid=1001)
     assert controller.run("mine", ["true"], uid=1000).exit_code == 0
+
+
+def test_tools_go_first_to_the_oom_killer_a_high_sessions_after_the_others(controller) -> None:
+    controller.open_session("hi", priority="high")
+    controller.open_session("lo", priority="low")
+    read = ["cat", "/proc/self/oom_score_adj"]
+    assert controller.run("hi", read, capture_output=True).stdout.strip() == b"500"
+    assert controller.run("lo", read, capture_output=True).stdout.strip() == b"1000"
+    agent = controller.spawn_agent("lo", ["sleep", "5"])
+    try:
+        with open(f"/proc/{agent.pid}/oom_score_adj") as f:
+            assert f.read().strip() == "0"  # the agent: never before a tool
+    finally:
+        agent.send_signal(9)
+        agent.wait()
+        agent.close()
+    controller.close_session("hi")
+    controller.close_session("lo")

@@ -1,0 +1,241 @@
+"""One bench run: several replayed sessions at once under one arm, and what became of them.
+
+Each session is driven as an agent works: its agent process (the plan's baseline, in the agent leaf) lives
+for the whole session; its tool calls run one after another, each after the agent's think time (the gap the
+trace has between calls). The load workers are *elastic*: their schedule advances only as fast as they get to
+run, so a call that is throttled, frozen or starved of CPU takes longer, and everything after it in its
+session starts later. A session's completion time is therefore what a user waits for; a session whose agent
+process is killed is lost and runs no further calls.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..controller.core import Controller
+from ..parsers import parse_psi
+from ..replay.plan import CallPlan, Point, ReplayPlan
+from ..replay.runner import WORKER
+from ..spawn import DEVNULL
+from .arms import Arm
+
+#: the oomd-like killer: memory use of the budget, or host memory PSI (some avg10, %), held this long
+OOMD_USAGE = 0.90
+OOMD_PSI = 10.0
+OOMD_HOLD_S = 0.5
+OOMD_COOLDOWN_S = 1.0
+SAMPLE_S = 0.05
+
+
+@dataclass
+class SessionRun:
+    name: str
+    priority: str
+    calls: int
+    calls_run: int = 0
+    calls_killed: int = 0
+    agent_lost: bool = False
+    completion_s: float | None = None  # None when the agent was lost
+    kills: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    arm: str
+    run: int
+    budget: int | None
+    sessions: list[SessionRun]
+    makespan_s: float
+    mem_mean_bytes: float
+    mem_peak_bytes: int
+    oomd_kills: int = 0
+    #: the most that had to fit at once for agentcgroup to keep its promise: every agent's memory and the
+    #: whole high-priority (first) session, sampled together
+    protected_peak_bytes: int = 0
+
+    @property
+    def agents_lost(self) -> int:
+        return sum(s.agent_lost for s in self.sessions)
+
+    @property
+    def calls_killed(self) -> int:
+        return sum(s.calls_killed for s in self.sessions)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["agents_lost"], d["calls_killed"] = self.agents_lost, self.calls_killed
+        return d
+
+
+def call_timeout(c: CallPlan) -> float:
+    """A generous timeout (10x the call's replayed duration, >= 10 s): what ends a call nothing else ends."""
+    return max(10.0, 10 * c.duration)
+
+
+class _Schedules:
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="agentcg-bench-")
+        self._n = 0
+
+    def write(self, start: float, end: float, points: Sequence[Point], elastic: bool) -> list[str]:
+        self._n += 1
+        path = os.path.join(self.dir, f"{self._n}.json")
+        doc = {"start": start, "end": end, "points": [list(p) for p in points], "tick": 0.01, "elastic": elastic}
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(doc, f, separators=(",", ":"))
+        return [sys.executable, "-I", "-S", WORKER, path]
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _host_psi(proc_root: str = "/proc") -> float:
+    try:
+        with open(f"{proc_root}/pressure/memory") as f:
+            return parse_psi(f.read())["some"].avg10
+    except (OSError, KeyError, ValueError):
+        return 0.0
+
+
+def run_once(
+    arm: Arm,
+    plans: Sequence[ReplayPlan],
+    priorities: Sequence[str],
+    budget: int | None,
+    *,
+    root: str,
+    run: int = 0,
+    on_call: Callable[[], None] | None = None,
+) -> RunResult:
+    """Replay ``plans`` at once (session ``i`` with ``priorities[i]``) under ``arm``; leaves nothing behind."""
+    ctl = Controller(root=root, config=arm.config(budget), policies=arm.policies())
+    sched = _Schedules()
+    stop = threading.Event()
+    usage: list[int] = []
+    oomd_kills = [0]
+    try:
+        names = [f"s{i}" for i in range(len(plans))]
+        results = []
+        for name, p, prio in zip(names, plans, priorities, strict=True):
+            limits = arm.session_limits(p.trace_peak, budget, len(plans))
+            ctl.open_session(name, priority=prio if arm.priorities else "normal", limits=limits)
+            results.append(SessionRun(name, prio, len(p.calls)))
+        m = ctl.manager
+        root_cg = ctl.root_cg if ctl.root_cg is not None else m.root_cgroup()
+        t0 = time.monotonic() + 0.2
+
+        agent_cgs = [ctl.session(n).agent_cg for n in names]
+        first_cg = ctl.session(names[0]).cg
+        protected = [0]
+
+        def sample() -> None:
+            while not stop.wait(SAMPLE_S):
+                try:
+                    usage.append(m.memory_current(root_cg))
+                    now = m.memory_current(first_cg)
+                    now += sum(m.memory_current(cg) for cg in agent_cgs[1:] if cg is not None)
+                    protected[0] = max(protected[0], now)
+                except Exception:
+                    return
+
+        def oomd() -> None:  # kill the biggest session, agent and all, when pressure holds
+            since: float | None = None
+            while not stop.wait(0.1):
+                try:
+                    high = (budget is not None and m.memory_current(root_cg) >= OOMD_USAGE * budget) or (
+                        _host_psi() >= OOMD_PSI
+                    )
+                except Exception:
+                    return
+                now = time.monotonic()
+                if not high:
+                    since = None
+                    continue
+                since = since or now
+                if now - since < OOMD_HOLD_S:
+                    continue
+                sizes = []
+                for name in names:
+                    try:
+                        cg = ctl.session(name).cg
+                        sizes.append((m.memory_current(cg), cg))
+                    except Exception:
+                        pass
+                if sizes:
+                    _, victim = max(sizes, key=lambda x: x[0])
+                    m.kill(victim)
+                    oomd_kills[0] += 1
+                since = None
+                stop.wait(OOMD_COOLDOWN_S)
+
+        def drive(i: int) -> None:
+            p, res, name = plans[i], results[i], names[i]
+            agent = ctl.spawn_agent(
+                name, sched.write(t0, 1e9, p.baseline, False), stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL
+            )
+            try:
+                last_end, planned_end = t0, 0.0
+                for c in sorted(p.calls, key=lambda c: c.start):
+                    start_at = max(time.monotonic(), last_end + max(0.0, c.start - planned_end))
+                    while time.monotonic() < start_at and agent.poll() is None:
+                        time.sleep(min(0.02, max(0.0, start_at - time.monotonic())))
+                    if agent.poll() is not None:
+                        break
+                    argv = sched.write(time.monotonic(), c.duration, c.points, True)
+                    out = ctl.submit(
+                        name, argv, timeout=call_timeout(c), stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL
+                    ).wait()
+                    assert out is not None
+                    res.calls_run += 1
+                    if not out.ok:
+                        res.calls_killed += 1
+                        res.kills.append(out.killed_by or f"exit {out.returncode}")
+                    if on_call is not None:
+                        on_call()
+                    last_end, planned_end = time.monotonic(), c.end
+                    if agent.poll() is not None:
+                        break
+                if agent.poll() is not None:
+                    res.agent_lost = True
+                else:
+                    res.completion_s = last_end - t0
+            finally:
+                if agent.poll() is None:
+                    agent.send_signal(signal.SIGTERM)
+                agent.wait()
+                agent.close()
+
+        helpers = [threading.Thread(target=sample, daemon=True)]
+        if arm.oomd:
+            helpers.append(threading.Thread(target=oomd, daemon=True))
+        drivers = [threading.Thread(target=drive, args=(i,), daemon=True) for i in range(len(plans))]
+        for t in [*helpers, *drivers]:
+            t.start()
+        for t in drivers:
+            t.join()
+        makespan = time.monotonic() - t0
+    finally:
+        stop.set()
+        ctl.close()
+        sched.close()
+    return RunResult(
+        arm.name,
+        run,
+        budget,
+        results,
+        round(makespan, 3),
+        sum(usage) / len(usage) if usage else 0.0,
+        max(usage, default=0),
+        oomd_kills[0],
+        protected[0],
+    )

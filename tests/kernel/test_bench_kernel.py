@@ -1,0 +1,59 @@
+"""`agentcg bench` on the real kernel, small: three replays of the project's synthetic session at once, under
+no isolation and under agentcgroup, with the budget sized by the calibration run. agentcgroup must keep every
+agent and leave the high-priority session's calls alone; the figures come out as JSON; nothing is left."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import DATA, SLOW, kernel_skip_reason, leftovers
+
+pytestmark = [pytest.mark.kernel]
+
+TRACE = DATA / "replay" / "synthetic-agent.jsonl"
+
+
+def test_bench_agentcgroup_keeps_agents_and_the_high_session(root_name, tmp_path) -> None:
+    if kernel_skip_reason():
+        pytest.skip(kernel_skip_reason())
+    cmd = [
+        sys.executable, "-m", "agentcgroup", "bench", str(TRACE),
+        "--sessions", "3", "--runs", "1", "--duration", "4", "--peak", "200M",
+        "--arms", "none,agentcgroup", "--root", root_name, "--json", "--out", str(tmp_path / "out"),
+    ]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300 * SLOW, env=dict(os.environ))
+    assert r.returncode == 0, r.stderr[-3000:]
+    doc = json.loads(r.stdout.strip().splitlines()[-1])
+    assert [a["arm"] for a in doc["arms"]] == ["none", "agentcgroup"]
+    assert doc["budget"] > 0 and [s["priority"] for s in doc["sessions"]] == ["high", "low", "normal"]
+    ours = next(run for run in doc["runs"] if run["arm"] == "agentcgroup")
+    assert ours["agents_lost"] == 0, ours
+    high = ours["sessions"][0]
+    assert high["calls_run"] == high["calls"] and high["calls_killed"] == 0, high
+    assert doc["alone_s"]["median"] > 0
+    for f in ("bench.json", "bench.md", "bench.png"):
+        assert (tmp_path / "out" / f).stat().st_size > 0
+    assert leftovers(root_name) == []
+
+
+def test_bench_bad_input_is_one_line_and_creates_nothing(root_name) -> None:
+    for args, word in (
+        (["--sessions", "1"], "sessions 1"),
+        (["--arms", "none,fifo"], "'fifo'"),
+        (["--budget", "12XB"], "12XB"),
+        (["--duration", "0"], "duration 0"),
+    ):
+        r = subprocess.run(
+            [sys.executable, "-m", "agentcgroup", "bench", str(TRACE), "--root", root_name, *args],
+            capture_output=True,
+            text=True,
+        )
+        assert r.returncode == 2 and word in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = subprocess.run([sys.executable, "-m", "agentcgroup", "bench", "/no/such/trace"], capture_output=True, text=True)
+    assert r.returncode == 2 and "/no/such/trace" in r.stderr
+    assert leftovers(root_name) == []
