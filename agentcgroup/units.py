@@ -95,6 +95,17 @@ def format_size_arg(n: int) -> str:
     return str(n)
 
 
+def parse_factor(text: str | float, what: str = "factor") -> float:
+    """A scale factor: a finite number above zero (``10``, ``0.5``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidValue(what, text, "expected a number above zero, e.g. 10 or 0.5") from None
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidValue(what, text, "must be a number above zero")
+    return value
+
+
 def parse_cpu(text: str | float, what: str = "cpu") -> float | None:
     """Parse ``20%``, ``20`` (percent of one core), ``250%`` or ``max`` into cores (``None`` = unlimited)."""
     s = str(text).strip().lower()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -23,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..controller.core import Controller
+from ..errors import AgentCgroupError
 from ..parsers import parse_psi
 from ..replay.plan import CallPlan, Point, ReplayPlan
 from ..replay.runner import WORKER
@@ -87,13 +89,29 @@ class _Schedules:
         self.dir = tempfile.mkdtemp(prefix="agentcg-bench-")
         self._n = 0
 
-    def write(self, start: float, end: float, points: Sequence[Point], elastic: bool) -> list[str]:
-        self._n += 1
-        path = os.path.join(self.dir, f"{self._n}.json")
-        doc = {"start": start, "end": end, "points": [list(p) for p in points], "tick": 0.01, "elastic": elastic}
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(doc, f, separators=(",", ":"))
-        return [sys.executable, "-I", "-S", WORKER, path]
+    def write(self, start: float, end: float, points: Sequence[Point], elastic: bool, procs: int = 1) -> list[str]:
+        """A worker's argv; with ``procs`` > 1, a shell running that many workers, each with its share of the
+        load (as ``pytest -n 4`` or ``make -j4`` spread a call over processes), failing if any of them fails."""
+        paths = []
+        for _ in range(max(1, procs)):
+            self._n += 1
+            path = os.path.join(self.dir, f"{self._n}.json")
+            share = [[p.t, p.bytes // procs, p.cpu / procs] for p in points] if procs > 1 else [list(p) for p in points]
+            doc = {"start": start, "end": end, "points": share, "tick": 0.01, "elastic": elastic}
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(doc, f, separators=(",", ":"))
+            paths.append(path)
+        worker = [sys.executable, "-I", "-S", WORKER]
+        if len(paths) == 1:
+            return [*worker, paths[0]]
+        start_all = f'for s in "$@"; do {shlex.join(worker)} "$s" & pids+=($!); done'
+        return [
+            "bash",
+            "-c",
+            start_all + '; rc=0; for p in "${pids[@]}"; do wait "$p" || rc=$?; done; exit $rc',
+            "call",
+            *paths,
+        ]
 
     def close(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -115,6 +133,7 @@ def run_once(
     *,
     root: str,
     run: int = 0,
+    call_procs: int = 1,
     on_call: Callable[[], None] | None = None,
 ) -> RunResult:
     """Replay ``plans`` at once (session ``i`` with ``priorities[i]``) under ``arm``; leaves nothing behind."""
@@ -179,6 +198,13 @@ def run_once(
                 stop.wait(OOMD_COOLDOWN_S)
 
         def drive(i: int) -> None:
+            try:
+                _drive(i)
+            except AgentCgroupError:
+                if not stop.is_set():  # the run was interrupted: its controller closed under us
+                    raise
+
+        def _drive(i: int) -> None:
             p, res, name = plans[i], results[i], names[i]
             agent = ctl.spawn_agent(
                 name, sched.write(t0, 1e9, p.baseline, False), stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL
@@ -191,7 +217,7 @@ def run_once(
                         time.sleep(min(0.02, max(0.0, start_at - time.monotonic())))
                     if agent.poll() is not None:
                         break
-                    argv = sched.write(time.monotonic(), c.duration, c.points, True)
+                    argv = sched.write(time.monotonic(), c.duration, c.points, True, call_procs)
                     out = ctl.submit(
                         name, argv, timeout=call_timeout(c), stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL
                     ).wait()
@@ -221,8 +247,12 @@ def run_once(
         drivers = [threading.Thread(target=drive, args=(i,), daemon=True) for i in range(len(plans))]
         for t in [*helpers, *drivers]:
             t.start()
-        for t in drivers:
-            t.join()
+        try:
+            for t in drivers:
+                t.join()
+        except BaseException:
+            stop.set()
+            raise
         makespan = time.monotonic() - t0
     finally:
         stop.set()

@@ -141,6 +141,7 @@ def plot(figs: Sequence[ArmFigures], path: str) -> str:
         hi = [0.0 if math.isnan(e.hi) else max(0.0, (e.hi - e.value) * k) for e in ests]
         colors = ["#2b8a3e" if n == "agentcgroup" else "#868e96" for n in names]
         ax.bar(names, vals, yerr=[lo, hi], color=colors, capsize=4)
+        ax.set_ylim(bottom=0, top=max(1.0, *(v + h for v, h in zip(vals, hi, strict=True))) * 1.1)
         ax.set_title(title, fontsize=10)
         ax.tick_params(axis="x", labelrotation=30, labelsize=8)
     fig.tight_layout()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from typing import Any
 
 import click
 
+from ..cgroupfs import check_name
 from ..errors import AgentCgroupError
 from ..units import format_size, parse_size
 from .errors import fail
@@ -26,6 +28,9 @@ PRIORITY_CYCLE = ("low", "normal")
 @click.option(
     "--peak", "peak_text", default="768M", show_default=True, help="Memory scale: the largest session peaks here."
 )
+@click.option(
+    "--call-procs", type=int, default=4, show_default=True, help="Processes each tool call's load is spread over."
+)
 @click.option("--root", default=None, help="Root cgroup name (default agentcg-bench).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
 @click.option("--out", "out_dir", default=None, help="Also write bench.json, bench.md and bench.png here.")
@@ -37,6 +42,7 @@ def bench(
     budget: str,
     duration: float,
     peak_text: str,
+    call_procs: int,
     root: str | None,
     as_json: bool,
     out_dir: str | None,
@@ -44,12 +50,12 @@ def bench(
     """Replay TRACES as N sessions at once (the first high priority, the rest low and normal) under each policy.
 
     \b
-    --budget auto: 75 % of the sessions' joint peak, measured in a first run without a budget, but no less
+    --budget auto: half of the sessions' joint peak, measured in a first run without a budget, but no less
     than what the agents and the high-priority session need together (+10 %).
     Per policy: agent runtimes lost, tool calls killed, the high-priority session's slowdown against it
     running alone (median, P95), total completion time and memory use, with 95 % confidence intervals.
     """
-    from ..bench.arms import ARMS, parse_arms
+    from ..bench.arms import parse_arms
     from ..replay.plan import plan
     from ..traces import discover
 
@@ -57,12 +63,16 @@ def bench(
         fail(f"invalid sessions {n_sessions!r}: need at least 2 (one high priority and another)")
     if runs < 1:
         fail(f"invalid runs {runs!r}: need at least 1")
+    if not 1 <= call_procs <= 64:
+        fail(f"invalid call-procs {call_procs!r}: expected 1 to 64")
     if not duration > 0:
         fail(f"invalid duration {duration!r}: must be above zero seconds")
     try:
         arm_list = parse_arms(arms)
         peak = parse_size(peak_text, "peak")
         fixed_budget = None if budget == "auto" else parse_size(budget, "budget")
+        if root is not None:
+            check_name(root, "root")
     except AgentCgroupError as exc:
         fail(str(exc))
     for t in traces:
@@ -83,10 +93,25 @@ def bench(
         span = t.samples.span_s or duration
         plans.append(plan(t, time_scale=max(span / duration, 1e-3), memory_scale=mscale))
     priorities = ["high", *(PRIORITY_CYCLE[i % 2] for i in range(n_sessions - 1))]
+
+    def interrupted(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt  # the runs' finally blocks kill what they started and remove their cgroups
+
+    signal.signal(signal.SIGTERM, interrupted)
+    try:
+        _bench(plans, priorities, fixed_budget, arm_list, runs, root, call_procs, as_json, out_dir)
+    except KeyboardInterrupt:
+        fail("interrupted: the runs so far are dropped, nothing is left behind", 130)
+
+
+def _bench(plans, priorities, fixed_budget, arm_list, runs, root, call_procs, as_json, out_dir):  # type: ignore[no-untyped-def]
+    from ..bench.arms import ARMS
+
+    n_sessions = len(plans)
     if fixed_budget is None:
         if not as_json:
             click.echo("calibrating: one run of all sessions without a budget, to size it", err=True)
-        chosen_budget = auto_budget(plans, priorities, root or "agentcg-bench")
+        chosen_budget = auto_budget(plans, priorities, root or "agentcg-bench", call_procs)
     else:
         chosen_budget = fixed_budget
     info = {
@@ -103,26 +128,28 @@ def bench(
             + f"); {runs} runs x {len(arm_list)} policies, plus the high-priority session alone",
             err=True,
         )
-    all_runs, alone = _run_all(arm_list, plans, priorities, chosen_budget, runs, root or "agentcg-bench", ARMS)
+    all_runs, alone = _run_all(
+        arm_list, plans, priorities, chosen_budget, runs, root or "agentcg-bench", ARMS, call_procs
+    )
     _report(all_runs, alone, info, as_json, out_dir)
 
 
 #: ``--budget auto``: this share of what the sessions use together at their peak when nothing limits them
-AUTO_SHARE = 0.75
+AUTO_SHARE = 0.5
 
 
-def auto_budget(plans: list[Any], priorities: list[str], root: str) -> int:
-    """Tight, measured in one run without a budget: 75 % of the sessions' joint peak, so that every policy has
+def auto_budget(plans: list[Any], priorities: list[str], root: str, call_procs: int = 1) -> int:
+    """Tight, measured in one run without a budget: half of the sessions' joint peak, so that every policy has
     to take memory from someone; but never below what must fit for any policy to lose no agent and slow no
     high-priority call (every agent's memory plus the whole high-priority session, at their joint peak), +10 %."""
     from ..bench.arms import ARMS
     from ..bench.driver import run_once
 
-    free = run_once(ARMS["none"], plans, priorities, None, root=root)
+    free = run_once(ARMS["none"], plans, priorities, None, root=root, call_procs=call_procs)
     return max(int(AUTO_SHARE * free.mem_peak_bytes), int(free.protected_peak_bytes * 1.1) + (32 << 20))
 
 
-def _run_all(arm_list, plans, priorities, budget, runs, root, arms):  # type: ignore[no-untyped-def]
+def _run_all(arm_list, plans, priorities, budget, runs, root, arms, call_procs):  # type: ignore[no-untyped-def]
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..bench.driver import run_once
@@ -142,14 +169,21 @@ def _run_all(arm_list, plans, priorities, budget, runs, root, arms):  # type: ig
         for r in range(runs):
             order = arm_list[r % len(arm_list) :] + arm_list[: r % len(arm_list)]  # rotate: no arm always first
             progress.update(bar, description=f"run {r + 1}/{runs}: alone")
-            solo = run_once(arms["none"], plans[:1], priorities[:1], None, root=root, run=r)
+            solo = run_once(arms["none"], plans[:1], priorities[:1], None, root=root, run=r, call_procs=call_procs)
             if solo.sessions[0].completion_s is not None:
                 alone.append(solo.sessions[0].completion_s)
             progress.advance(bar)
             for arm in order:
                 progress.update(bar, description=f"run {r + 1}/{runs}: {arm.name}")
-                results.append(run_once(arm, plans, priorities, budget, root=root, run=r))
+                res = run_once(arm, plans, priorities, budget, root=root, run=r, call_procs=call_procs)
+                results.append(res)
                 progress.advance(bar)
+                if progress.disable:  # not a terminal: a line per run instead of the bar
+                    click.echo(
+                        f"run {r + 1}/{runs} {arm.name}: {res.agents_lost} agents lost, {res.calls_killed} calls "
+                        f"killed, {res.makespan_s:.1f} s",
+                        err=True,
+                    )
     return results, alone
 
 

@@ -10,7 +10,6 @@ import time
 
 import click
 
-from ..cgroupfs import check_name
 from ..controller.config import check_priority
 from ..errors import AgentCgroupError, InvalidValue
 from ..limits import Limits
@@ -18,10 +17,10 @@ from ..record import Recorder
 from ..record.serve import private_socket
 from ..record.tracking import TrackingController
 from ..session import Session
-from ..spawn import SpawnError, resolve
+from ..spawn import SpawnError
 from ..traces.recording import RecordingWriter
 from ..units import parse_duration
-from .errors import CANNOT_EXECUTE, NOT_FOUND, RUNNER_FAILED, fail
+from .errors import RUNNER_FAILED, bad_input, check_command_line, fail
 
 
 def check_out_path(path: str, what: str = "output file") -> str:
@@ -76,22 +75,12 @@ def record(
         argv = argv[1:]
     if not argv:
         fail("no command given (usage: agentcg record --out FILE.jsonl [OPTIONS] -- COMMAND...)")
-    try:
+    with bad_input():
         interval_s = parse_duration(interval, "sampling interval")
         limits = Limits.parse(memory=memory, cpu=cpu, pids=pids)
         check_priority(priority)
-        if session_name is not None:
-            check_name(session_name, "session")
-        if root is not None:
-            check_name(root, "root")
         check_out_path(out)
-        resolve(argv)
-    except InvalidValue as exc:
-        fail(str(exc))
-    except FileNotFoundError as exc:
-        fail(exc.strerror or str(exc), NOT_FOUND)
-    except PermissionError as exc:
-        fail(exc.strerror or str(exc), CANNOT_EXECUTE)
+        check_command_line(session_name, root, argv)
 
     forwarded = {}
     try:

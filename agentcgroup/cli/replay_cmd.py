@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import sys
 import time
 from collections.abc import Callable
@@ -16,7 +15,7 @@ from ..errors import AgentCgroupError, InvalidValue
 from ..replay import ReplayPlan, ReplayResult, plan, replay, session_for
 from ..spawn import SpawnError
 from ..traces import RecordingWriter, Task, discover
-from ..units import format_duration, format_size, parse_duration
+from ..units import format_duration, format_size, parse_duration, parse_factor
 from .errors import RUNNER_FAILED, fail
 from .record_cmd import check_out_path
 
@@ -24,16 +23,6 @@ from .record_cmd import check_out_path
 HOST_SHARE = 0.8
 #: past this the host is unlikely to fault memory in fast enough (a note, not an error)
 FAST_RISE = 1 << 30
-
-
-def _scale(text: str, what: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise InvalidValue(what, text, "expected a number above zero, e.g. 10 or 0.5") from None
-    if not math.isfinite(value) or value <= 0:
-        raise InvalidValue(what, text, "must be a number above zero")
-    return value
 
 
 def _load(trace: str) -> Task:
@@ -99,9 +88,9 @@ def replay_cmd(
       agentcg replay traces/haiku/dask__dask-11628 --time-scale 10
     """
     try:
-        ts = _scale(time_scale, "time scale")
-        ms = _scale(memory_scale, "memory scale")
-        cs = _scale(cpu_scale, "CPU scale")
+        ts = parse_factor(time_scale, "time scale")
+        ms = parse_factor(memory_scale, "memory scale")
+        cs = parse_factor(cpu_scale, "CPU scale")
         max_s = parse_duration(max_duration, "max duration") if max_duration is not None else None
         if session_name is not None:
             check_name(session_name, "session")

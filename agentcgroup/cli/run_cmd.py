@@ -9,14 +9,13 @@ import threading
 
 import click
 
-from ..cgroupfs import check_name
 from ..daemon.client import Client
 from ..errors import AgentCgroupError, InvalidValue
 from ..limits import Limits
 from ..session import Session
-from ..spawn import SpawnError, resolve
+from ..spawn import SpawnError
 from ..units import parse_duration
-from .errors import CANNOT_EXECUTE, NOT_FOUND, RUNNER_FAILED, fail
+from .errors import CANNOT_EXECUTE, NOT_FOUND, RUNNER_FAILED, bad_input, check_command_line, fail
 
 
 class _Terminated(BaseException):
@@ -75,20 +74,10 @@ def run(
     if not argv:
         fail("no command given (usage: agentcg run [OPTIONS] -- COMMAND...)")
     # validate everything before anything is created
-    try:
+    with bad_input():
         limits = Limits.parse(memory=memory, memory_high=memory_high, cpu=cpu, pids=pids)
         tmo = parse_duration(timeout, "timeout") if timeout is not None else None
-        if session_name is not None:
-            check_name(session_name, "session")
-        if root is not None:
-            check_name(root, "root")
-        resolve(argv)
-    except InvalidValue as exc:
-        fail(str(exc))
-    except FileNotFoundError as exc:
-        fail(exc.strerror or str(exc), NOT_FOUND)
-    except PermissionError as exc:
-        fail(exc.strerror or str(exc), CANNOT_EXECUTE)
+        check_command_line(session_name, root, argv)
 
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
     sys.stdout.flush()
