@@ -95,15 +95,19 @@ def format_size_arg(n: int) -> str:
     return str(n)
 
 
-def parse_factor(text: str | float, what: str = "factor") -> float:
-    """A scale factor: a finite number above zero (``10``, ``0.5``)."""
+def _above_zero(text: str | float, what: str, expected: str, too_small: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise InvalidValue(what, text, "expected a number above zero, e.g. 10 or 0.5") from None
+        raise InvalidValue(what, text, expected) from None
     if not math.isfinite(value) or value <= 0:
-        raise InvalidValue(what, text, "must be a number above zero")
+        raise InvalidValue(what, text, too_small)
     return value
+
+
+def parse_factor(text: str | float, what: str = "factor") -> float:
+    """A scale factor: a finite number above zero (``10``, ``0.5``)."""
+    return _above_zero(text, what, "expected a number above zero, e.g. 10 or 0.5", "must be a number above zero")
 
 
 def parse_cpu(text: str | float, what: str = "cpu") -> float | None:
@@ -113,12 +117,7 @@ def parse_cpu(text: str | float, what: str = "cpu") -> float | None:
         return None
     if s.endswith("%"):
         s = s[:-1].strip()
-    try:
-        pct = float(s)
-    except ValueError:
-        raise InvalidValue(what, text, "expected a percentage of one core, e.g. 50% or 200%") from None
-    if not math.isfinite(pct) or pct <= 0:
-        raise InvalidValue(what, text, "must be more than 0% of a core")
+    pct = _above_zero(s, what, "expected a percentage of one core, e.g. 50% or 200%", "must be more than 0% of a core")
     if pct < 0.1:
         raise InvalidValue(what, text, "must be at least 0.1% of a core (the kernel's 1 ms per second)")
     return pct / 100.0

@@ -121,6 +121,9 @@ class Client:
                 if "event" not in reply:
                     return reply
             raise Unreachable(f"the daemon at {self.path} closed the connection without an answer")
+        except ConnectionError as exc:  # it went away mid-request (killed, restarting): as unreachable as above
+            why = exc.strerror or exc
+            raise Unreachable(f"the daemon at {self.path} went away during the request: {why}") from None
         finally:
             sock.close()
 

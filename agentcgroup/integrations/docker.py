@@ -35,6 +35,8 @@ from typing import Any
 from ..errors import AgentCgroupError, CgroupError, InvalidValue, NotFound
 from ..limits import Limits
 from ..outcome import Outcome
+from ..parsers import parse_mountinfo, parse_proc_cgroup
+from ..record.leaves import cmdline
 from ..session import Session
 from ..spawn import PIPE, Process, spawn
 from ..toolcall import ToolCall
@@ -149,13 +151,17 @@ class DockerSession:
         """The session's directory in every hierarchy the container is in. The runtime creates the container in
         all of them (blkio, devices, cpuset...), so the session's path appears in hierarchies agentcgroup does not
         manage; these are removed again (if empty) once the session is closed."""
-        mounts = _cgroup_mounts()
+        mounts = [m for m in parse_mountinfo(_read("/proc/self/mountinfo")) if m.fstype in ("cgroup", "cgroup2")]
         out = []
-        for line in _read(f"/proc/{pid}/cgroup").splitlines():
-            _, controllers, path = line.split(":", 2)
-            mount = mounts.get(controllers)
-            if mount is not None and path.endswith(f"/{cid}"):
-                out.append(mount + path[: -len(cid) - 1])
+        for entry in parse_proc_cgroup(_read(f"/proc/{pid}/cgroup")):
+            if not entry.path.endswith(f"/{cid}"):
+                continue
+            for m in mounts:  # the hierarchy's mount: cgroup2 for entry 0, else the one with its controllers
+                if (m.fstype == "cgroup2") == (entry.hierarchy_id == 0) and set(entry.controllers) <= set(
+                    m.super_options
+                ):
+                    out.append(m.mountpoint + entry.path[: -len(cid) - 1])
+                    break
         return out
 
     def close(self) -> None:
@@ -250,11 +256,10 @@ class DockerSession:
     def _find_gate(self, gate: str, client: Process) -> int:
         m = self.session.manager
         deadline = time.monotonic() + EXEC_START_S
-        marker = gate.encode()
         while True:
             for pid in m.pids(self.container_cg):
-                argv = _read_bytes(f"/proc/{pid}/cmdline").split(b"\0")
-                if marker in argv and b"sh" in argv[0]:
+                argv = cmdline(pid) or []
+                if gate in argv and argv[0].endswith("sh"):
                     return pid
             if client.poll() is not None:
                 err = client.stderr.read().decode(errors="replace").strip() if client.stderr is not None else ""
@@ -278,32 +283,6 @@ def _read(path: str) -> str:
             return f.read()
     except OSError:
         return ""
-
-
-def _read_bytes(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError:
-        return b""
-
-
-def _cgroup_mounts() -> dict[str, str]:
-    """``controllers`` field of /proc/<pid>/cgroup (``memory``, ``cpu,cpuacct``, ``name=systemd``, ``""``) to
-    its mount point."""
-    out: dict[str, str] = {}
-    for line in _read("/proc/self/mountinfo").splitlines():
-        left, _, right = line.partition(" - ")
-        fields, rfields = left.split(), right.split()
-        if len(rfields) < 3:
-            continue
-        if rfields[0] == "cgroup2":
-            out.setdefault("", fields[4])
-        elif rfields[0] == "cgroup":
-            opts = [o for o in rfields[2].split(",") if o not in ("rw", "ro") and not o.startswith(("clone_", "x"))]
-            known = [o for o in opts if o not in ("nosuid", "nodev", "noexec", "relatime")]
-            out.setdefault(",".join(known), fields[4])
-    return out
 
 
 def _rmdir_up(d: str, stop_at: str) -> None:
