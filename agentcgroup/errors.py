@@ -47,6 +47,14 @@ class Unsupported(CgroupError):
     """This host (kernel, cgroup version, mount) cannot do what was asked."""
 
 
+class FreezeTimeout(CgroupError):
+    """A freeze was asked for and is under way, but not every task had stopped within the wait.
+
+    The kernel finishes it as each task reaches a stopping point: a task the kernel is holding (the v2
+    ``memory.high`` penalty sleeps up to 2 s; v1 reclaim at the limit) stops as soon as it is let go.
+    """
+
+
 class LimitRejected(CgroupError):
     """The kernel rejected a value written to a control file."""
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .backends.base import Cgroup, Stats
+from .errors import FreezeTimeout
 from .feedback import build_feedback, command_text
 from .limits import Limits
 from .outcome import Outcome, Step
@@ -22,6 +23,9 @@ from .spawn import PIPE, ForeignProcess, Process
 from .warm import new_call_id
 
 log = logging.getLogger("agentcgroup")
+
+#: how long a freeze waits for every task to stop before it is left to the kernel to finish
+FREEZE_WAIT = 0.5
 
 #: ``launcher(call, stdin, stdout, stderr) -> Process``: starts the command and puts it into ``call.cg`` itself
 Launcher = Callable[["ToolCall", Any, Any, Any], Process]
@@ -158,8 +162,13 @@ class ToolCall:
         self.manager.kill(self.cg)
 
     def freeze(self, reason: str, **figures: Any) -> None:
+        """Freeze the call's tree. Waits at most ``FREEZE_WAIT``: a task the kernel is holding (a v2
+        ``memory.high`` penalty sleep lasts up to 2 s) is not running, and stops as soon as it is let go."""
         assert self.cg is not None
-        self.manager.freeze(self.cg)
+        try:
+            self.manager.freeze(self.cg, timeout=FREEZE_WAIT)
+        except FreezeTimeout as exc:
+            log.info("event=freeze-pending call=%s/%s detail=%r", self.session.name, self.call_id, str(exc))
         self._frozen_since = time.monotonic()
         self.step("freeze", reason, **figures)
 

@@ -19,7 +19,7 @@ import time
 
 from ..cgroupfs import Dir
 from ..detect import HostLayout
-from ..errors import Busy, CgroupError, LimitRejected, Unsupported
+from ..errors import Busy, CgroupError, FreezeTimeout, LimitRejected, Unsupported
 from ..limits import Limits
 from ..parsers import parse_flat_keyed, parse_pids
 from ..units import MAX_BYTES
@@ -179,7 +179,7 @@ class HybridManager(TreeManager):
                 if self._stalled(cg):
                     return
                 if time.monotonic() > deadline:
-                    raise CgroupError(f"{cg.name}: not frozen after {timeout:g} s", cg.name)
+                    raise FreezeTimeout(f"{cg.name}: not frozen after {timeout:g} s", cg.name)
             return
         if "freezer" in dirs:
             fz = dirs["freezer"]
@@ -187,7 +187,7 @@ class HybridManager(TreeManager):
             deadline = time.monotonic() + timeout
             while fz.read("freezer.state").strip() != "FROZEN":
                 if time.monotonic() > deadline:
-                    raise CgroupError(f"{cg.name}: not frozen after {timeout:g} s", cg.name)
+                    raise FreezeTimeout(f"{cg.name}: not frozen after {timeout:g} s", cg.name)
                 time.sleep(0.001)
             return
         raise Unsupported("no freezer on this host (neither cgroup.freeze nor the v1 freezer)", cg.name)

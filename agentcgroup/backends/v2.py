@@ -14,7 +14,7 @@ import time
 
 from ..cgroupfs import Dir
 from ..detect import HostLayout
-from ..errors import CgroupError, Unsupported
+from ..errors import CgroupError, FreezeTimeout, Unsupported
 from ..limits import Limits
 from ..parsers import parse_flat_keyed, parse_list
 from ..units import MAX_BYTES
@@ -148,7 +148,7 @@ class V2Manager(TreeManager):
             raise Unsupported("cgroup.freeze needs Linux 5.2 or later", cg.name)
         d.write("cgroup.freeze", "1")
         if not self.wait_file(d, "cgroup.events", "frozen", 1, timeout):
-            raise CgroupError(f"{cg.name}: not frozen after {timeout:g} s", cg.name)
+            raise FreezeTimeout(f"{cg.name}: not frozen after {timeout:g} s", cg.name)
 
     def thaw(self, cg: Cgroup) -> None:
         d = cg.backend_data["dirs"]["unified"]

@@ -570,6 +570,8 @@ class Controller:
         for a in actions:
             if a.call.phase == "done":
                 continue
+            if a.call.call.killed_by is not None and a.verb != "note":
+                continue  # killed and draining: no thaw, release or second kill for it
             if a.verb == "timer":
                 policy = self._policy_for(a)
                 old = a.call.timers.pop(a.key, None)

@@ -108,3 +108,24 @@ def test_a_failed_limit_leaves_nothing(v2, fake_v2, monkeypatch) -> None:
         v2.create(("s1", "c1"), Limits(memory_max=1 << 20, pids_max=5))
     assert not (fake_v2.tmp / "unified/agentcg/s1/c1").exists()
     assert (fake_v2.tmp / "unified/agentcg/s1").exists()
+
+
+def test_a_freeze_the_kernel_has_not_finished_is_a_freeze_timeout(v2, fake_v2) -> None:
+    """The fake's cgroup.events never says frozen: the request is written and the wait ends in FreezeTimeout,
+    which a tool call records as its freeze (the kernel finishes it as each held task is let go)."""
+    from types import SimpleNamespace
+
+    from agentcgroup.errors import FreezeTimeout
+    from agentcgroup.toolcall import ToolCall
+
+    cg = v2.create(("s1", "tools", "c1"))
+    with pytest.raises(FreezeTimeout, match=r"s1/tools/c1: not frozen after 0\.05 s"):
+        v2.freeze(cg, timeout=0.05)
+    assert read(fake_v2.tmp / "unified/agentcg/s1/tools/c1/cgroup.freeze") == "1"
+
+    session = SimpleNamespace(name="s1", path=("s1",), manager=v2, pool=None)
+    call = ToolCall(session, ["true"], call_id="c1")
+    call.cg = cg
+    call.freeze("stalled at its soft memory limit")
+    assert [s.action for s in call.steps] == ["freeze"]
+    assert call._frozen_since is not None

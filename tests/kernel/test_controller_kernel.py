@@ -67,9 +67,11 @@ def test_low_priority_gives_way_high_completes_agents_survive(controller) -> Non
     assert not [s for s in out_hi.steps if s.action in ("throttle", "freeze", "kill")]
     assert any(s.action == "note" and "protected" in s.reason for s in out_hi.steps)
 
-    # the low call was throttled, then frozen, then killed, each step in order, and says so
-    actions = [s.action for s in out_lo.steps]
-    assert actions[:3] == ["throttle", "freeze", "kill"], out_lo.steps
+    # the low call was throttled, then frozen, then killed, each step in order, and says so. On a slow host
+    # the pressure may ebb while the high call faults its pages in: a throttle may then be lifted and come
+    # back, but a kill only ever follows a freeze that follows a throttle, and nothing follows a kill
+    actions = [s.action for s in out_lo.steps if s.action != "note"]
+    assert actions[0] == "throttle" and actions[-3:] == ["throttle", "freeze", "kill"], out_lo.steps
     assert out_lo.killed_by == "policy" and out_lo.frozen_s >= 0.9
     assert "host budget" in out_lo.feedback and "frozen" in out_lo.feedback
 

@@ -169,6 +169,9 @@ def test_pressure_takes_the_low_priority_call_first_and_spares_high() -> None:
     acts = p.on_timer(view, c_lo, "pressure-kill:")
     assert verbs(acts)[0] == ("kill", "l1") and acts[0].by == "policy"
     assert all(a.call is not c_hi or a.verb == "note" for a in acts)
+    # once it is killed, the pressure passing has nothing to thaw or release for it
+    view.root_usage = 400 * MiB
+    assert [v for v in verbs(p.on_pressure(view)) if v[1] == "l1"] == []
 
 
 def test_pressure_passing_thaws_and_lifts() -> None:

@@ -137,6 +137,9 @@ class PressurePolicy(Policy):
                 )
             ]
             actions += self._notes(view, cs, calls, f"{cs.label} was killed: {why}")
+            victims = self.victims.get(scope, [])
+            if cs in victims:
+                victims.remove(cs)  # it is gone: nothing to thaw or release when the pressure passes
             return actions
         return []
 
