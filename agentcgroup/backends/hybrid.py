@@ -22,6 +22,7 @@ from ..detect import HostLayout
 from ..errors import Busy, CgroupError, FreezeTimeout, LimitRejected, Unsupported
 from ..limits import Limits
 from ..parsers import parse_flat_keyed, parse_pids
+from ..reap import release_memory
 from ..units import MAX_BYTES
 from ._tree import TreeManager
 from .base import Cgroup, EventSource, Stats
@@ -213,6 +214,7 @@ class HybridManager(TreeManager):
             dirs["unified"].write("cgroup.kill", "1")
         elif "freezer" in dirs:
             self._freezer_kill(cg, dirs["freezer"], timeout)
+        release_memory(before)
         deadline = time.monotonic() + timeout
         delay = 0.0002
         while True:

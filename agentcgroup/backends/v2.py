@@ -17,6 +17,7 @@ from ..detect import HostLayout
 from ..errors import CgroupError, FreezeTimeout, Unsupported
 from ..limits import Limits
 from ..parsers import parse_flat_keyed, parse_list
+from ..reap import release_memory
 from ..units import MAX_BYTES
 from ._tree import TreeManager
 from .base import Cgroup, EventSource, Stats
@@ -169,6 +170,7 @@ class V2Manager(TreeManager):
                 pass
             self.kill_pids(self.pids(cg), signal.SIGKILL)
             d.write("cgroup.freeze", "0")
+        release_memory(before)
         if self.wait_file(d, "cgroup.events", "populated", 0, timeout):
             return len(before)
         deadline = time.monotonic() + timeout

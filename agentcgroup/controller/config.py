@@ -27,6 +27,9 @@ class ControllerConfig:
     pressure_off    fraction under which the pressure has passed (frozen calls thaw, throttles lift)
     stall_grace     how long a call may stay throttled (at its soft limit, or under pressure) before freezing
     kill_after      how long a call may stay frozen without relief before it is killed
+    urgent_level    fraction of a budget (never below pressure_on) at which a higher-priority call still
+                    running waits on the memory lower-priority ones hold: their deadlines shrink to urgent_grace
+    urgent_grace    the throttle and freeze deadlines then (the steps stay in order: throttle, freeze, kill)
     admission_wait  how long a call whose declared memory does not fit may wait in the queue
     tool_oom_score_adj   oom_score_adj of tool-call processes: the kernel's OOM killer takes them first
                          (half of it for a high-priority session's tools: the others' go before them)
@@ -41,6 +44,8 @@ class ControllerConfig:
     pressure_off: float = 0.80
     stall_grace: float = 1.0
     kill_after: float = 2.0
+    urgent_level: float = 0.97
+    urgent_grace: float = 0.1
     admission_wait: float = 30.0
     tool_oom_score_adj: int = 1000
     agent_memory_low: int = 256 << 20
@@ -56,7 +61,9 @@ class ControllerConfig:
             raise InvalidValue(
                 "pressure_on/pressure_off", (self.pressure_on, self.pressure_off), "need 0 < off < on <= 1"
             )
-        for name in ("stall_grace", "kill_after", "admission_wait"):
+        if not 0 < self.urgent_level <= 1:
+            raise InvalidValue("urgent_level", self.urgent_level, "need 0 < it <= 1")
+        for name in ("stall_grace", "kill_after", "urgent_grace", "admission_wait"):
             v = getattr(self, name)
             if not v >= 0:
                 raise InvalidValue(name, v, "must be zero or more seconds")
@@ -64,6 +71,10 @@ class ControllerConfig:
             raise InvalidValue("tool_oom_score_adj", self.tool_oom_score_adj, "must be -1000..1000")
         if self.warm < 0:
             raise InvalidValue("warm", self.warm, "must be 0 or more")
+
+    @property
+    def urgent_at(self) -> float:
+        return max(self.urgent_level, self.pressure_on)
 
     @property
     def checkpoint_step(self) -> int:
@@ -83,9 +94,9 @@ class ControllerConfig:
                 raise InvalidValue("setting", key, f"unknown; known: {', '.join(sorted(names))}")
             if key in ("budget", "agent_memory_low", "checkpoint"):
                 out[key] = parse_size(value, key)
-            elif key in ("stall_grace", "kill_after", "admission_wait"):
+            elif key in ("stall_grace", "kill_after", "urgent_grace", "admission_wait"):
                 out[key] = 0.0 if str(value) == "0" else parse_duration(value, key)
-            elif key in ("pressure_on", "pressure_off"):
+            elif key in ("pressure_on", "pressure_off", "urgent_level"):
                 out[key] = float(value)
             else:
                 out[key] = int(value)

@@ -133,7 +133,7 @@ class Controller:
 
     def _watch_budget(self, cg: Cgroup, budget: int, into: list[EventSource]) -> None:
         """Usage thresholds at the pressure levels (v1); v2 relies on the calls' checkpoints and PSI."""
-        for frac in (self.config.pressure_on, self.config.pressure_off):
+        for frac in sorted({self.config.pressure_on, self.config.pressure_off, self.config.urgent_at}):
             src = self.manager.usage_threshold(cg, int(budget * frac))
             if src is None:
                 return

@@ -20,6 +20,9 @@ from typing import Any
 
 log = logging.getLogger("agentcgroup")
 
+#: a handler that holds the loop longer than this is logged (event=loop-slow): every other call waits for it
+SLOW_S = 0.1
+
 READ = select.EPOLLIN
 PRI = select.EPOLLPRI | select.EPOLLERR
 
@@ -117,10 +120,14 @@ class Loop:
 
     @staticmethod
     def _guard(fn: Callable[..., Any], *args: Any) -> None:
+        t0 = time.monotonic()
         try:
             fn(*args)
         except Exception:  # a bug in one handler must not stop the controller
             log.exception("event=loop-error handler=%r", fn)
+        took = time.monotonic() - t0
+        if took > SLOW_S:
+            log.info("event=loop-slow handler=%s took=%.3f", getattr(fn, "__qualname__", fn), took)
 
     def close(self) -> None:
         self._ep.close()

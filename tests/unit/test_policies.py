@@ -174,6 +174,39 @@ def test_pressure_takes_the_low_priority_call_first_and_spares_high() -> None:
     assert [v for v in verbs(p.on_pressure(view)) if v[1] == "l1"] == []
 
 
+def test_pressure_at_the_edge_brings_the_deadlines_forward_for_a_waiting_higher_call() -> None:
+    p = PressurePolicy()
+    hi, lo = FakeSession("hi", "high"), FakeSession("lo", "low")
+    c_hi, c_lo = call("h1", hi), call("l1", lo)
+    # 92 %: lower-priority calls give way on the usual deadlines
+    view = FakeView(CFG, {"h1": 500 * MiB, "l1": 300 * MiB}, budget=1000 * MiB, root_usage=920 * MiB)
+    view.calls = [c_hi, c_lo]
+    acts = p.on_pressure(view)
+    assert verbs(acts)[:2] == [("throttle", "l1"), ("timer", "l1")] and acts[1].delay == CFG.stall_grace
+    # 98 %: the high call waits on the low one's memory: its freeze deadline is brought forward, once
+    view.root_usage = 980 * MiB
+    acts = p.on_pressure(view)
+    assert [(a.verb, a.key, a.delay) for a in acts if a.call is c_lo] == [
+        ("timer", "pressure-freeze:", CFG.urgent_grace)
+    ]
+    assert not [a for a in p.on_pressure(view) if a.call is c_lo and a.verb == "timer"]
+    # frozen with the kill deadline as short, and still throttle -> freeze -> kill, in order
+    acts = p.on_timer(view, c_lo, "pressure-freeze:")
+    assert verbs(acts)[:2] == [("freeze", "l1"), ("timer", "l1")] and acts[1].delay == CFG.urgent_grace
+    assert "higher-priority call is waiting for memory" in acts[0].reason
+    c_lo.phase = "frozen"
+    assert verbs(p.on_timer(view, c_lo, "pressure-kill:"))[0] == ("kill", "l1")
+
+
+def test_no_hurry_without_a_higher_priority_call() -> None:
+    p = PressurePolicy()
+    c1, c2 = call("n1", FakeSession("a", "normal")), call("n2", FakeSession("b", "normal"))
+    view = FakeView(CFG, {"n1": 500 * MiB, "n2": 400 * MiB}, budget=1000 * MiB, root_usage=990 * MiB)
+    view.calls = [c1, c2]
+    acts = p.on_pressure(view)
+    assert [a.delay for a in acts if a.verb == "timer"] == [CFG.stall_grace]
+
+
 def test_pressure_passing_thaws_and_lifts() -> None:
     p = PressurePolicy()
     lo = FakeSession("lo", "low")

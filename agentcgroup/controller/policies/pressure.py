@@ -6,6 +6,10 @@ checkpoints and PSI). Over ``pressure_on`` of a budget, the running calls under 
 first is throttled at its current usage. If the pressure lasts ``stall_grace`` the throttled calls are frozen;
 if it lasts ``kill_after`` more, the largest frozen call is killed, and so on. Under ``pressure_off`` frozen
 calls thaw and throttles lift. Agent leaves are never touched.
+
+At ``urgent_level`` of a budget, with a higher-priority call still running beside the victims, that call is
+waiting on the memory they hold (without swap, a throttle or a freeze gives none back; only their end does):
+their deadlines shrink to ``urgent_grace``. They still go throttle, freeze, kill, in that order.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ class PressurePolicy(Policy):
 
     def __init__(self) -> None:
         self.victims: dict[str, list] = {}  # scope ("" = global, else session name) -> [CallState]
+        self.hurried: set[tuple[str, str]] = set()  # (call id, phase) whose deadline was shortened
 
     # --- evaluation -----------------------------------------------------------------------------------
     def on_pressure(self, view):  # type: ignore[no-untyped-def]
@@ -37,6 +42,7 @@ class PressurePolicy(Policy):
         for victims in self.victims.values():
             if cs in victims:
                 victims.remove(cs)
+        self.hurried -= {(cs.id, "throttled"), (cs.id, "frozen")}
         return []
 
     def _evaluate(self, view, scope, usage, budget, calls):  # type: ignore[no-untyped-def]
@@ -47,10 +53,37 @@ class PressurePolicy(Policy):
         # (at its soft limit, or at a v2 checkpoint), not a shortage
         psi = scope == "" and level >= cfg.pressure_off and view.psi_recent()
         if level >= cfg.pressure_on or psi:
-            return self._squeeze(view, scope, usage, budget, calls, victims)
+            return self._hurry(view, scope, usage, budget, calls, victims) + self._squeeze(
+                view, scope, usage, budget, calls, victims
+            )
         if level < cfg.pressure_off and victims:
             return self._relieve(view, scope, usage, budget, victims)
         return []
+
+    @staticmethod
+    def _urgent(view, usage, budget, calls, victim) -> bool:  # type: ignore[no-untyped-def]
+        """At the budget's edge with a higher-priority call still running: it waits on the victim's memory."""
+        if usage < view.config.urgent_at * budget:
+            return False
+        mine = view.rank_of(victim)
+        return any(c.phase == "running" and view.rank_of(c) > mine for c in calls)
+
+    def _hurry(self, view, scope, usage, budget, calls, victims):  # type: ignore[no-untyped-def]
+        """Bring the pending deadlines of the victims forward, once each, when it became urgent."""
+        actions = []
+        grace = view.config.urgent_grace
+        for v in victims:
+            if (v.id, v.phase) in self.hurried or not self._urgent(view, usage, budget, calls, v):
+                continue
+            if v.phase == "throttled" and v.throttled_by == "pressure" and grace < view.config.stall_grace:
+                key = f"pressure-freeze:{scope}"
+            elif v.phase == "frozen" and grace < view.config.kill_after:
+                key = f"pressure-kill:{scope}"
+            else:
+                continue
+            self.hurried.add((v.id, v.phase))
+            actions.append(Action("timer", v, "urgent deadline", delay=grace, key=key))
+        return actions
 
     def _where(self, scope: str, usage: int, budget: int) -> str:
         what = "the host budget" if scope == "" else f"session {scope}'s budget"
@@ -68,6 +101,9 @@ class PressurePolicy(Policy):
         if view.rank_of(cs) >= top and scope == "" and len({view.rank_of(c) for c in calls}) > 1:
             return []
         used = view.call_usage(cs)
+        urgent = self._urgent(view, usage, budget, calls, cs)
+        if urgent:
+            self.hurried.add((cs.id, "throttled"))
         victims.append(cs)
         cs.phase, cs.throttled_by, cs.throttled_at = "throttled", "pressure", view.now
         why = self._where(scope, usage, budget)
@@ -79,7 +115,13 @@ class PressurePolicy(Policy):
                 level=used,
                 figures={"usage": used, "scope": scope or "host"},
             ),
-            Action("timer", cs, "pressure deadline", delay=view.config.stall_grace, key=f"pressure-freeze:{scope}"),
+            Action(
+                "timer",
+                cs,
+                "pressure deadline",
+                delay=view.config.urgent_grace if urgent else view.config.stall_grace,
+                key=f"pressure-freeze:{scope}",
+            ),
         ]
         actions += self._notes(view, cs, calls, f"{cs.label} was throttled: {why}")
         return actions
@@ -117,10 +159,20 @@ class PressurePolicy(Policy):
             return self._relieve(view, scope, usage, budget, self.victims.get(scope, []))
         why = self._where(scope, usage, budget)
         if key.startswith("pressure-freeze") and cs.phase == "throttled":
+            urgent = self._urgent(view, usage, budget, calls, cs)
+            if urgent:
+                self.hurried.add((cs.id, "frozen"))
+                what = f"{why}: a higher-priority call is waiting for memory"
+            else:
+                what = f"{why} for {view.now - (cs.throttled_at or view.now):.1f} s"
             actions = [
-                Action("freeze", cs, f"{why} for {view.config.stall_grace:g} s"),
+                Action("freeze", cs, what),
                 Action(
-                    "timer", cs, "pressure kill deadline", delay=view.config.kill_after, key=f"pressure-kill:{scope}"
+                    "timer",
+                    cs,
+                    "pressure kill deadline",
+                    delay=view.config.urgent_grace if urgent else view.config.kill_after,
+                    key=f"pressure-kill:{scope}",
                 ),
             ]
             # the next victim, if the pressure is still there
