@@ -37,6 +37,34 @@ def leftovers(root_name: str) -> list[str]:
     return [f"{b}/{root_name}" for b in sorted(bases) if os.path.exists(f"{b}/{root_name}")]
 
 
+def remove_leftovers(paths: list[str]) -> None:
+    """After a test that left cgroups (it fails for it): kill what is in them (the test's own processes) and
+    remove them bottom-up, so that one failing test does not leave the machine dirty."""
+    import signal
+    import time
+
+    for top in paths:
+        for _ in range(50):
+            dirs = [d for d, _, _ in os.walk(top, topdown=False)]
+            for d in dirs:
+                try:
+                    with open(f"{d}/cgroup.procs") as f:
+                        for pid in f.read().split():
+                            try:
+                                os.kill(int(pid), signal.SIGKILL)
+                            except ProcessLookupError:
+                                pass
+                except OSError:
+                    pass
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass
+            if not os.path.exists(top):
+                break
+            time.sleep(0.05)
+
+
 def kernel_skip_reason() -> str | None:
     """Why real-kernel tests cannot run here, or None."""
     from agentcgroup.detect import detect
@@ -50,8 +78,10 @@ def kernel_skip_reason() -> str | None:
 
 
 @pytest.fixture
-def root_name() -> str:
-    return test_root_name()
+def root_name() -> Iterator[str]:
+    name = test_root_name()
+    yield name
+    remove_leftovers(leftovers(name))  # the test (or the manager fixture) failed for them already
 
 
 @pytest.fixture

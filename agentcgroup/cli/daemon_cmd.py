@@ -25,6 +25,10 @@ from .errors import RUNNER_FAILED, fail
 @click.option("--pressure-off", metavar="F", help="Fraction under which the pressure has passed (0.8).")
 @click.option("--stall-grace", metavar="SEC", help="Throttled this long: frozen (1s).")
 @click.option("--kill-after", metavar="SEC", help="Frozen this long without relief: killed (2s).")
+@click.option(
+    "--urgent-level", metavar="F", help="Fraction of a budget at which a waiting higher priority hurries it (0.97)."
+)
+@click.option("--urgent-grace", metavar="SEC", help="The throttle and freeze deadlines then (100ms).")
 @click.option("--admission-wait", metavar="SEC", help="Longest wait in the admission queue (30s).")
 @click.option("--warm", metavar="N", help="Spare pre-placed leaves per session (2).")
 @click.option(
@@ -50,6 +54,8 @@ def daemon(
     pressure_off: str | None,
     stall_grace: str | None,
     kill_after: str | None,
+    urgent_level: str | None,
+    urgent_grace: str | None,
     admission_wait: str | None,
     warm: str | None,
     state_dir: str,
@@ -68,6 +74,8 @@ def daemon(
             pressure_off=pressure_off,
             stall_grace=stall_grace,
             kill_after=kill_after,
+            urgent_level=urgent_level,
+            urgent_grace=urgent_grace,
             admission_wait=admission_wait,
             warm=warm,
         )

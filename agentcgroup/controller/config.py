@@ -96,10 +96,14 @@ class ControllerConfig:
                 out[key] = parse_size(value, key)
             elif key in ("stall_grace", "kill_after", "urgent_grace", "admission_wait"):
                 out[key] = 0.0 if str(value) == "0" else parse_duration(value, key)
-            elif key in ("pressure_on", "pressure_off", "urgent_level"):
-                out[key] = float(value)
             else:
-                out[key] = int(value)
+                kind = float if key in ("pressure_on", "pressure_off", "urgent_level") else int
+                try:
+                    out[key] = kind(value)
+                except (TypeError, ValueError):
+                    raise InvalidValue(
+                        key, value, f"expected {'a fraction' if kind is float else 'an integer'}"
+                    ) from None
         return cls(**out)
 
     def with_(self, **kw: Any) -> ControllerConfig:

@@ -193,3 +193,27 @@ def test_process_lists_follow_the_kernel_at_once(manager) -> None:
         assert manager.pids(cg) == []
     finally:
         manager.destroy(manager.open(("s",)))
+
+
+def test_a_killed_tree_gives_its_memory_back_at_once(manager) -> None:
+    """process_mrelease after the kill: refused for a live process, done for the killed ones of a tool leaf."""
+    from agentcgroup.reap import release_memory
+
+    if not hasattr(os, "pidfd_open"):
+        pytest.skip("no pidfd_open on this Python")
+    cg = manager.create(("s", "tools", "reap"))
+    try:
+        proc = manager.spawn(
+            cg, [PY, "-c", "import time; b = bytearray(200 << 20); print(1, flush=True); time.sleep(60)"], stdout=-1
+        )
+        assert proc.stdout.readline() == b"1\n"
+        assert release_memory([proc.pid]) == 0  # alive: the kernel refuses, nothing happens to it
+        assert proc.poll() is None
+        os.kill(proc.pid, 9)
+        reaped = release_memory([proc.pid])
+        assert reaped in (0, 1)  # 0 only if it finished exiting before we got to it
+        proc.wait(5)
+        assert proc.returncode == -9
+    finally:
+        manager.kill(cg)
+        manager.destroy(manager.open(("s",)))

@@ -226,3 +226,21 @@ def test_high_priority_calls_are_never_victims_of_the_global_budget() -> None:
     view = FakeView(CFG, {"h1": 900 * MiB}, budget=1000 * MiB, root_usage=950 * MiB)
     view.calls = [call("h1", hi)]
     assert p.on_pressure(view) == []
+
+
+def test_controller_settings_from_text_name_the_bad_value() -> None:
+    import pytest
+
+    from agentcgroup import InvalidValue
+
+    cfg = ControllerConfig.parse(urgent_level="0.95", urgent_grace="50ms", pressure_on="0.96")
+    assert cfg.urgent_grace == 0.05 and cfg.urgent_at == 0.96  # never below pressure_on
+    for kw, text in (
+        ({"urgent_level": "x"}, "invalid urgent_level 'x': expected a fraction"),
+        ({"urgent_level": "1.5"}, "invalid urgent_level 1.5"),
+        ({"urgent_grace": "-1s"}, "urgent_grace"),
+        ({"warm": "two"}, "invalid warm 'two': expected an integer"),
+        ({"urgency": "1"}, "invalid setting 'urgency'"),
+    ):
+        with pytest.raises(InvalidValue, match=text.replace(".", r"\.")):
+            ControllerConfig.parse(**kw)
