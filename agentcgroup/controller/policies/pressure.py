@@ -68,21 +68,25 @@ class PressurePolicy(Policy):
         mine = view.rank_of(victim)
         return any(c.phase == "running" and view.rank_of(c) > mine for c in calls)
 
+    def _deadline(self, view, cs, phase, scope, usage, budget, calls):  # type: ignore[no-untyped-def]
+        """(urgent, the timer to the step after ``phase``): ``urgent_grace`` if a higher-priority call waits."""
+        cfg = view.config
+        usual, key = (cfg.stall_grace, "pressure-freeze") if phase == "throttled" else (cfg.kill_after, "pressure-kill")
+        urgent = self._urgent(view, usage, budget, calls, cs) and cfg.urgent_grace < usual
+        if urgent:
+            self.hurried.add((cs.id, phase))
+        delay = cfg.urgent_grace if urgent else usual
+        return urgent, Action("timer", cs, f"pressure deadline ({phase})", delay=delay, key=f"{key}:{scope}")
+
     def _hurry(self, view, scope, usage, budget, calls, victims):  # type: ignore[no-untyped-def]
         """Bring the pending deadlines of the victims forward, once each, when it became urgent."""
         actions = []
-        grace = view.config.urgent_grace
         for v in victims:
-            if (v.id, v.phase) in self.hurried or not self._urgent(view, usage, budget, calls, v):
+            if (v.id, v.phase) in self.hurried or v.phase not in ("throttled", "frozen"):
                 continue
-            if v.phase == "throttled" and v.throttled_by == "pressure" and grace < view.config.stall_grace:
-                key = f"pressure-freeze:{scope}"
-            elif v.phase == "frozen" and grace < view.config.kill_after:
-                key = f"pressure-kill:{scope}"
-            else:
-                continue
-            self.hurried.add((v.id, v.phase))
-            actions.append(Action("timer", v, "urgent deadline", delay=grace, key=key))
+            urgent, timer = self._deadline(view, v, v.phase, scope, usage, budget, calls)
+            if urgent:
+                actions.append(timer)
         return actions
 
     def _where(self, scope: str, usage: int, budget: int) -> str:
@@ -101,9 +105,6 @@ class PressurePolicy(Policy):
         if view.rank_of(cs) >= top and scope == "" and len({view.rank_of(c) for c in calls}) > 1:
             return []
         used = view.call_usage(cs)
-        urgent = self._urgent(view, usage, budget, calls, cs)
-        if urgent:
-            self.hurried.add((cs.id, "throttled"))
         victims.append(cs)
         cs.phase, cs.throttled_by, cs.throttled_at = "throttled", "pressure", view.now
         why = self._where(scope, usage, budget)
@@ -115,13 +116,7 @@ class PressurePolicy(Policy):
                 level=used,
                 figures={"usage": used, "scope": scope or "host"},
             ),
-            Action(
-                "timer",
-                cs,
-                "pressure deadline",
-                delay=view.config.urgent_grace if urgent else view.config.stall_grace,
-                key=f"pressure-freeze:{scope}",
-            ),
+            self._deadline(view, cs, "throttled", scope, usage, budget, calls)[1],
         ]
         actions += self._notes(view, cs, calls, f"{cs.label} was throttled: {why}")
         return actions
@@ -159,22 +154,10 @@ class PressurePolicy(Policy):
             return self._relieve(view, scope, usage, budget, self.victims.get(scope, []))
         why = self._where(scope, usage, budget)
         if key.startswith("pressure-freeze") and cs.phase == "throttled":
-            urgent = self._urgent(view, usage, budget, calls, cs)
-            if urgent:
-                self.hurried.add((cs.id, "frozen"))
-                what = f"{why}: a higher-priority call is waiting for memory"
-            else:
-                what = f"{why} for {view.now - (cs.throttled_at or view.now):.1f} s"
-            actions = [
-                Action("freeze", cs, what),
-                Action(
-                    "timer",
-                    cs,
-                    "pressure kill deadline",
-                    delay=view.config.urgent_grace if urgent else view.config.kill_after,
-                    key=f"pressure-kill:{scope}",
-                ),
-            ]
+            stalled = view.now - (cs.throttled_at or view.now)
+            urgent, timer = self._deadline(view, cs, "frozen", scope, usage, budget, calls)
+            what = f"{why}: a higher-priority call is waiting for memory" if urgent else f"{why} for {stalled:.1f} s"
+            actions = [Action("freeze", cs, what), timer]
             # the next victim, if the pressure is still there
             return actions + self._squeeze_next(view, scope, usage, budget, calls)
         if key.startswith("pressure-kill") and cs.phase == "frozen":
