@@ -20,26 +20,17 @@ from collections.abc import Iterable
 _NR_PROCESS_MRELEASE = 448
 _ARCHES = {"x86_64", "aarch64", "arm64", "riscv64", "ppc64le", "s390x", "loongarch64"}
 
-_syscall = None
-_works: bool | None = None if platform.machine() in _ARCHES else False
-
-
-def _libc_syscall():  # type: ignore[no-untyped-def]
-    global _syscall
-    if _syscall is None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        _syscall = libc.syscall
-        _syscall.restype = ctypes.c_long
-    return _syscall
+#: False once the kernel said it has no such call (before 5.15), or on an architecture numbered otherwise
+_supported = platform.machine() in _ARCHES
 
 
 def release_memory(pids: Iterable[int]) -> int:
     """Reap the memory of each killed process in ``pids``; returns how many were reaped. Never raises: where
-    the kernel cannot (before 5.15, another architecture), the processes free it themselves as they exit."""
-    global _works
-    if _works is False:
+    the kernel cannot, the processes free it themselves as they exit."""
+    global _supported
+    if not _supported:
         return 0
-    call = _libc_syscall()
+    syscall = ctypes.CDLL(None, use_errno=True).syscall
     done = 0
     for pid in pids:
         try:
@@ -47,12 +38,11 @@ def release_memory(pids: Iterable[int]) -> int:
         except OSError:
             continue  # already gone
         try:
-            if call(_NR_PROCESS_MRELEASE, fd, 0) == 0:
+            if syscall(_NR_PROCESS_MRELEASE, fd, 0) == 0:
                 done += 1
-                _works = True
             elif ctypes.get_errno() == errno.ENOSYS:
-                _works = False
-                return done
+                _supported = False
+                break
         finally:
             os.close(fd)
     return done

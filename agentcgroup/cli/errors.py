@@ -36,6 +36,16 @@ def bad_input() -> Iterator[None]:
         fail(exc.strerror or str(exc), CANNOT_EXECUTE)
 
 
+def command_argv(command: Sequence[str], usage: str) -> list[str]:
+    """The command after an optional ``--``; a missing one is a usage error showing ``usage``."""
+    argv = list(command)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        fail(f"no command given (usage: {usage})")
+    return argv
+
+
 def check_command_line(session: str | None, root: str | None, argv: Sequence[str]) -> None:
     """The checks every command that starts a command in a session makes before it creates anything."""
     from ..cgroupfs import check_name

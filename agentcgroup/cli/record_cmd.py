@@ -20,7 +20,7 @@ from ..session import Session
 from ..spawn import SpawnError
 from ..traces.recording import RecordingWriter
 from ..units import parse_duration
-from .errors import RUNNER_FAILED, bad_input, check_command_line, fail
+from .errors import RUNNER_FAILED, bad_input, check_command_line, command_argv, fail
 
 
 def check_out_path(path: str, what: str = "output file") -> str:
@@ -70,11 +70,7 @@ def record(
     Example:
       agentcg record --out s1.jsonl -- bash -c 'agentcg run --session "$AGENTCG_SESSION" -- pytest -x'
     """
-    argv = list(command)
-    if argv and argv[0] == "--":
-        argv = argv[1:]
-    if not argv:
-        fail("no command given (usage: agentcg record --out FILE.jsonl [OPTIONS] -- COMMAND...)")
+    argv = command_argv(command, "agentcg record --out FILE.jsonl [OPTIONS] -- COMMAND...")
     with bad_input():
         interval_s = parse_duration(interval, "sampling interval")
         limits = Limits.parse(memory=memory, cpu=cpu, pids=pids)

@@ -15,7 +15,7 @@ from ..limits import Limits
 from ..session import Session
 from ..spawn import SpawnError
 from ..units import parse_duration
-from .errors import CANNOT_EXECUTE, NOT_FOUND, RUNNER_FAILED, bad_input, check_command_line, fail
+from .errors import CANNOT_EXECUTE, NOT_FOUND, RUNNER_FAILED, bad_input, check_command_line, command_argv, fail
 
 
 class _Terminated(BaseException):
@@ -68,11 +68,7 @@ def run(
     Example:
       agentcg run --memory 256M -- python3 -c "bytearray(1 << 30)"
     """
-    argv = list(command)
-    if argv and argv[0] == "--":
-        argv = argv[1:]
-    if not argv:
-        fail("no command given (usage: agentcg run [OPTIONS] -- COMMAND...)")
+    argv = command_argv(command, "agentcg run [OPTIONS] -- COMMAND...")
     # validate everything before anything is created
     with bad_input():
         limits = Limits.parse(memory=memory, memory_high=memory_high, cpu=cpu, pids=pids)
