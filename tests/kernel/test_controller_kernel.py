@@ -8,6 +8,7 @@ import time
 import pytest
 
 from agentcgroup import Controller, ControllerConfig, Intent, Limits
+from tests.conftest import SLOW
 
 pytestmark = [pytest.mark.kernel, pytest.mark.v2]
 
@@ -56,7 +57,11 @@ def test_low_priority_gives_way_high_completes_agents_survive(controller) -> Non
     agents = [controller.spawn_agent(name, [PY, "-c", AGENT]) for name in ("hi", "lo")]
     time.sleep(0.5)
     low = controller.submit("lo", alloc(350, hold=8), capture_output=True)
-    time.sleep(1.5)  # the low call holds its 350 MiB
+    # the low call holds its 350 MiB before the high one starts (in the emulated guest that takes seconds)
+    deadline = time.monotonic() + 15 * SLOW
+    while controller.manager.memory_current(low.call.cg) < 340 * MiB:
+        assert time.monotonic() < deadline, "the low call never reached 340 MiB"
+        time.sleep(0.05)
     high = controller.submit("hi", alloc(250, hold=3), capture_output=True)
     out_hi = high.wait(60)
     out_lo = low.wait(60)
