@@ -152,12 +152,16 @@ def test_soft_limit_does_nothing_if_the_call_came_back_under() -> None:
     assert p.on_timer(view, cs, "soft-stalled") == [] and cs.phase == "running"
 
 
-def test_pressure_takes_the_low_priority_call_first_and_spares_high() -> None:
-    p = PressurePolicy()
-    hi, lo = FakeSession("hi", "high"), FakeSession("lo", "low")
-    c_hi, c_lo = call("h1", hi), call("l1", lo)
-    view = FakeView(CFG, {"h1": 500 * MiB, "l1": 300 * MiB}, budget=1000 * MiB, root_usage=950 * MiB)
+def high_and_low(root_usage: int) -> tuple[PressurePolicy, CallState, CallState, FakeView]:
+    """A pressure policy over a 1000 MiB budget, a high call (500 MiB) and a low one (300 MiB)."""
+    c_hi, c_lo = call("h1", FakeSession("hi", "high")), call("l1", FakeSession("lo", "low"))
+    view = FakeView(CFG, {"h1": 500 * MiB, "l1": 300 * MiB}, budget=1000 * MiB, root_usage=root_usage)
     view.calls = [c_hi, c_lo]
+    return PressurePolicy(), c_hi, c_lo, view
+
+
+def test_pressure_takes_the_low_priority_call_first_and_spares_high() -> None:
+    p, c_hi, c_lo, view = high_and_low(950 * MiB)
     acts = p.on_pressure(view)
     assert verbs(acts)[:2] == [("throttle", "l1"), ("timer", "l1")]
     assert ("note", "h1") in verbs(acts)  # the protected call is told
@@ -175,12 +179,8 @@ def test_pressure_takes_the_low_priority_call_first_and_spares_high() -> None:
 
 
 def test_pressure_at_the_edge_brings_the_deadlines_forward_for_a_waiting_higher_call() -> None:
-    p = PressurePolicy()
-    hi, lo = FakeSession("hi", "high"), FakeSession("lo", "low")
-    c_hi, c_lo = call("h1", hi), call("l1", lo)
     # 92 %: lower-priority calls give way on the usual deadlines
-    view = FakeView(CFG, {"h1": 500 * MiB, "l1": 300 * MiB}, budget=1000 * MiB, root_usage=920 * MiB)
-    view.calls = [c_hi, c_lo]
+    p, _hi, c_lo, view = high_and_low(920 * MiB)
     acts = p.on_pressure(view)
     assert verbs(acts)[:2] == [("throttle", "l1"), ("timer", "l1")] and acts[1].delay == CFG.stall_grace
     # 98 %: the high call waits on the low one's memory: its freeze deadline is brought forward, once
