@@ -13,7 +13,7 @@ settings, round-robin in one run so that the host's drift hits them alike:
 A perfect CPU priority would make the last two cost nothing over alone. Prints medians and the ratios against
 alone; the last line is machine-readable: ``burst_alone_ms=22.4 hogs_ratio=1.12 capped_ratio=1.15 ...``.
 
-Usage: python bench/burst.py [--rounds 15] [--bursts 10] [--procs 4] [--root agentcg-bench-burst]
+Usage: python benchmarks/burst.py [--rounds 15] [--bursts 10] [--procs 4] [--root agentcg-bench-burst]
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ daemon's CPU time (utime + stime, /proc/<pid>/stat) across a window. Everything 
 The daemon does not poll: it sleeps in epoll on pidfds, eventfds and PSI triggers until the kernel has
 something to say. Last line, machine-readable: ``daemon_cpu_pct=0.4 sessions=100 window_s=20``.
 
-Usage: python bench/daemon_cost.py [--sessions 100] [--window 20] [--root agentcg-bench-daemon]
+Usage: python benchmarks/daemon_cost.py [--sessions 100] [--window 20] [--root agentcg-bench-daemon]
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ the last line is machine-readable:
 
     added_p50_ms=0.41 added_p99_ms=2.3 ratio_true=1.3 ...
 
-Usage: python bench/overhead.py [--runs 300] [--root agentcg-bench] [--backend auto]
+Usage: python benchmarks/overhead.py [--runs 300] [--root agentcg-bench] [--backend auto]
 """
 
 from __future__ import annotations

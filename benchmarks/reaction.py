@@ -13,7 +13,7 @@ usage cross the pressure threshold (``--pressure-on`` of ``--budget``). Then:
 reaction = action stamp - crossing stamp. Medians and p99 over the trials, in one run. The last line is
 machine-readable: ``reaction_p50_ms=0.6 reaction_p99_ms=4.1 polling_p50_ms=503 ...``
 
-Usage: python bench/reaction.py [--trials 100] [--polling-trials 100] [--budget 256M] [--root agentcg-bench]
+Usage: python benchmarks/reaction.py [--trials 100] [--polling-trials 100] [--budget 256M] [--root agentcg-bench]
 """
 
 from __future__ import annotations
