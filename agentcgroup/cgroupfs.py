@@ -53,6 +53,36 @@ def check_name(name: str, what: str = "name") -> str:
     return name
 
 
+def _check_listed(name: str) -> str:
+    """A name readdir gave: one path component, never ``.``/``..`` (those are not cgroups)."""
+    if not name or "/" in name or "\0" in name or name in (".", ".."):
+        raise InvalidName(name, "is not a single directory name", "cgroup")
+    return name
+
+
+def remove_empty_up(path: str, stop_at: str) -> None:
+    """Remove the empty cgroup directory ``path``, then its empty parents up to and including the one named
+    ``stop_at``; never beyond it. Stops quietly at the first that is not empty or not there (for directories
+    another program made in our name, e.g. a container runtime in hierarchies we do not manage)."""
+    while True:
+        try:
+            os.rmdir(path)
+        except OSError:
+            return
+        if os.path.basename(path) == stop_at:
+            return
+        path = os.path.dirname(path)
+
+
+def read_proc_cgroup(pid: int, proc_root: str = "/proc") -> str | None:
+    """``/proc/<pid>/cgroup``: which cgroup the process is in, per hierarchy (None once it is gone)."""
+    try:
+        with open(f"{proc_root}/{int(pid)}/cgroup") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
 class Dir:
     """An open cgroup directory: one fd, plus the control files it has read (kept open: a ``pread`` costs a
     microsecond, an open/read/close eight, and figures are read at every tool call's end)."""
@@ -72,9 +102,12 @@ class Dir:
         except OSError as exc:
             raise from_oserror(exc, path, "open") from None
 
-    def child(self, name: str, *, create: bool = False) -> Dir:
-        """Open child ``name``; with ``create`` make it first (an existing one is fine)."""
-        check_name(name)
+    def child(self, name: str, *, create: bool = False, listed: bool = False) -> Dir:
+        """Open child ``name``; with ``create`` make it first (an existing one is fine).
+
+        ``listed``: ``name`` is one the kernel listed (:meth:`children`), not ours: any single path component
+        (a tool running as root may make ``.hidden`` in its leaf), opened to be emptied and removed."""
+        (_check_listed if listed else check_name)(name)
         path = f"{self.path}/{name}"
         if create:
             try:
@@ -181,6 +214,13 @@ class Dir:
         except OSError as exc:
             raise from_oserror(exc, f"{self.path}/{fname}", "open") from None
 
+    def mtime(self, fname: str) -> float | None:
+        """When ``fname`` last changed (wall clock); kernfs stamps ``cgroup.events`` at each notification."""
+        try:
+            return os.stat(fname, dir_fd=self.fd, follow_symlinks=False).st_mtime
+        except OSError:
+            return None
+
     def has(self, fname: str) -> bool:
         try:
             os.stat(fname, dir_fd=self.fd, follow_symlinks=False)
@@ -200,12 +240,13 @@ class Dir:
             os.close(fd)
 
     # --- removal -------------------------------------------------------------------------------------
-    def remove_child(self, name: str, timeout: float = 5.0) -> bool:
+    def remove_child(self, name: str, timeout: float = 5.0, *, listed: bool = False) -> bool:
         """``rmdir`` child ``name``, retrying ``EBUSY`` (tasks still exiting) until ``timeout``.
 
         Returns False if it did not exist. Raises :class:`Busy` if it still had tasks or children.
+        ``listed``: as for :meth:`child`.
         """
-        check_name(name)
+        (_check_listed if listed else check_name)(name)
         deadline = None
         delay = 0.0005
         while True:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import errno
+from typing import Any
 
 
 class AgentCgroupError(Exception):
@@ -28,10 +29,15 @@ class InvalidValue(AgentCgroupError, ValueError):
 
 
 class CgroupError(AgentCgroupError):
-    """An operation on a cgroup failed. ``path`` is the cgroup (or file) it was about."""
+    """An operation on a cgroup failed. ``path`` is the cgroup (or file) it was about, ``value`` what was written,
+    ``errno`` the kernel's error number (decisions are made on it, never on the message)."""
 
-    def __init__(self, message: str, path: str | None = None, value: str | None = None) -> None:
-        self.path, self.value = path, value
+    value: Any  # a str written to a file (an InvalidName's is the name)
+
+    def __init__(
+        self, message: str, path: str | None = None, value: str | None = None, errno: int | None = None
+    ) -> None:
+        self.path, self.value, self.errno = path, value, errno
         super().__init__(message)
 
 
@@ -64,7 +70,7 @@ class InvalidName(CgroupError, InvalidValue):
 
     def __init__(self, name: str, why: str, what: str = "name") -> None:
         InvalidValue.__init__(self, what, name, why)
-        self.path, self.value = None, name
+        self.path, self.value, self.errno = None, name, None
 
 
 class Busy(CgroupError):
@@ -76,14 +82,16 @@ def from_oserror(exc: OSError, path: str, op: str, value: str | None = None) -> 
     what = f"{op} {path}" + (f" <- {value!r}" if value is not None else "")
     reason = exc.strerror or str(exc)
     code = exc.errno
+    kind: type[CgroupError] = CgroupError
+    text = f"{what}: {reason}"
     if code == errno.ENOENT:
-        return NotFound(f"{what}: no such cgroup or control file", path, value)
-    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return PermissionDenied(f"{what}: permission denied ({reason})", path, value)
-    if code == errno.EBUSY:
-        return Busy(f"{what}: busy ({reason})", path, value)
-    if code in (errno.EINVAL, errno.ERANGE, errno.EOVERFLOW) and value is not None:
-        return LimitRejected(f"{what}: the kernel rejected the value ({reason})", path, value)
-    if code in (errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENODEV):
-        return Unsupported(f"{what}: not supported here ({reason})", path, value)
-    return CgroupError(f"{what}: {reason}", path, value)
+        kind, text = NotFound, f"{what}: no such cgroup or control file"
+    elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        kind, text = PermissionDenied, f"{what}: permission denied ({reason})"
+    elif code == errno.EBUSY:
+        kind, text = Busy, f"{what}: busy ({reason})"
+    elif code in (errno.EINVAL, errno.ERANGE, errno.EOVERFLOW) and value is not None:
+        kind, text = LimitRejected, f"{what}: the kernel rejected the value ({reason})"
+    elif code in (errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENODEV):
+        kind, text = Unsupported, f"{what}: not supported here ({reason})"
+    return kind(text, path, value, code)

@@ -40,7 +40,7 @@ class WarmPool:
 
     @staticmethod
     def supported(manager: Manager) -> bool:
-        return STUBS and hasattr(manager, "placement_dirs")
+        return STUBS and manager.preplace
 
     def take(self) -> tuple[Cgroup, Stub] | None:
         """A ready spare (leaf, stub), or None if none is ready right now (never waits)."""
@@ -102,7 +102,7 @@ class WarmPool:
             m.destroy(cg)
             raise
         try:
-            fds = [d.open_file("cgroup.procs", os.O_WRONLY) for d in m.placement_dirs(cg)]  # type: ignore[attr-defined]
+            fds = m.open_placement(cg)
             try:
                 stub.place(fds)
             finally:

@@ -9,17 +9,19 @@ Subclasses say which roles a cgroup needs, how limits map to files, and how to r
 
 from __future__ import annotations
 
+import errno
 import os
 import select
+import signal
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ..cgroupfs import Dir, check_name
-from ..errors import CgroupError, NotFound
+from ..cgroupfs import Dir, check_name, read_proc_cgroup
+from ..errors import CgroupError, FreezeTimeout, InvalidName, NotFound
 from ..limits import Limits
-from ..parsers import parse_flat_keyed, parse_pids
+from ..parsers import parse_flat_keyed, parse_pids, parse_proc_cgroup, parse_psi
 from ..spawn import Process
 from ..spawn import spawn as _spawn
 from .base import Cgroup, EventSource, Manager
@@ -30,6 +32,8 @@ class TreeManager(Manager):
     always_roles: tuple[str, ...] = ()
     #: the role whose tree lists children and processes
     main_role: str = ""
+    has_root = True
+    preplace = True
 
     def __init__(self, bases: dict[str, str], root_name: str) -> None:
         check_name(root_name, "root name")
@@ -85,7 +89,8 @@ class TreeManager(Manager):
     def _dir_of(self, cg: Cgroup | None, role: str) -> Dir | None:
         if cg is None:
             return self._root(role)
-        return cg.backend_data["dirs"].get(role)
+        d: Dir | None = cg.backend_data["dirs"].get(role)
+        return d
 
     # --- create / open ---------------------------------------------------------------------------------
     def create(
@@ -103,14 +108,13 @@ class TreeManager(Manager):
                 if not limits.is_empty():
                     self.set_limits(cg, limits)
                 return cg
-            for attempt in range(3):
+            for _ in range(2):
                 try:
                     return self._create(path, limits, exist_ok, full)
                 except NotFound:
                     # another process removed our (empty) root or a parent between our steps: redo them
-                    if attempt == 2:
-                        raise
                     self._forget_roots()
+            return self._create(path, limits, exist_ok, full)
 
     def _forget_roots(self) -> None:
         for d in self._roots.values():
@@ -198,8 +202,8 @@ class TreeManager(Manager):
                 d.write("cgroup.procs", str(pid))
             except NotFound:
                 pass
-            except CgroupError as exc:  # ESRCH: it exited meanwhile
-                if "No such process" not in str(exc):
+            except CgroupError as exc:
+                if exc.errno != errno.ESRCH:  # ESRCH: it exited meanwhile
                     raise
         return d
 
@@ -248,8 +252,19 @@ class TreeManager(Manager):
                 out.append(node.backend_data["dirs"][role])
         return out
 
+    def open_placement(self, cg: Cgroup) -> list[int]:
+        fds: list[int] = []
+        try:
+            for d in self.placement_dirs(cg):
+                fds.append(d.open_file("cgroup.procs", os.O_WRONLY))
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        return fds
+
     def spawn(self, cg: Cgroup, argv: Sequence[str], **kwargs: Any) -> Process:
-        fds = [d.open_file("cgroup.procs", os.O_WRONLY) for d in self.placement_dirs(cg)]
+        fds = self.open_placement(cg)
         try:
             return _spawn(argv, procs_fds=fds, **kwargs)
         finally:
@@ -271,7 +286,7 @@ class TreeManager(Manager):
         try:
             found = set(parse_pids(d.read("cgroup.procs")))
             for name in d.children():
-                child = d.child(name)
+                child = d.child(name, listed=True)
                 try:
                     found |= self._pids_under(child)
                 finally:
@@ -282,6 +297,8 @@ class TreeManager(Manager):
 
     # --- removal ---------------------------------------------------------------------------------------
     def destroy(self, cg: Cgroup, timeout: float = 5.0) -> None:
+        """Kill what is in ``cg`` and beneath it, then remove it bottom-up. Children it did not make (a root
+        tool may make one in its leaf, even named ``.hidden``) are inside our tree: emptied and removed too."""
         with self._lock:
             if cg.closed:
                 return
@@ -294,8 +311,17 @@ class TreeManager(Manager):
                 except NotFound:
                     pass
             for name in sorted(names):
-                self.destroy(self.open((*cg.path, name)), timeout=timeout)
-            errors = []
+                if _ours(name):
+                    self.destroy(self.open((*cg.path, name)), timeout=timeout)
+            errors: list[CgroupError] = []
+            for d in cg.backend_data["dirs"].values():  # what is left was made by a tool: emptied above
+                try:
+                    for name in d.children():
+                        _remove_tree(d, name, timeout)
+                except NotFound:
+                    pass
+                except CgroupError as exc:
+                    errors.append(exc)
             for role, d in list(cg.backend_data["dirs"].items()):
                 pdir = self._dir_of(cg.parent, role)
                 d.close()
@@ -364,13 +390,76 @@ class TreeManager(Manager):
             raise
         return EventSource(fd, select.EPOLLPRI | select.EPOLLERR, "psi", lambda: None, level=stall)
 
-    # --- helpers for subclasses ------------------------------------------------------------------------
-    def read_flat(self, cg: Cgroup, role: str, fname: str) -> dict[str, Any] | None:
+    # --- where a process is, when a cgroup emptied, its memory pressure --------------------------------------
+    def _proc_role(self, cg: Cgroup) -> str:
+        """The hierarchy /proc/<pid>/cgroup is read in: cgroup2 where we have it (it names an exiting task's
+        cgroup too), else the main one."""
+        return "unified" if "unified" in cg.backend_data["dirs"] else self.main_role
+
+    def holds(self, cg: Cgroup, pid: int) -> bool | None:
+        text = read_proc_cgroup(pid)
+        role = self._proc_role(cg)
         d = cg.backend_data["dirs"].get(role)
-        if d is None:
+        if text is None or d is None:
             return None
-        text = d.read_optional(fname)
-        return None if text is None else parse_flat_keyed(text)
+        mount = self.layout.unified if role == "unified" else self.layout.v1.get(role)
+        if mount is None or not d.path.startswith(mount.mountpoint):
+            return None
+        rel = d.path[len(mount.mountpoint) :]
+        for e in parse_proc_cgroup(text):
+            if (e.hierarchy_id == 0) if role == "unified" else (role in e.controllers):
+                if role != "unified" and e.path == "/":
+                    return None  # v1 shows an exiting task at "/": cannot tell
+                return e.path.endswith(rel) or f"{rel}/" in e.path
+        return None
+
+    def emptied_at(self, cg: Cgroup) -> float | None:
+        d = cg.backend_data["dirs"].get("unified")
+        if d is None or d.fd < 0:
+            return None
+        text = d.read_optional("cgroup.events")
+        if text is None or parse_flat_keyed(text).get("populated") != 0:
+            return None
+        return d.mtime("cgroup.events")
+
+    def memory_pressure(self, cg: Cgroup) -> tuple[float | None, float | None]:
+        d = cg.backend_data["dirs"].get("unified")
+        text = d.read_optional("memory.pressure") if d is not None else None
+        if not text:
+            return None, None
+        psi = parse_psi(text)
+        some, full = psi.get("some"), psi.get("full")
+        return (some.avg10 if some else None), (full.avg10 if full else None)
+
+    # --- waiting for the kernel, shared by v2 and hybrid ------------------------------------------------------
+    def wait_empty(self, cg: Cgroup, before: list[int], timeout: float) -> int:
+        """After a kill: wait until no process is left in ``cg`` (``cgroup.events`` where there is one),
+        SIGKILLing stragglers (forks racing the kill, or no ``cgroup.kill``); ``len(before)``."""
+        u = cg.backend_data["dirs"].get("unified")
+        if u is not None and u.has("cgroup.events") and self.wait_file(u, "cgroup.events", "populated", 0, timeout):
+            return len(before)
+        deadline = time.monotonic() + timeout
+        delay = 0.0002
+        while left := self.pids(cg):
+            if time.monotonic() > deadline:
+                raise CgroupError(f"{cg.name}: {len(left)} processes still alive {timeout:g} s after kill", cg.name)
+            self.kill_pids(left, signal.SIGKILL)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
+        return len(before)
+
+    @staticmethod
+    def wait_frozen(
+        cg: Cgroup, frozen: Callable[[float], bool], timeout: float, excused: Callable[[], bool] | None = None
+    ) -> None:
+        """After a freeze was asked: wait until ``frozen(wait_s)`` says so, or ``excused()`` (a task the freezer
+        cannot reach now stops as soon as it wakes); past ``timeout``, :class:`FreezeTimeout`."""
+        deadline = time.monotonic() + timeout
+        while not frozen(max(0.0, min(0.05, deadline - time.monotonic()))):
+            if excused is not None and excused():
+                return
+            if time.monotonic() >= deadline:
+                raise FreezeTimeout(f"{cg.name}: not frozen after {timeout:g} s", cg.name)
 
     @staticmethod
     def wait_file(d: Dir, fname: str, key: str, want: int, timeout: float) -> bool:
@@ -406,3 +495,23 @@ class TreeManager(Manager):
             except ProcessLookupError:
                 pass
         return n
+
+
+def _ours(name: str) -> bool:
+    """A name we could have made (anything else in our tree was made by a tool)."""
+    try:
+        check_name(name)
+    except InvalidName:
+        return False
+    return True
+
+
+def _remove_tree(parent: Dir, name: str, timeout: float) -> None:
+    """Remove ``parent``'s child ``name`` and everything beneath it, deepest first (their processes are gone)."""
+    d = parent.child(name, listed=True)
+    try:
+        for sub in d.children():
+            _remove_tree(d, sub, timeout)
+    finally:
+        d.close()
+    parent.remove_child(name, timeout=timeout, listed=True)

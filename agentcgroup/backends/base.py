@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..detect import HostLayout
+from ..errors import Unsupported
 from ..limits import Limits
 from ..spawn import Process
 
@@ -97,12 +98,19 @@ class Features:
 
 
 class Manager(abc.ABC):
-    """Create, fill, watch and remove cgroups beneath one root, on one kind of host."""
+    """Create, fill, watch and remove cgroups beneath one root, on one kind of host.
+
+    What a backend can do beyond the verbs every one has is declared here, never probed with ``hasattr``:
+    ``has_root`` (:meth:`root_cgroup` gives the root as a cgroup: the host budget and its figures) and
+    ``preplace`` (:meth:`open_placement`: a process can place itself, e.g. a warm spare's stub).
+    """
 
     kind: str = "abstract"
     layout: HostLayout
     root_name: str
     features: Features
+    has_root: bool = False
+    preplace: bool = False
 
     # --- lifecycle ---------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -167,6 +175,28 @@ class Manager(abc.ABC):
 
         Returns how many processes were seen to be killed (best effort; 0 if it was already empty).
         """
+
+    def root_cgroup(self) -> Cgroup:
+        """The root itself (when ``has_root``): not destroyable; :meth:`close` removes it when empty."""
+        raise Unsupported(f"the {self.kind} backend has no root cgroup")
+
+    def open_placement(self, cg: Cgroup) -> list[int]:
+        """When ``preplace``: fds on ``cgroup.procs`` of every hierarchy a process of ``cg`` belongs in (the
+        caller writes a pid to each, then closes them)."""
+        raise Unsupported(f"the {self.kind} backend cannot place a process by itself")
+
+    def holds(self, cg: Cgroup, pid: int) -> bool | None:
+        """Whether process ``pid`` (alive, or exited and not yet reaped) is in ``cg`` or beneath it; ``None``
+        when this host cannot tell."""
+        return None
+
+    def emptied_at(self, cg: Cgroup) -> float | None:
+        """Wall-clock time ``cg``'s last process left it, when it is empty and the kernel says so."""
+        return None
+
+    def memory_pressure(self, cg: Cgroup) -> tuple[float | None, float | None]:
+        """(some, full) memory PSI avg10 of ``cg``, where there is per-cgroup PSI."""
+        return None, None
 
     # --- the controller's verbs: soft limit and kernel notifications -------------------------------------
     def set_soft_limit(self, cg: Cgroup, value: int | None) -> None:

@@ -19,7 +19,7 @@ import time
 
 from ..cgroupfs import Dir
 from ..detect import HostLayout
-from ..errors import Busy, CgroupError, FreezeTimeout, LimitRejected, Unsupported
+from ..errors import Busy, CgroupError, LimitRejected, Unsupported
 from ..limits import Limits
 from ..parsers import parse_flat_keyed, parse_pids
 from ..reap import release_memory
@@ -39,7 +39,7 @@ class HybridManager(TreeManager):
             raise Unsupported("no cgroup v1 memory hierarchy is mounted")
         self.layout = layout
         self.kind = layout.mode
-        bases = {"memory": layout.v1["memory"].base}
+        bases = {"memory": beside_our_tree(layout.v1["memory"].base, root_name)}
         unified = layout.unified
         if unified is not None:
             bases["unified"] = unified.base
@@ -172,24 +172,25 @@ class HybridManager(TreeManager):
     def freeze(self, cg: Cgroup, timeout: float = 1.0) -> None:
         dirs = cg.backend_data["dirs"]
         if "unified" in dirs and self.features.freeze == "cgroup.freeze":
-            dirs["unified"].write("cgroup.freeze", "1")
-            deadline = time.monotonic() + timeout
-            while not self.wait_file(dirs["unified"], "cgroup.events", "frozen", 1, min(0.05, timeout)):
-                # a task stalled at a v1 limit sleeps in the memcg OOM wait, which the freezer cannot
-                # interrupt: it is stopped already and freezes as soon as it wakes
-                if self._stalled(cg):
-                    return
-                if time.monotonic() > deadline:
-                    raise FreezeTimeout(f"{cg.name}: not frozen after {timeout:g} s", cg.name)
+            u = dirs["unified"]
+            u.write("cgroup.freeze", "1")
+            # a task stalled at a v1 limit sleeps in the memcg OOM wait, which the freezer cannot interrupt:
+            # it is stopped already and freezes as soon as it wakes
+            self.wait_frozen(
+                cg, lambda t: self.wait_file(u, "cgroup.events", "frozen", 1, t), timeout, lambda: self._stalled(cg)
+            )
             return
         if "freezer" in dirs:
             fz = dirs["freezer"]
             fz.write("freezer.state", "FROZEN")
-            deadline = time.monotonic() + timeout
-            while fz.read("freezer.state").strip() != "FROZEN":
-                if time.monotonic() > deadline:
-                    raise FreezeTimeout(f"{cg.name}: not frozen after {timeout:g} s", cg.name)
-                time.sleep(0.001)
+
+            def frozen(wait: float) -> bool:
+                if fz.read("freezer.state").strip() == "FROZEN":
+                    return True
+                time.sleep(min(wait, 0.001))
+                return False
+
+            self.wait_frozen(cg, frozen, timeout)
             return
         raise Unsupported("no freezer on this host (neither cgroup.freeze nor the v1 freezer)", cg.name)
 
@@ -215,18 +216,7 @@ class HybridManager(TreeManager):
         elif "freezer" in dirs:
             self._freezer_kill(cg, dirs["freezer"], timeout)
         release_memory(before)
-        deadline = time.monotonic() + timeout
-        delay = 0.0002
-        while True:
-            left = self.pids(cg)
-            if not left:
-                return len(before)
-            if time.monotonic() > deadline:
-                raise CgroupError(f"{cg.name}: {len(left)} processes still alive {timeout:g} s after kill", cg.name)
-            # without cgroup.kill (or for stragglers racing it), SIGKILL what we see, again and again
-            self.kill_pids(left, signal.SIGKILL)
-            time.sleep(delay)
-            delay = min(delay * 2, 0.02)
+        return self.wait_empty(cg, before, timeout)
 
     def _freezer_kill(self, cg: Cgroup, fz: Dir, timeout: float) -> None:
         """Freeze so nothing can fork, SIGKILL every task, thaw so they can die."""
@@ -290,6 +280,18 @@ class HybridManager(TreeManager):
         finally:
             os.close(target)
         return efd
+
+
+def beside_our_tree(base: str, root_name: str) -> str:
+    """Where the root goes in the v1 memory hierarchy when this process runs in a leaf of a tree of ours named
+    ``root_name`` (``agentcg run --root R`` inside a call of root R): beside that tree, so that it joins the
+    session (detect() does the same for the default ``agentcg*`` names)."""
+    parts = base.split("/")
+    if len(parts) > 3 and parts[-3] == root_name and parts[-1] == "agent":
+        return "/".join(parts[:-3])
+    if len(parts) > 4 and parts[-4] == root_name and parts[-2] == "tools":
+        return "/".join(parts[:-4])
+    return base
 
 
 def _drain_eventfd(fd: int) -> None:

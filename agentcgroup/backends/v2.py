@@ -10,11 +10,10 @@ from __future__ import annotations
 import os
 import select
 import signal
-import time
 
 from ..cgroupfs import Dir
 from ..detect import HostLayout
-from ..errors import CgroupError, FreezeTimeout, Unsupported
+from ..errors import CgroupError, Unsupported
 from ..limits import Limits
 from ..parsers import parse_flat_keyed, parse_list
 from ..reap import release_memory
@@ -148,8 +147,7 @@ class V2Manager(TreeManager):
         if not d.has("cgroup.freeze"):
             raise Unsupported("cgroup.freeze needs Linux 5.2 or later", cg.name)
         d.write("cgroup.freeze", "1")
-        if not self.wait_file(d, "cgroup.events", "frozen", 1, timeout):
-            raise FreezeTimeout(f"{cg.name}: not frozen after {timeout:g} s", cg.name)
+        self.wait_frozen(cg, lambda t: self.wait_file(d, "cgroup.events", "frozen", 1, t), timeout)
 
     def thaw(self, cg: Cgroup) -> None:
         d = cg.backend_data["dirs"]["unified"]
@@ -171,12 +169,4 @@ class V2Manager(TreeManager):
             self.kill_pids(self.pids(cg), signal.SIGKILL)
             d.write("cgroup.freeze", "0")
         release_memory(before)
-        if self.wait_file(d, "cgroup.events", "populated", 0, timeout):
-            return len(before)
-        deadline = time.monotonic() + timeout
-        while left := self.pids(cg):
-            if time.monotonic() > deadline:
-                raise CgroupError(f"{cg.name}: {len(left)} processes still alive {timeout:g} s after kill", cg.name)
-            self.kill_pids(left, signal.SIGKILL)
-            time.sleep(0.005)
-        return len(before)
+        return self.wait_empty(cg, before, timeout)
