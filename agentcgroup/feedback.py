@@ -106,6 +106,13 @@ def build_feedback(o: Outcome) -> str | None:
         )
         parts.append(f"Try: {_hint(o.command, 'memory')}.")
 
+    if o.error is not None:
+        parts.append(f"the resource controller failed on {cmd}: {o.error}; its figures may be incomplete.")
+    if o.escaped:
+        parts.append(
+            f"{cmd} moved itself out of its cgroup (a command running as root can): its limits, time limit and "
+            "figures stopped covering it. Run tools as a non-root user to keep them contained."
+        )
     if o.pids_denied:
         limit = o.limits.get("pids_max")
         parts.append(

@@ -7,9 +7,6 @@ import signal as _signal
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-#: why a call ended early; ``None`` means it ended on its own
-KILLED_BY = ("memory", "timeout", "policy", "signal", "pids")
-
 
 @dataclass
 class Step:
@@ -36,7 +33,7 @@ class Outcome:
     memory_limit: int | None = None
     memory_high: int | None = None
     oom_kills: int = 0
-    killed_by: str | None = None
+    killed_by: str | None = None  # why it ended early: memory, timeout, policy, signal, error; None: by itself
     kill_reason: str | None = None
     memory_high_events: int = 0
     cpu_throttled_s: float | None = None
@@ -51,6 +48,8 @@ class Outcome:
     queued_s: float = 0.0  # time spent waiting for admission
     intent: dict[str, Any] = field(default_factory=dict)
     exit_status_known: bool = True  # False when the controller restarted while it ran (adopted)
+    escaped: bool = False  # its command moved itself out of its cgroup (a root tool can): figures are partial
+    error: str | None = None  # the controller failed on this call (its figures may be partial)
     stdout: bytes | None = None
     stderr: bytes | None = None
 
@@ -61,6 +60,8 @@ class Outcome:
             return 125
         if self.signal is not None:
             return 128 + self.signal
+        if self.exit_code is None and self.error is not None:
+            return 125  # the runner's own failure, as env and docker run say it
         if self.exit_code is None:  # adopted after a restart: the status was not ours to read
             return 137 if self.killed_by else 255
         return self.exit_code

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from .backends.base import Cgroup, Stats
+from .backends.base import Cgroup, Manager, Stats
 from .errors import FreezeTimeout
 from .feedback import build_feedback, command_text
 from .limits import Limits
 from .outcome import Outcome, Step
 from .spawn import PIPE, ForeignProcess, Process
 from .warm import new_call_id
+
+if TYPE_CHECKING:
+    from .controller.callspec import CallSpec
 
 log = logging.getLogger("agentcgroup")
 
@@ -37,52 +41,37 @@ class ToolCall:
     def __init__(
         self,
         session: Any,
-        argv: Sequence[str],
+        spec: CallSpec,
         *,
-        limits: Limits | None = None,
         leaf_limits: Limits | None = None,
-        timeout: float | None = None,
-        call_id: str | None = None,
-        env: Mapping[str, str] | None = None,
-        cwd: str | None = None,
-        stdin: Any = None,
-        stdout: Any = None,
-        stderr: Any = None,
-        capture_output: bool = False,
-        relay_stdout: int | None = None,
-        keep_background: bool = False,
-        run_as: tuple[int, int] | None = None,
         oom_score_adj: int | None = None,
-        launcher: Launcher | None = None,
-        parent: tuple[str, ...] | None = None,
     ) -> None:
         self.session = session  # needs .name, .path, .manager, .pool
-        self.argv = [os.fspath(a) for a in argv]
-        self._id_given = call_id is not None
-        self.call_id = call_id or new_call_id()
-        self.limits = limits or Limits()
+        self.spec = spec
+        self.argv = list(spec.argv)
+        self._id_given = spec.call_id is not None
+        self.call_id = spec.call_id or new_call_id()
+        self.limits = spec.limits
         self.leaf_limits = leaf_limits or self.limits
-        self.timeout = timeout
-        self.env, self.cwd = env, cwd
-        if capture_output:
+        self.timeout = spec.timeout
+        stdin, stdout, stderr = spec.stdin, spec.stdout, spec.stderr
+        if spec.capture_output:
             stdout = stderr = PIPE
-        if relay_stdout is not None:
+        if spec.relay_stdout is not None:
             stdout = PIPE
         self._stdio = (stdin, stdout, stderr)
-        self._relay = relay_stdout
+        self._relay = spec.relay_stdout
         self._relay_broken = False
-        self.keep_background = keep_background
-        self.run_as = run_as
+        self.keep_background = spec.keep_background
         self.oom_score_adj = oom_score_adj
-        #: starts the command and places it in ``cg`` itself (e.g. ``docker exec``); default: spawn it there
-        self.launcher = launcher
         #: where the leaf goes (default ``<session>/tools``; a container's cgroup for ``docker exec`` calls)
-        self.parent = parent
+        self.parent = spec.parent
         self.cg: Cgroup | None = None
         self.proc: Process | None = None
         self.steps: list[Step] = []
         self.killed_by: str | None = None
         self.kill_reason: str | None = None
+        self.escaped = False  # its command left its leaf (a root tool can; the outcome says so)
         self.started_wall = 0.0
         self._t0 = 0.0
         self._frozen_since: float | None = None
@@ -92,8 +81,9 @@ class ToolCall:
         self.outcome: Outcome | None = None
 
     @property
-    def manager(self):  # type: ignore[no-untyped-def]
-        return self.session.manager
+    def manager(self) -> Manager:
+        m: Manager = self.session.manager
+        return m
 
     @property
     def path(self) -> tuple[str, ...]:
@@ -109,7 +99,8 @@ class ToolCall:
         limits = self.leaf_limits
         if m.features.oom_group == "memory.oom.group":
             limits = limits.merged(Limits(oom_group=True))
-        pool = self.session.pool if not (self._id_given or self.launcher or self.parent) else None
+        launcher = self.spec.launcher
+        pool = self.session.pool if not (self._id_given or launcher or self.parent) else None
         spare = pool.take() if pool is not None else None
         stub = None
         if spare is not None:
@@ -118,22 +109,28 @@ class ToolCall:
         else:
             self.cg = m.create(self.path, limits, exist_ok=False)
         stdin, stdout, stderr = self._stdio
-        uid, gid = self.run_as if self.run_as is not None else (None, None)
-        extra = {"uid": uid, "gid": gid, "oom_score_adj": self.oom_score_adj}
+        spec = self.spec
+        uid, gid = spec.run_as if spec.run_as is not None else (None, None)
+        extra: dict[str, Any] = {
+            "uid": uid,
+            "gid": gid,
+            "oom_score_adj": self.oom_score_adj,
+            "new_session": spec.new_session,
+        }
         try:
             if stub is not None and not limits.is_empty():
                 m.set_limits(self.cg, limits)
             self.started_wall = time.time()
             self._t0 = time.monotonic()
-            if self.launcher is not None:
-                self.proc = self.launcher(self, stdin, stdout, stderr)
+            if launcher is not None:
+                self.proc = launcher(self, stdin, stdout, stderr)
             elif stub is not None:
                 self.proc = stub.exec(
-                    self.argv, env=self.env, cwd=self.cwd, stdin=stdin, stdout=stdout, stderr=stderr, **extra
+                    self.argv, env=spec.env, cwd=spec.cwd, stdin=stdin, stdout=stdout, stderr=stderr, **extra
                 )
             else:
                 self.proc = m.spawn(
-                    self.cg, self.argv, env=self.env, cwd=self.cwd, stdin=stdin, stdout=stdout, stderr=stderr, **extra
+                    self.cg, self.argv, env=spec.env, cwd=spec.cwd, stdin=stdin, stdout=stdout, stderr=stderr, **extra
                 )
         except BaseException:
             if stub is not None:
@@ -160,6 +157,20 @@ class ToolCall:
             self.frozen_s += time.monotonic() - self._frozen_since
             self._frozen_since = None
         self.manager.kill(self.cg)
+        proc = self.proc
+        if proc is not None and self._may_escape() and proc.poll() is None and self._left_leaf(proc.pid):
+            proc.send_signal(signal.SIGKILL)  # our own child, out of reach of the leaf's kill
+
+    def _may_escape(self) -> bool:
+        """Only a root command can move itself to another cgroup (a ``docker exec`` client is outside by design)."""
+        return self.spec.launcher is None and self.spec.run_as is None and os.geteuid() == 0
+
+    def _left_leaf(self, pid: int) -> bool:
+        """Whether the command moved itself out of its leaf (noted once, as a step)."""
+        if not self.escaped and self.cg is not None and self.manager.holds(self.cg, pid) is False:
+            self.escaped = True
+            self.step("escape", "its command moved itself out of its cgroup: limits, kills and figures lost it")
+        return self.escaped
 
     def freeze(self, reason: str, **figures: Any) -> None:
         """Freeze the call's tree. Waits at most ``FREEZE_WAIT``: a task the kernel is holding (a v2
@@ -209,6 +220,8 @@ class ToolCall:
         assert self.proc is not None and self.cg is not None
         proc, cg, m = self.proc, self.cg, self.manager
         if proc.returncode is None and not isinstance(proc, ForeignProcess):
+            if self._may_escape():
+                self._left_leaf(proc.pid)  # read before it is reaped: a zombie still shows its cgroup (cgroup2)
             proc.wait()
         duration = (proc.ended or time.monotonic()) - self._t0
         leftover = 0
@@ -222,7 +235,6 @@ class ToolCall:
         if self._frozen_since is not None:
             self.frozen_s += time.monotonic() - self._frozen_since
             self._frozen_since = None
-        self.ended_wall = time.time()
         try:
             pool = self.session.pool if self.parent is None else None
             if pool is not None:
@@ -275,6 +287,7 @@ class ToolCall:
             steps=list(self.steps),
             enforced=self.manager.kind != "none",
             exit_status_known=not foreign,
+            escaped=self.escaped,
         )
         if foreign and killed_by is None and st.oom_kills:
             out.killed_by = "memory"

@@ -1,6 +1,7 @@
 """The controller: sessions, intents, admission, graduated enforcement, kernel events."""
 
-from .actions import Action, Actuator, RecordingActuator
+from .actions import Action, Actuator
+from .callspec import CallSpec
 from .config import PRIORITIES, ControllerConfig
 from .core import AccessDenied, CallHandle, Controller
 from .intent import Intent
@@ -11,8 +12,8 @@ __all__ = [
     "Action",
     "Actuator",
     "CallHandle",
+    "CallSpec",
     "Controller",
     "ControllerConfig",
     "Intent",
-    "RecordingActuator",
 ]

@@ -1,7 +1,8 @@
-"""What policies ask for, and the one actuator that carries it out.
+"""What policies ask for, and the one actuator that carries it out in the kernel.
 
-Every action becomes one structured log line and a step in the call's outcome. Tests replace the actuator with
-:class:`RecordingActuator`; ``dry_run`` logs and records without touching the kernel.
+Every action names the policy that asked for it and becomes one structured log line and a step in the call's
+outcome. Which phase an action puts its call in is decided in :mod:`.apply`; the :class:`Actuator` only speaks
+the Manager's verbs (through the call's :class:`~agentcgroup.toolcall.ToolCall`). Tests replace it.
 """
 
 from __future__ import annotations
@@ -15,56 +16,55 @@ from typing import TYPE_CHECKING, Any
 from ..errors import AgentCgroupError
 
 if TYPE_CHECKING:
+    from .policies.base import CallInfo
     from .state import CallState
 
 log = logging.getLogger("agentcgroup")
 
-VERBS = ("throttle", "release", "freeze", "thaw", "kill", "note", "timer")
-
 
 @dataclass
 class Action:
+    """``verb``: throttle | release | recover | freeze | thaw | kill | note | timer.
+
+    throttle/release  set the call's soft limit to ``level`` (release: ``None`` lifts it)
+    recover           the call came back under its limit by itself: it runs on, nothing to write
+    kill              ``by``: "memory" | "timeout" | "policy" | "error"
+    timer             after ``delay`` s, the policy's ``on_timer`` with ``key``
+    """
+
     verb: str
-    call: CallState
+    call: CallInfo
     reason: str
-    level: int | None = None  # throttle/release: the soft limit to set (None: lift it)
-    by: str = "policy"  # kill: "memory" | "timeout" | "policy"
-    delay: float = 0.0  # timer
-    key: str = ""  # timer
+    policy: str = "controller"
+    level: int | None = None
+    by: str = "policy"
+    delay: float = 0.0
+    key: str = ""
     figures: dict[str, Any] = field(default_factory=dict)
 
 
 class Actuator:
     """Carries out actions through the Manager verbs, one at a time, on the loop thread."""
 
-    def __init__(self, dry_run: bool = False) -> None:
-        self.dry_run = dry_run
+    def __init__(self) -> None:
         #: (monotonic time the action completed, verb, call label, reason), the last 10000
         self.log: collections.deque[tuple[float, str, str, str]] = collections.deque(maxlen=10_000)
 
-    def execute(self, action: Action) -> None:
-        cs = action.call
-        call = cs.call
-        m = call.manager
+    def execute(self, action: Action, cs: CallState) -> None:
         try:
-            self._execute(action, cs, call, m)
+            self._execute(action, cs)
         finally:
             self.log.append((time.monotonic(), action.verb, cs.label, action.reason))
 
-    def _execute(self, action: Action, cs: CallState, call: Any, m: Any) -> None:
-        if action.verb == "note":
-            call.step("note", action.reason, **action.figures)
-            return
-        if self.dry_run or call.cg is None:
-            call.step(action.verb, f"(dry run) {action.reason}" if self.dry_run else action.reason, **action.figures)
+    def _execute(self, action: Action, cs: CallState) -> None:
+        call = cs.call
+        if action.verb == "note" or call.cg is None:
+            call.step(action.verb, action.reason, **action.figures)
             return
         try:
-            if action.verb == "throttle":
-                m.set_soft_limit(call.cg, action.level)
-                call.step("throttle", action.reason, **action.figures)
-            elif action.verb == "release":
-                m.set_soft_limit(call.cg, action.level)
-                call.step("release", action.reason, **action.figures)
+            if action.verb in ("throttle", "release"):
+                call.manager.set_soft_limit(call.cg, action.level)
+                call.step(action.verb, action.reason, **action.figures)
             elif action.verb == "freeze":
                 call.freeze(action.reason, **action.figures)
             elif action.verb == "thaw":
@@ -75,17 +75,10 @@ class Actuator:
                 raise ValueError(f"unknown action {action.verb!r}")
         except AgentCgroupError as exc:
             log.warning(
-                "event=action-failed verb=%s call=%s reason=%r error=%r", action.verb, cs.label, action.reason, str(exc)
+                "event=action-failed verb=%s call=%s policy=%s reason=%r error=%r",
+                action.verb,
+                cs.label,
+                action.policy,
+                action.reason,
+                str(exc),
             )
-
-
-class RecordingActuator(Actuator):
-    """Records actions without carrying them out (for policy tests)."""
-
-    def __init__(self) -> None:
-        super().__init__(dry_run=True)
-        self.actions: list[Action] = []
-
-    def execute(self, action: Action) -> None:
-        self.actions.append(action)
-        super().execute(action)

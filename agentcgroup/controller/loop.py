@@ -22,9 +22,11 @@ log = logging.getLogger("agentcgroup")
 
 #: a handler that holds the loop longer than this is logged (event=loop-slow): every other call waits for it
 SLOW_S = 0.1
+#: the longest single wait: epoll takes at most ~24.8 days (2**31 ms); a timer further out (a 720 h timeout)
+#: is simply waited for in several steps, so durations of any length work
+MAX_WAIT_S = 3600.0
 
 READ = select.EPOLLIN
-PRI = select.EPOLLPRI | select.EPOLLERR
 
 
 class Timer:
@@ -90,16 +92,20 @@ class Loop:
         if self.thread is None:
             self.thread = threading.current_thread()
         while not self._stopping:
-            self.run_once()
+            try:
+                self.run_once()
+            except Exception:  # in the wait itself (handlers are guarded): log it and serve on
+                log.exception("event=loop-error where=wait")
+                time.sleep(0.01)  # never a busy loop on a persistent fault
 
     def run_once(self, max_wait: float | None = None) -> None:
-        timeout = -1.0
+        timeout = MAX_WAIT_S
         if self._soon:
             timeout = 0.0
         elif self._timers:
-            timeout = max(0.0, self._timers[0][0] - time.monotonic())
+            timeout = min(MAX_WAIT_S, max(0.0, self._timers[0][0] - time.monotonic()))
         if max_wait is not None:
-            timeout = max_wait if timeout < 0 else min(timeout, max_wait)
+            timeout = min(timeout, max_wait)
         for fd, ev in self._ep.poll(timeout):
             if fd == self._wake:
                 try:
@@ -120,6 +126,8 @@ class Loop:
 
     @staticmethod
     def _guard(fn: Callable[..., Any], *args: Any) -> None:
+        """Run a handler; an exception is logged and the loop serves on (handlers of a call catch their own,
+        to fail just that call: see controller.dispatch)."""
         t0 = time.monotonic()
         try:
             fn(*args)

@@ -1,10 +1,12 @@
 """What the daemon writes down so that a successor can adopt its sessions and calls after a crash.
 
-``<state_dir>/sessions/<name>.json``  one per open session (owner, priority, limits)
+``<state_dir>/sessions/<name>.json``  one per open session (owner, priority, limits, agent protection)
 ``<state_dir>/calls/<id>.json``       one per running call (session, argv, pid, start time, timeout, ...)
 ``<state_dir>/outcomes/<id>.json``    the last outcomes, for clients that reconnect
 
-Each file is written whole (temp file + rename), so a crash leaves the old version or the new one.
+Each file is written whole (temp file + rename), so a crash leaves the old version or the new one. A write
+that fails (a full or read-only state dir) leaves no temporary file and raises :class:`StateWriteError`: the
+controller then refuses the work it could not write down (a successor could not adopt it).
 """
 
 from __future__ import annotations
@@ -15,9 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from ..cgroupfs import check_name
+from ..errors import AgentCgroupError
 from ..outcome import Outcome, Step
 
 KEEP_OUTCOME_FILES = 1000
+
+
+class StateWriteError(AgentCgroupError):
+    """The state dir could not be written (full, read-only): the work it was for is refused."""
 
 
 class StateDir:
@@ -30,9 +37,13 @@ class StateDir:
         check_name(name)
         final = self.path / kind / f"{name}.json"
         tmp = final.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            json.dump(data, f, separators=(",", ":"))
-        os.replace(tmp, final)
+        try:
+            with open(tmp, "w") as f:
+                json.dump(data, f, separators=(",", ":"))
+            os.replace(tmp, final)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise StateWriteError(f"cannot write {final}: {exc.strerror or exc} (is the state dir full?)") from None
 
     def _remove(self, kind: str, name: str) -> None:
         try:

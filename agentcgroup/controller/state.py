@@ -1,9 +1,15 @@
-"""What the controller knows about its sessions and calls while they run."""
+"""What the controller knows about its sessions and calls while they run.
+
+A call's ``phase`` (running, throttled, frozen, done) and its throttle fields are changed in one place only,
+:mod:`.apply`; policies read them (through :class:`~.policies.base.CallInfo`) and ask for changes with actions.
+"""
 
 from __future__ import annotations
 
+import select
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +25,7 @@ if TYPE_CHECKING:
     from .loop import Timer
 
 
-@dataclass
+@dataclass(eq=False)  # one object per session: compared and hashed by identity
 class SessionState:
     name: str
     uid: int
@@ -52,6 +58,7 @@ class SessionState:
             "uid": self.uid,
             "priority": self.priority,
             "limits": self.limits.to_dict(),
+            "agent_memory": self.protected,
             "calls": sorted(self.calls),
             "opened_at": self.opened_at,
         }
@@ -64,7 +71,7 @@ class CallFuture:
         self._done = threading.Event()
         self._outcome: Outcome | None = None
         self._error: BaseException | None = None
-        self.callbacks: list[Any] = []
+        self.callbacks: list[Callable[[Outcome | None], Any]] = []
 
     def set(self, outcome: Outcome) -> None:
         self._outcome = outcome
@@ -75,6 +82,8 @@ class CallFuture:
     def fail(self, exc: BaseException) -> None:
         self._error = exc
         self._done.set()
+        for cb in self.callbacks:
+            cb(None)
 
     def done(self) -> bool:
         return self._done.is_set()
@@ -87,7 +96,7 @@ class CallFuture:
         return self._outcome
 
 
-@dataclass
+@dataclass(eq=False)  # one object per call: compared and hashed by identity
 class CallState:
     call: ToolCall
     session: SessionState
@@ -95,13 +104,11 @@ class CallState:
     future: CallFuture
     soft: int | None = None  # the call's own soft limit (user's or from its intent)
     phase: str = "running"  # running | throttled | frozen | done
-    throttled_by: str | None = None  # "soft" (its own limit) or "pressure"
+    throttled_by: str | None = None  # the policy whose throttle holds it
     throttled_at: float | None = None
-    frozen_at: float | None = None
     checkpoint: int | None = None
     sources: list[EventSource] = field(default_factory=list)
-    timers: dict[str, Timer] = field(default_factory=dict)
-    oom_seen: int = 0
+    timers: dict[tuple[str, str], Timer] = field(default_factory=dict)  # (policy, key) -> timer
     queued_s: float = 0.0
     pipes: dict[int, Any] = field(default_factory=dict)
 
@@ -118,3 +125,29 @@ class CallState:
     @property
     def label(self) -> str:
         return f"{self.session.name}/{self.id}"
+
+    @property
+    def session_name(self) -> str:
+        return self.session.name
+
+    # --- what policies may read of the call (see policies.base.CallInfo) ---------------------------------
+    @property
+    def timeout(self) -> float | None:
+        return self.call.timeout
+
+    @property
+    def hard(self) -> int | None:
+        return self.call.limits.memory_max
+
+    @property
+    def exited(self) -> bool:
+        """Its command has ended (the rest of its tree may still be there)."""
+        proc = self.call.proc
+        if proc is None or proc.returncode is not None or getattr(proc, "exited", False):
+            return True
+        if proc.pidfd >= 0:  # readable once it ended; not reaped here (the outcome reads it as it was)
+            return bool(select.select([proc.pidfd], [], [], 0)[0])
+        return proc.poll() is not None
+
+    def elapsed(self) -> float:
+        return self.call.elapsed()

@@ -163,7 +163,7 @@ class Recorder:
         """Record exactly a call this process started (a :class:`~agentcgroup.controller.core.CallHandle`): its
         argv (or ``command``, e.g. the traced command a replay stands for), intent, start, and its outcome
         when it ends."""
-        cs = getattr(handle, "_cs", None)
+        cs = handle.state
         if cs is None:  # refused before it ran
             out = handle.wait(0)
             if out is not None:

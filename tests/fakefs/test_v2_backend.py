@@ -115,6 +115,7 @@ def test_a_freeze_the_kernel_has_not_finished_is_a_freeze_timeout(v2, fake_v2) -
     which a tool call records as its freeze (the kernel finishes it as each held task is let go)."""
     from types import SimpleNamespace
 
+    from agentcgroup.controller.callspec import CallSpec
     from agentcgroup.errors import FreezeTimeout
     from agentcgroup.toolcall import ToolCall
 
@@ -124,7 +125,7 @@ def test_a_freeze_the_kernel_has_not_finished_is_a_freeze_timeout(v2, fake_v2) -
     assert read(fake_v2.tmp / "unified/agentcg/s1/tools/c1/cgroup.freeze") == "1"
 
     session = SimpleNamespace(name="s1", path=("s1",), manager=v2, pool=None)
-    call = ToolCall(session, ["true"], call_id="c1")
+    call = ToolCall(session, CallSpec.of(["true"], call_id="c1"))
     call.cg = cg
     call.freeze("stalled at its soft memory limit")
     assert [s.action for s in call.steps] == ["freeze"]

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agentcgroup.backends.base import Stats
+from agentcgroup.controller.actions import Action, Actuator
+from agentcgroup.controller.apply import Enforcer
 from agentcgroup.controller.config import ControllerConfig
 from agentcgroup.controller.intent import Intent
+from agentcgroup.controller.loop import Timer
+from agentcgroup.controller.policies.base import Policy
 from agentcgroup.controller.policies.oomgroup import OomGroupPolicy
 from agentcgroup.controller.policies.pressure import PressurePolicy
 from agentcgroup.controller.policies.softlimit import SoftLimitPolicy
@@ -29,25 +34,37 @@ class FakeSession:
 
 @dataclass
 class FakeProc:
-    code: int | None = None
+    """A command that has not ended (``exited`` reads ``returncode``, then ``exited``, then the pidfd)."""
+
+    returncode: int | None = None
+    exited: bool = False
+    pidfd: int = -1
 
     def poll(self) -> int | None:
-        return self.code
+        return self.returncode
 
 
 @dataclass
 class FakeCall:
+    """The ToolCall side a policy's actions reach without a kernel: no leaf, so the actuator records steps."""
+
     call_id: str
     limits: Limits = field(default_factory=Limits)
     timeout: float | None = None
     proc: FakeProc = field(default_factory=FakeProc)
+    cg: None = None
+    killed_by: str | None = None
+    steps: list[tuple[str, str]] = field(default_factory=list)
 
     def elapsed(self) -> float:
         return 0.0
 
+    def step(self, action: str, reason: str, **figures: object) -> None:
+        self.steps.append((action, reason))
+
 
 class FakeView:
-    """What a policy sees: config, figures per call, budgets, headroom."""
+    """What a policy sees (the policies.base.View protocol): config, figures per call, budgets, headroom."""
 
     def __init__(
         self,
@@ -72,7 +89,7 @@ class FakeView:
     def rank_of(self, cs: CallState) -> int:
         return cs.rank
 
-    def budgets(self):  # type: ignore[no-untyped-def]
+    def budgets(self) -> list[tuple[str, int, int, list[CallState]]]:
         return [("", self.root_usage, self.budget, self.calls)] if self.budget else []
 
     def headroom(self, cs: CallState) -> int:
@@ -88,11 +105,52 @@ def call(
     cid: str, session: FakeSession, soft: int | None = None, hard: int | None = None, timeout: float | None = None
 ) -> CallState:
     fc = FakeCall(cid, Limits(memory_max=hard, memory_high=soft), timeout)
-    return CallState(fc, session, Intent(), CallFuture(), soft=soft)  # type: ignore[arg-type]
+    return CallState(fc, session, Intent(), CallFuture(), soft=soft)  # type: ignore[arg-type]  # test doubles
 
 
-def verbs(actions) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+def verbs(actions: list[Action]) -> list[tuple[str, str]]:
     return [(a.verb, a.call.id) for a in actions]
+
+
+class Clock:
+    """The loop's call_later, by hand: timers fire when the test says."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[float, Callable[[], object], Timer]] = []
+
+    def call_later(self, delay: float, cb: Callable[[], object]) -> Timer:
+        t = Timer(delay, cb)
+        self.pending.append((delay, cb, t))
+        return t
+
+    def fire(self) -> None:
+        """Every timer armed so far that was not cancelled (in the order they were armed)."""
+        due, self.pending = self.pending, []
+        for _, cb, t in due:
+            if not t.cancelled:
+                cb()
+
+
+class Recorder(Actuator):
+    """The real actuator (no leaf: it only writes steps), remembering what it was asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.done: list[Action] = []
+
+    def execute(self, action: Action, cs: CallState) -> None:
+        self.done.append(action)
+        super().execute(action, cs)
+
+
+def applier(view: FakeView, *policies: Policy) -> tuple[Enforcer, Clock, Recorder]:
+    """The controller's one place that applies actions, over the fake view, with a hand-driven clock."""
+    clock, rec = Clock(), Recorder()
+    return Enforcer(list(policies), rec, lambda: view, clock.call_later), clock, rec  # type: ignore[arg-type,return-value]
+
+
+def delays(clock: Clock) -> list[float]:
+    return [d for d, _, t in clock.pending if not t.cancelled]
 
 
 CFG = ControllerConfig(stall_grace=1.0, kill_after=2.0, pressure_on=0.9, pressure_off=0.8)
@@ -103,9 +161,9 @@ def test_timeout_asks_for_a_timer_then_kills() -> None:
     cs = call("c1", FakeSession("s"), timeout=5.0)
     view = FakeView(CFG, {})
     (timer,) = p.on_start(view, cs)
-    assert (timer.verb, timer.delay, timer.key) == ("timer", 5.0, "timeout")
+    assert (timer.verb, timer.delay, timer.key, timer.policy) == ("timer", 5.0, "timeout", "timeout")
     (kill,) = p.on_timer(view, cs, "timeout")
-    assert (kill.verb, kill.by) == ("kill", "timeout")
+    assert (kill.verb, kill.by, kill.policy) == ("kill", "timeout", "timeout")
     assert p.on_start(view, call("c2", FakeSession("s"))) == []
 
 
@@ -114,42 +172,66 @@ def test_oom_group_kills_the_rest_once() -> None:
     cs = call("c1", FakeSession("s"))
     view = FakeView(CFG, {})
     (kill,) = p.on_memory(view, cs, Stats(oom_kills=1))
-    assert kill.by == "memory"
+    assert (kill.by, kill.policy) == ("memory", "oom-group")
     assert p.on_memory(view, cs, Stats(oom_kills=1)) == []  # already acted on that one
     view.kernel_oom_group = True
     assert p.on_memory(view, cs, Stats(oom_kills=2)) == []  # v2: the kernel did it
+    view.kernel_oom_group = False
+    cs.call.proc.returncode = 137  # type: ignore[attr-defined]  # its command ended: nothing left to group
+    assert p.on_memory(view, cs, Stats(oom_kills=3)) == []
+    p.on_end(view, cs)
+    assert p.seen == {}
 
 
 def test_soft_limit_throttle_freeze_kill_without_room() -> None:
-    p = SoftLimitPolicy()
     cs = call("c1", FakeSession("s"), soft=100 * MiB)
     view = FakeView(CFG, {"c1": 99 * MiB})
-    acts = p.on_memory(view, cs, view.stats(cs))
-    assert [a.verb for a in acts] == ["throttle", "timer"] and acts[1].delay == 1.0
-    assert cs.phase == "throttled"
-    acts = p.on_timer(view, cs, "soft-stalled")
-    assert [a.verb for a in acts] == ["freeze", "timer"] and acts[1].delay == 2.0
-    cs.phase = "frozen"  # the controller marks it when it carries the freeze out
-    (kill,) = p.on_timer(view, cs, "soft-frozen")
+    enf, clock, rec = applier(view, SoftLimitPolicy())
+    enf.memory(cs)
+    assert (cs.phase, cs.throttled_by, cs.throttled_at) == ("throttled", "soft-limit", view.now)
+    assert [a.verb for a in rec.done] == ["throttle"] and rec.done[0].level == 100 * MiB
+    assert delays(clock) == [1.0]
+    clock.fire()  # still at its limit, no hard limit above: frozen
+    assert cs.phase == "frozen" and delays(clock) == [2.0]
+    clock.fire()
+    kill = rec.done[-1]
     assert kill.verb == "kill" and kill.by == "memory" and "100 MiB" in kill.reason
+    assert [v for v, _ in cs.call.steps] == ["throttle", "freeze", "kill"]  # type: ignore[attr-defined]
 
 
 def test_soft_limit_releases_when_a_hard_limit_leaves_room() -> None:
-    p = SoftLimitPolicy()
     cs = call("c1", FakeSession("s"), soft=100 * MiB, hard=1024 * MiB)
     view = FakeView(CFG, {"c1": 100 * MiB})
-    p.on_memory(view, cs, view.stats(cs))
-    (release,) = p.on_timer(view, cs, "soft-stalled")
-    assert release.verb == "release" and release.level is None and cs.phase == "running"
+    enf, clock, rec = applier(view, SoftLimitPolicy())
+    enf.memory(cs)
+    clock.fire()
+    release = rec.done[-1]
+    assert release.verb == "release" and release.level is None
+    assert (cs.phase, cs.throttled_by, cs.soft) == ("running", None, None)  # its soft limit is lifted
+
+
+def test_soft_limit_thaws_when_room_appears_while_frozen() -> None:
+    cs = call("c1", FakeSession("s"), soft=100 * MiB, hard=1024 * MiB)
+    view = FakeView(CFG, {"c1": 100 * MiB}, budget=1000 * MiB, root_usage=890 * MiB)  # 10 MiB of room only
+    enf, clock, rec = applier(view, SoftLimitPolicy())
+    enf.memory(cs)
+    clock.fire()
+    assert cs.phase == "frozen"
+    view.root_usage = 100 * MiB
+    clock.fire()
+    assert [a.verb for a in rec.done] == ["throttle", "freeze", "release", "thaw"]
+    assert (cs.phase, cs.soft) == ("running", None)
 
 
 def test_soft_limit_does_nothing_if_the_call_came_back_under() -> None:
-    p = SoftLimitPolicy()
     cs = call("c1", FakeSession("s"), soft=100 * MiB)
     view = FakeView(CFG, {"c1": 100 * MiB})
-    p.on_memory(view, cs, view.stats(cs))
+    enf, clock, rec = applier(view, SoftLimitPolicy())
+    enf.memory(cs)
     view.usage["c1"] = 40 * MiB
-    assert p.on_timer(view, cs, "soft-stalled") == [] and cs.phase == "running"
+    clock.fire()
+    assert [a.verb for a in rec.done] == ["throttle"]  # nothing written: it recovered by itself
+    assert (cs.phase, cs.throttled_by, cs.soft) == ("running", None, 100 * MiB)
 
 
 def high_and_low(root_usage: int) -> tuple[PressurePolicy, CallState, CallState, FakeView]:
@@ -166,13 +248,16 @@ def test_pressure_takes_the_low_priority_call_first_and_spares_high() -> None:
     assert verbs(acts)[:2] == [("throttle", "l1"), ("timer", "l1")]
     assert ("note", "h1") in verbs(acts)  # the protected call is told
     assert acts[0].level == 300 * MiB  # throttled where it stands
+    enf, clock, rec = applier(view, p)
+    enf.apply(acts, view.now)
+    assert (c_lo.phase, c_lo.throttled_by) == ("throttled", "pressure") and c_hi.phase == "running"
     # the deadline passes with the pressure still there: frozen, then killed
-    acts = p.on_timer(view, c_lo, "pressure-freeze:")
-    assert verbs(acts)[:2] == [("freeze", "l1"), ("timer", "l1")]
-    c_lo.phase = "frozen"
-    acts = p.on_timer(view, c_lo, "pressure-kill:")
-    assert verbs(acts)[0] == ("kill", "l1") and acts[0].by == "policy"
-    assert all(a.call is not c_hi or a.verb == "note" for a in acts)
+    clock.fire()
+    assert c_lo.phase == "frozen" and rec.done[-1].verb == "freeze"
+    clock.fire()
+    kill = next(a for a in rec.done if a.verb == "kill")
+    assert kill.call is c_lo and kill.by == "policy"
+    assert all(a.call is not c_hi or a.verb == "note" for a in rec.done)
     # once it is killed, the pressure passing has nothing to thaw or release for it
     view.root_usage = 400 * MiB
     assert [v for v in verbs(p.on_pressure(view)) if v[1] == "l1"] == []
@@ -181,21 +266,21 @@ def test_pressure_takes_the_low_priority_call_first_and_spares_high() -> None:
 def test_pressure_at_the_edge_brings_the_deadlines_forward_for_a_waiting_higher_call() -> None:
     # 92 %: lower-priority calls give way on the usual deadlines
     p, _hi, c_lo, view = high_and_low(920 * MiB)
-    acts = p.on_pressure(view)
-    assert verbs(acts)[:2] == [("throttle", "l1"), ("timer", "l1")] and acts[1].delay == CFG.stall_grace
+    enf, clock, rec = applier(view, p)
+    enf.pressure()
+    assert verbs(rec.done)[0] == ("throttle", "l1") and delays(clock) == [CFG.stall_grace]
     # 98 %: the high call waits on the low one's memory: its freeze deadline is brought forward, once
     view.root_usage = 980 * MiB
-    acts = p.on_pressure(view)
-    assert [(a.verb, a.key, a.delay) for a in acts if a.call is c_lo] == [
-        ("timer", "pressure-freeze:", CFG.urgent_grace)
-    ]
-    assert not [a for a in p.on_pressure(view) if a.call is c_lo and a.verb == "timer"]
+    enf.pressure()
+    assert delays(clock) == [CFG.urgent_grace]  # the same timer, armed again sooner (the first is cancelled)
+    enf.pressure()
+    assert delays(clock) == [CFG.urgent_grace]
     # frozen with the kill deadline as short, and still throttle -> freeze -> kill, in order
-    acts = p.on_timer(view, c_lo, "pressure-freeze:")
-    assert verbs(acts)[:2] == [("freeze", "l1"), ("timer", "l1")] and acts[1].delay == CFG.urgent_grace
-    assert "higher-priority call is waiting for memory" in acts[0].reason
-    c_lo.phase = "frozen"
-    assert verbs(p.on_timer(view, c_lo, "pressure-kill:"))[0] == ("kill", "l1")
+    clock.fire()
+    assert c_lo.phase == "frozen" and "higher-priority call is waiting for memory" in rec.done[-1].reason
+    assert delays(clock) == [CFG.urgent_grace]
+    clock.fire()
+    assert [v for v, c in verbs(rec.done) if c == "l1"] == ["throttle", "freeze", "kill"]
 
 
 def test_no_hurry_without_a_higher_priority_call() -> None:
@@ -209,15 +294,29 @@ def test_no_hurry_without_a_higher_priority_call() -> None:
 
 def test_pressure_passing_thaws_and_lifts() -> None:
     p = PressurePolicy()
-    lo = FakeSession("lo", "low")
-    c_lo = call("l1", lo)
+    c_lo = call("l1", FakeSession("lo", "low"))
     view = FakeView(CFG, {"l1": 300 * MiB}, budget=1000 * MiB, root_usage=950 * MiB)
     view.calls = [c_lo, call("n1", FakeSession("n", "normal"))]
-    p.on_pressure(view)
-    c_lo.phase = "frozen"
+    enf, clock, rec = applier(view, p)
+    enf.pressure()
+    clock.fire()
+    assert c_lo.phase == "frozen"
     view.root_usage = 500 * MiB
-    acts = p.on_pressure(view)
-    assert verbs(acts) == [("thaw", "l1"), ("release", "l1")] and c_lo.phase == "running"
+    enf.pressure()
+    assert verbs(rec.done)[-2:] == [("thaw", "l1"), ("release", "l1")] and c_lo.phase == "running"
+    assert c_lo.throttled_by is None
+
+
+def test_pressure_deadline_after_the_pressure_passed_lifts_the_throttle() -> None:
+    p = PressurePolicy()
+    c_lo = call("l1", FakeSession("lo", "low"))
+    view = FakeView(CFG, {"l1": 300 * MiB}, budget=1000 * MiB, root_usage=950 * MiB)
+    view.calls = [c_lo, call("n1", FakeSession("n", "normal"))]
+    enf, clock, rec = applier(view, p)
+    enf.pressure()
+    view.root_usage = 850 * MiB  # under pressure_on, over pressure_off: no event, but the deadline looks
+    clock.fire()
+    assert verbs(rec.done)[-1] == ("release", "l1") and c_lo.phase == "running"
 
 
 def test_high_priority_calls_are_never_victims_of_the_global_budget() -> None:

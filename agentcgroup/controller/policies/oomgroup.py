@@ -2,25 +2,33 @@
 
 from __future__ import annotations
 
+from ...backends.base import Stats
 from ..actions import Action
-from .base import Policy
+from .base import CallInfo, Policy, View
 
 
 class OomGroupPolicy(Policy):
     name = "oom-group"
 
-    def on_memory(self, view, cs, stats):  # type: ignore[no-untyped-def]
-        if stats.oom_kills <= cs.oom_seen:
+    def __init__(self) -> None:
+        self.seen: dict[str, int] = {}  # call id -> OOM kills already acted on
+
+    def on_memory(self, view: View, call: CallInfo, stats: Stats) -> list[Action]:
+        if stats.oom_kills <= self.seen.get(call.id, 0):
             return []
-        cs.oom_seen = stats.oom_kills
-        if view.kernel_oom_group or cs.call.proc is None or cs.call.proc.poll() is not None:
+        self.seen[call.id] = stats.oom_kills
+        if view.kernel_oom_group or call.exited:
             return []
         return [
-            Action(
+            self.act(
                 "kill",
-                cs,
+                call,
                 "OOM kill in the call: the whole call goes (oom group)",
                 by="memory",
                 figures={"oom_kills": stats.oom_kills, "peak": stats.memory_peak},
             )
         ]
+
+    def on_end(self, view: View, call: CallInfo) -> list[Action]:
+        self.seen.pop(call.id, None)
+        return []

@@ -8,65 +8,65 @@ have room, in which case the soft limit is lifted (it may grow to the hard limit
 
 from __future__ import annotations
 
+from ...backends.base import Stats
 from ...units import MAX_BYTES, format_size
 from ..actions import Action
-from .base import Policy
+from .base import CallInfo, Policy, View
 
 NEAR = 0.95  # "at its soft limit": usage within 5 %
+
+
+def _at_limit(st: Stats, soft: int) -> bool:
+    return st.under_oom or (st.memory_current or 0) >= NEAR * soft
 
 
 class SoftLimitPolicy(Policy):
     name = "soft-limit"
 
-    def on_memory(self, view, cs, stats):  # type: ignore[no-untyped-def]
-        if cs.soft is None or cs.phase != "running":
+    def on_memory(self, view: View, call: CallInfo, stats: Stats) -> list[Action]:
+        if call.soft is None or call.phase != "running" or not _at_limit(stats, call.soft):
             return []
-        at_limit = stats.under_oom or (stats.memory_current or 0) >= NEAR * cs.soft
-        if not at_limit:
-            return []
-        cs.phase, cs.throttled_by, cs.throttled_at = "throttled", "soft", view.now
-        soft = format_size(cs.soft)
+        soft = format_size(call.soft)
         return [
-            Action(
+            self.act(
                 "throttle",
-                cs,
+                call,
                 f"at its soft memory limit {soft}",
-                level=cs.soft,
+                level=call.soft,
                 figures={"usage": stats.memory_current, "soft": soft},
             ),
-            Action("timer", cs, "stall deadline", delay=view.config.stall_grace, key="soft-stalled"),
+            self.timer(call, "stall deadline", view.config.stall_grace, "stalled"),
         ]
 
-    def on_timer(self, view, cs, key):  # type: ignore[no-untyped-def]
-        if cs.throttled_by != "soft":
+    def on_timer(self, view: View, call: CallInfo, key: str) -> list[Action]:
+        if call.throttled_by != self.name or call.soft is None:
             return []
-        st = view.stats(cs)
-        soft = format_size(cs.soft)
-        if key == "soft-stalled" and cs.phase == "throttled":
-            if not (st.under_oom or (st.memory_current or 0) >= NEAR * cs.soft):
-                cs.phase, cs.throttled_by = "running", None  # it came back under by itself
-                return []
-            if self._room(view, cs, st):
-                return self._release(view, cs, f"stalled {view.config.stall_grace:g} s at the soft limit")
+        st = view.stats(call)
+        soft = format_size(call.soft)
+        if key == "stalled" and call.phase == "throttled":
+            if not _at_limit(st, call.soft):
+                return [self.act("recover", call, "back under its soft limit by itself")]
+            if self._room(view, call, st):
+                return [self._release(view, call, f"stalled {view.config.stall_grace:g} s at the soft limit")]
             return [
-                Action(
+                self.act(
                     "freeze",
-                    cs,
+                    call,
                     f"stalled {view.config.stall_grace:g} s at its soft memory limit {soft}",
                     figures={"usage": st.memory_current, "soft": soft},
                 ),
-                Action("timer", cs, "kill deadline", delay=view.config.kill_after, key="soft-frozen"),
+                self.timer(call, "kill deadline", view.config.kill_after, "frozen"),
             ]
-        if key == "soft-frozen" and cs.phase == "frozen":
-            if self._room(view, cs, st):
+        if key == "frozen" and call.phase == "frozen":
+            if self._room(view, call, st):
                 return [
-                    *self._release(view, cs, "room appeared while frozen"),
-                    Action("thaw", cs, "memory available again"),
+                    self._release(view, call, "room appeared while frozen"),
+                    self.act("thaw", call, "memory available again"),
                 ]
             return [
-                Action(
+                self.act(
                     "kill",
-                    cs,
+                    call,
                     f"stayed at its soft memory limit {soft} and no more memory could be given",
                     by="memory",
                     figures={"usage": st.memory_current, "soft": soft},
@@ -75,30 +75,25 @@ class SoftLimitPolicy(Policy):
         return []
 
     @staticmethod
-    def _room(view, cs, st) -> bool:  # type: ignore[no-untyped-def]
+    def _room(view: View, call: CallInfo, st: Stats) -> bool:
         """May the call grow past its soft limit: a hard limit above it, and room up to it (or a step of it)."""
-        hard = cs.call.limits.memory_max
-        if hard is None or hard >= MAX_BYTES or hard <= (cs.soft or 0):
+        hard = call.hard
+        if hard is None or hard >= MAX_BYTES or hard <= (call.soft or 0):
             return False
         want = min(hard - (st.memory_current or 0), view.config.checkpoint_step)
-        return view.headroom(cs) >= want
+        return view.headroom(call) >= want
 
-    @staticmethod
-    def _release(view, cs, why):  # type: ignore[no-untyped-def]
-        hard = cs.call.limits.memory_max
-        soft = format_size(cs.soft)
-        cs.soft = None
-        cs.phase, cs.throttled_by = "running", None
-        return [
-            Action(
-                "release",
-                cs,
-                f"{why}; it may grow to its hard limit {format_size(hard)}",
-                level=None,
-                figures={
-                    "soft": soft,
-                    "hard": format_size(hard),
-                    "held_s": round(view.now - (cs.throttled_at or view.now), 3),
-                },
-            )
-        ]
+    def _release(self, view: View, call: CallInfo, why: str) -> Action:
+        """Lift the call's soft limit (``level`` None): it may grow to its hard limit."""
+        hard = call.hard
+        return self.act(
+            "release",
+            call,
+            f"{why}; it may grow to its hard limit {format_size(hard)}",
+            level=None,
+            figures={
+                "soft": format_size(call.soft),
+                "hard": format_size(hard),
+                "held_s": round(view.now - (call.throttled_at or view.now), 3),
+            },
+        )

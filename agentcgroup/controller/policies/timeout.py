@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from ..actions import Action
-from .base import Policy
+from .base import CallInfo, Policy, View
 
 
 class TimeoutPolicy(Policy):
     name = "timeout"
 
-    def on_start(self, view, cs):  # type: ignore[no-untyped-def]
-        t = cs.call.timeout
+    def on_start(self, view: View, call: CallInfo) -> list[Action]:
+        t = call.timeout
         if not t:
             return []
-        left = max(0.0, t - cs.call.elapsed())  # an adopted call has already used some of it
-        return [Action("timer", cs, "time limit", delay=left, key="timeout")]
+        left = max(0.0, t - call.elapsed())  # an adopted call has already used some of it
+        return [self.timer(call, "time limit", left, "timeout")]
 
-    def on_timer(self, view, cs, key):  # type: ignore[no-untyped-def]
-        t = cs.call.timeout
-        return [Action("kill", cs, f"{t:g} s", by="timeout", figures={"timeout_s": t})]
+    def on_timer(self, view: View, call: CallInfo, key: str) -> list[Action]:
+        t = call.timeout or 0.0
+        return [self.act("kill", call, f"{t:g} s", by="timeout", figures={"timeout_s": t})]

@@ -1,0 +1,116 @@
+"""The admission room: a call that declares its memory (an intent, or a hard limit) is admitted when it fits
+the session's and the host's budgets, less what admitted calls declared but do not use yet; else it waits
+(``admission_wait`` at most) or is refused with a reason the agent can read."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from ..feedback import command_text
+from ..outcome import Outcome
+from ..units import MAX_BYTES, format_size
+from ..warm import new_call_id
+from .callspec import CallSpec
+from .config import ControllerConfig
+from .intent import declared_memory
+from .snapshot import Snapshot
+from .state import CallState, SessionState
+
+log = logging.getLogger("agentcgroup")
+
+
+class Admission:
+    def __init__(
+        self,
+        config: ControllerConfig,
+        lock: threading.RLock,
+        snapshot: Callable[[], Snapshot],
+        calls: Callable[[], list[CallState]],
+        backend: str,
+    ) -> None:
+        self.config, self._snapshot, self._calls, self._backend = config, snapshot, calls, backend
+        self._cv = threading.Condition(lock)
+        self._reserved: dict[str, int] = {}  # call id (or pending token) -> declared bytes
+        self._tokens = itertools.count()
+
+    def admit(self, s: SessionState, spec: CallSpec) -> tuple[float, str] | Outcome:
+        """(seconds spent queued, reservation token), or a refusal outcome."""
+        token = f"pending-{next(self._tokens)}"
+        decl = declared_memory(spec.intent, spec.limits)
+        if decl is None:
+            return 0.0, token
+        cmd = command_text(list(spec.argv))
+        for scope, budget in (("the session's budget", s.budget), ("the host budget", self.config.budget)):
+            if budget is not None and budget < MAX_BYTES and decl > budget:
+                return self._refusal(
+                    s,
+                    spec,
+                    f"`{cmd}` declares {format_size(decl)} but {scope} is "
+                    f"{format_size(budget)}; declare less or split the work",
+                )
+        t0 = time.monotonic()
+        deadline = t0 + self.config.admission_wait
+        with self._cv:
+            while True:
+                free = self._free_for(s)
+                if decl <= free:
+                    self._reserved[token] = decl
+                    return time.monotonic() - t0, token
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return self._refusal(
+                        s,
+                        spec,
+                        f"`{cmd}` declares {format_size(decl)} but only {format_size(max(free, 0))} "
+                        f"was free after waiting {self.config.admission_wait:g} s; retry later or declare less",
+                    )
+                self._cv.wait(min(left, 0.5))
+
+    def _free_for(self, s: SessionState) -> int:
+        """What a new call may count on: each budget's room, less what admitted calls declared but have not
+        used yet (their usage is already in the budget's)."""
+        snap = self._snapshot()
+        running = {cs.id: cs for cs in self._calls()}
+        free = MAX_BYTES
+        for scope, usage, budget, _ in snap.budgets():
+            if scope not in ("", s.name):
+                continue
+            owed = 0
+            for key, decl in self._reserved.items():
+                cs = running.get(key)
+                if scope and cs is not None and cs.session is not s:
+                    continue
+                used = (snap.stats(cs).memory_current or 0) if cs is not None else 0
+                owed += max(0, decl - used)
+            free = min(free, int(budget * self.config.pressure_on) - usage - owed)
+        return free
+
+    def claim(self, token: str, call_id: str) -> None:
+        """The call started: its reservation now goes by its id."""
+        with self._cv:
+            if token in self._reserved:
+                self._reserved[call_id] = self._reserved.pop(token)
+
+    def release(self, key: str) -> None:
+        with self._cv:
+            self._reserved.pop(key, None)
+            self._cv.notify_all()
+
+    def _refusal(self, s: SessionState, spec: CallSpec, reason: str) -> Outcome:
+        argv = list(spec.argv)
+        out = Outcome(
+            session=s.name,
+            call_id=new_call_id(),
+            command=command_text(argv),
+            argv=argv,
+            backend=self._backend,
+            refused=True,
+            feedback=f"not run: {reason}.",
+            intent=spec.intent.to_dict(),
+        )
+        log.info("event=refuse session=%s reason=%r", s.name, reason)
+        return out

@@ -1,0 +1,135 @@
+"""The one place that runs the policies, applies their actions and changes a call's phase.
+
+For each event it takes a fresh :class:`~.snapshot.Snapshot`, asks each policy in turn, and applies that
+policy's actions before asking the next (so the next sees the phases the first one set). Applying an action:
+
+    throttle  phase throttled, held by the action's policy (since now); the kernel's soft limit to ``level``
+    release   phase running; the call's soft limit becomes ``level`` (None: lifted); written to the kernel
+    recover   phase running (the call came back under its limit by itself); nothing written
+    freeze    phase frozen; the call's tree frozen
+    thaw      phase throttled if a throttle still holds it, else running; the tree thawed
+    kill      the whole tree killed (the phase stays: the call is draining; nothing else acts on it)
+    note      a step in the outcome
+    timer     the policy that asked gets ``on_timer(key)`` after ``delay`` (one timer per policy and key)
+
+A call that is done, or killed, takes no more actions (a note still reaches a killed call's outcome).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
+from ..errors import InvalidValue
+from .actions import Action, Actuator
+from .loop import Timer
+from .policies.base import Policy
+from .snapshot import Snapshot
+from .state import CallState
+
+#: ``call_later(delay, callback) -> Timer`` (the loop's)
+Schedule = Callable[[float, Callable[[], Any]], Timer]
+
+
+class Enforcer:
+    def __init__(
+        self,
+        policies: Sequence[Policy],
+        actuator: Actuator,
+        snapshot: Callable[[], Snapshot],
+        call_later: Schedule,
+        on_error: Callable[[CallState, Exception], None] | None = None,
+    ) -> None:
+        names = [p.name for p in policies]
+        if len(set(names)) != len(names):
+            raise InvalidValue("policies", names, "each policy needs a name of its own (timers find it by name)")
+        self.policies = list(policies)
+        self._by_name = {p.name: p for p in policies}
+        self.actuator = actuator
+        self._snapshot = snapshot
+        self._call_later = call_later
+        self._on_error = on_error  # a timer's policy failed for a call (dispatch fails that call)
+
+    # --- events ---------------------------------------------------------------------------------------------
+    def started(self, cs: CallState) -> None:
+        snap = self._snapshot()
+        for p in self.policies:
+            self.apply(p.on_start(snap, cs), snap.now)
+
+    def memory(self, cs: CallState) -> int:
+        """A memory notification for ``cs``; its usage as this event read it."""
+        snap = self._snapshot()
+        st = snap.stats(cs)
+        for p in self.policies:
+            self.apply(p.on_memory(snap, cs, st), snap.now)
+        return st.memory_current or 0
+
+    def pressure(self) -> None:
+        snap = self._snapshot()
+        for p in self.policies:
+            self.apply(p.on_pressure(snap), snap.now)
+
+    def kill(self, cs: CallState, by: str, reason: str, source: str = "request") -> None:
+        """A kill nobody's policy decided (a client's request, a closing session, a controller error)."""
+        self.apply([Action("kill", cs, reason, policy=source, by=by)], 0.0)
+
+    def end(self, cs: CallState) -> None:
+        """The call is done: no timer, no action any more; each policy forgets it."""
+        cs.phase = "done"
+        for t in cs.timers.values():
+            t.cancel()
+        cs.timers.clear()
+        snap = self._snapshot()
+        for p in self.policies:
+            p.on_end(snap, cs)
+
+    # --- actions ---------------------------------------------------------------------------------------------
+    def apply(self, actions: Sequence[Action], now: float) -> None:
+        for a in actions:
+            cs = cast(CallState, a.call)  # policies are handed CallStates (as CallInfo): the same objects
+            if cs.phase == "done":
+                continue
+            if cs.call.killed_by is not None and a.verb != "note":
+                continue  # killed and draining: no thaw, release or second kill for it
+            if a.verb == "timer":
+                self._arm(a, cs)
+                continue
+            self._move(a, cs, now)
+            if a.verb != "recover":
+                self.actuator.execute(a, cs)
+
+    @staticmethod
+    def _move(a: Action, cs: CallState, now: float) -> None:
+        """The call's phase after ``a``."""
+        if a.verb == "throttle":
+            cs.phase, cs.throttled_by, cs.throttled_at = "throttled", a.policy, now
+        elif a.verb in ("release", "recover"):
+            cs.phase, cs.throttled_by = "running", None
+            if a.verb == "release":
+                cs.soft = a.level
+        elif a.verb == "freeze":
+            cs.phase = "frozen"
+        elif a.verb == "thaw":
+            cs.phase = "throttled" if cs.throttled_by is not None else "running"
+
+    def _arm(self, a: Action, cs: CallState) -> None:
+        policy = self._by_name.get(a.policy)
+        if policy is None:
+            raise ValueError(f"a timer for {cs.label} names no policy of this controller: {a.policy!r}")
+        key = (a.policy, a.key)
+        old = cs.timers.pop(key, None)
+        if old is not None:
+            old.cancel()
+        cs.timers[key] = self._call_later(a.delay, lambda: self._fire(policy, cs, a.key))
+
+    def _fire(self, policy: Policy, cs: CallState, key: str) -> None:
+        cs.timers.pop((policy.name, key), None)
+        if cs.phase == "done":
+            return
+        try:
+            snap = self._snapshot()
+            self.apply(policy.on_timer(snap, cs, key), snap.now)
+        except Exception as exc:
+            if self._on_error is None:
+                raise
+            self._on_error(cs, exc)

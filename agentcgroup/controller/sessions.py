@@ -1,0 +1,194 @@
+"""The sessions' room: the open sessions, built one way (by ``open_session`` and by adoption after a restart),
+written down with everything a successor needs to adopt them, and removed by the last one out."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from ..backends.base import Manager
+from ..cgroupfs import check_name
+from ..errors import AgentCgroupError, NotFound
+from ..limits import Limits
+from ..warm import WarmPool
+from .budget import RootBudget
+from .config import PRIORITIES, ControllerConfig, check_priority
+from .persist import StateDir
+from .state import CallState, SessionState
+
+log = logging.getLogger("agentcgroup")
+
+ROOT_UID = 0
+
+
+class AccessDenied(AgentCgroupError):
+    """A session belongs to another user."""
+
+
+class Sessions:
+    def __init__(self, manager: Manager, config: ControllerConfig, root: RootBudget, store: StateDir | None) -> None:
+        self.manager, self.config, self.root, self.store = manager, config, root, store
+        self.lock = threading.RLock()
+        self._by_name: dict[str, SessionState] = {}
+
+    # --- lookup ---------------------------------------------------------------------------------------------
+    @staticmethod
+    def check_owner(s: SessionState, uid: int) -> None:
+        if uid != ROOT_UID and uid != s.uid:
+            raise AccessDenied(f"session {s.name} belongs to uid {s.uid}, not {uid}")
+
+    def get(self, name: str, uid: int = ROOT_UID) -> SessionState:
+        with self.lock:
+            s = self._by_name.get(name)
+        if s is None:
+            raise NotFound(f"no session {name!r}", name)
+        self.check_owner(s, uid)
+        return s
+
+    def all(self) -> list[SessionState]:
+        with self.lock:
+            return list(self._by_name.values())
+
+    def calls(self) -> list[CallState]:
+        with self.lock:
+            return [cs for s in self._by_name.values() for cs in list(s.calls.values())]
+
+    # --- opening ----------------------------------------------------------------------------------------------
+    def open(
+        self,
+        name: str,
+        uid: int = ROOT_UID,
+        priority: str = "normal",
+        limits: Limits | None = None,
+        agent_memory: int | None = None,
+    ) -> SessionState:
+        """Create a session (or join one of the same owner). Its budget is ``limits.memory_max``."""
+        check_name(name, "session")
+        check_priority(priority)
+        limits = limits or Limits()
+        limits = limits.merged(Limits(cpu_weight=limits.cpu_weight or PRIORITIES[priority][1]))
+        with self.lock:
+            s = self._by_name.get(name)
+            if s is not None:
+                self.check_owner(s, uid)
+                return s
+            s = self.build(name, uid, priority, limits, agent_memory)
+            try:
+                self.save(s)
+            except BaseException:
+                self.drop(s)
+                raise
+        log.info("event=session-open session=%s uid=%d priority=%s limits=%s", name, uid, priority, limits.to_dict())
+        return s
+
+    def build(
+        self,
+        name: str,
+        uid: int,
+        priority: str,
+        limits: Limits,
+        agent_memory: int | None,
+        *,
+        created: bool | None = None,
+        before_pool: Callable[[SessionState], None] | None = None,
+    ) -> SessionState:
+        """The one way a session comes to be: its cgroup (created, or joined with its limits set again), its
+        agent leaf and that leaf's protection (granted up the tree), ``tools/``, its budget's watch, its warm
+        spares. ``created``: whether it is ours to remove (None: we create it now, or joined another's).
+        ``before_pool`` runs before the spares start (adoption looks at ``tools/`` there). Registered when
+        complete; on failure nothing of it is left."""
+        m = self.manager
+        try:
+            cg = m.open((name,))
+            m.set_limits(cg, limits)
+            made = False
+        except NotFound:
+            cg = m.create((name,), limits)
+            made = True
+        s = SessionState(name, uid, priority, limits, cg, created=made if created is None else created)
+        try:
+            low = agent_memory if agent_memory is not None else self.config.agent_memory_low
+            s.agent_cg = m.create((name, "agent"), Limits(memory_low=low) if low else None)
+            s.protected = low or 0
+            if low and (limits.memory_low is None or limits.memory_low < low):
+                # protection counts only as far as every ancestor grants it (cgroup v2 memory.low)
+                m.set_limits(cg, Limits(memory_low=low))
+                s.limits = s.limits.merged(Limits(memory_low=low))
+            self.root.protect(s.protected + self.protected())
+            m.create((name, "tools"))
+            if s.budget is not None:
+                self.root.watch(cg, s.budget, s.sources)
+            with self.lock:
+                self._by_name[name] = s
+            if before_pool is not None:
+                before_pool(s)
+            if self.config.warm and WarmPool.supported(m):
+                s.pool = WarmPool(m, (name, "tools"), self.config.warm)
+        except BaseException:
+            self.drop(s)
+            raise
+        return s
+
+    def protected(self) -> int:
+        with self.lock:
+            return sum(x.protected for x in self._by_name.values())
+
+    def save(self, s: SessionState) -> None:
+        """Write down what adoption needs to build the session again the same way."""
+        if self.store is not None:
+            self.store.save_session(s.name, self.record(s))
+
+    @staticmethod
+    def record(s: SessionState) -> dict[str, Any]:
+        return {
+            "uid": s.uid,
+            "priority": s.priority,
+            "limits": asdict(s.limits),
+            "agent_memory": s.protected,
+            "created": s.created,
+        }
+
+    # --- closing ----------------------------------------------------------------------------------------------
+    def take(self, name: str, uid: int = ROOT_UID) -> SessionState:
+        """Unregister a session being closed (no new call finds it); raises NotFound / AccessDenied."""
+        s = self.get(name, uid)
+        with self.lock:
+            self._by_name.pop(name, None)
+        return s
+
+    def forget(self, name: str) -> None:
+        """Its cgroups are gone: its state file goes last, so a failed close leaves it for a restart to clean."""
+        if self.store is not None:
+            self.store.drop_session(name)
+
+    def drop(self, s: SessionState) -> None:
+        """Stop the session's spares and watches; remove its cgroups unless another process still uses them."""
+        if s.pool is not None:
+            s.pool.close()
+            s.pool = None
+        with self.lock:
+            if self._by_name.get(s.name) is s:
+                del self._by_name[s.name]
+        self.root.protect(self.protected())
+        self.root.unwatch(s.sources)
+        # the last one out removes the session: another process may have joined it by name and still run
+        # calls in it (an agent of ours in the agent leaf goes with it; another's keeps it alive)
+        m = self.manager
+        try:
+            foreign_calls = m.children((s.name, "tools"))
+            agent_pids = m.pids(s.agent_cg) if s.agent_cg else []
+        except AgentCgroupError:
+            foreign_calls, agent_pids = [], []
+        agent_busy = bool(agent_pids) and (not s.created or os.getpid() in agent_pids)  # never kill ourselves
+        if foreign_calls or agent_busy:
+            log.info(
+                "event=session-left session=%s reason='still in use by another process' calls=%d",
+                s.name,
+                len(foreign_calls),
+            )
+            return
+        m.destroy(s.cg)
