@@ -3,7 +3,7 @@
 Moving a process between cgroups costs an RCU grace period after a quiet spell (6-16 ms measured on a 2-CPU
 VM), and agents' tool calls come seconds apart, so every call would pay it. The pool pays it in the
 background: a thread keeps ``size`` spare leaves ready (created in every hierarchy, so any limit can be set
-later without moving anything), each with a :class:`~agentcgroup.spawn.Stub` inside, and removes the leaves
+later without moving anything), each with a :class:`~agentcgroup.stub.Stub` inside, and removes the leaves
 of finished calls. A call takes a spare, sets its limits and makes the stub exec the command.
 """
 
@@ -16,7 +16,8 @@ import threading
 
 from .backends.base import Cgroup, Manager
 from .errors import AgentCgroupError
-from .spawn import STUBS, Stub
+from .spawn import STUBS
+from .stub import Stub
 
 log = logging.getLogger("agentcgroup")
 
