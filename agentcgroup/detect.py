@@ -21,7 +21,6 @@ from functools import lru_cache
 
 from .parsers import Mount, parse_mountinfo, parse_proc_cgroup, v1_controllers
 
-MODES = ("v2", "hybrid", "v1", "none")
 #: the v1 controllers the hybrid/v1 backend drives
 V1_USED = ("memory", "cpu", "cpuacct", "pids", "freezer")
 

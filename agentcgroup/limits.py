@@ -9,7 +9,7 @@ from .errors import InvalidValue
 from .units import MAX_BYTES, format_cpu, format_size_arg, parse_count, parse_cpu, parse_size
 
 #: cgroup v2 cpu.weight range; v1 cpu.shares is derived from it (100 <-> 1024)
-WEIGHT_MIN, WEIGHT_MAX, WEIGHT_DEFAULT = 1, 10_000, 100
+WEIGHT_MIN, WEIGHT_MAX = 1, 10_000
 
 
 @dataclass(frozen=True)

@@ -26,12 +26,12 @@ against the call's memory.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Sequence
 from typing import Any
 
+from ..cgroupfs import remove_empty_up
 from ..errors import AgentCgroupError, CgroupError, InvalidValue, NotFound
 from ..limits import Limits
 from ..outcome import Outcome
@@ -48,23 +48,6 @@ EXEC_START_S = 30.0
 
 class DockerError(AgentCgroupError):
     """Docker refused or failed (the message holds what it printed)."""
-
-
-def docker_available(docker: str = "docker", host: str | None = None) -> str | None:
-    """None if a Docker engine answers, else why not (for a clear skip or error)."""
-    exe = shutil.which(docker)
-    if exe is None:
-        return f"no {docker!r} client on PATH"
-    env = {**os.environ, **({"DOCKER_HOST": host} if host else {})}
-    try:
-        r = subprocess.run(
-            [exe, "info", "--format", "{{.CgroupDriver}}"], capture_output=True, text=True, env=env, timeout=30
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"docker info failed: {exc}"
-    if r.returncode != 0:
-        return f"no Docker engine answers: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}"
-    return None
 
 
 class DockerSession:
@@ -184,7 +167,7 @@ class DockerSession:
             if self.session.is_open:
                 self.session.close()
             for d in self._extra_dirs if root else ():
-                _rmdir_up(d, stop_at=root)
+                remove_empty_up(d, stop_at=root)
             self._extra_dirs = []
 
     def __enter__(self) -> DockerSession:
@@ -269,29 +252,9 @@ class DockerSession:
             time.sleep(0.002)
 
 
-def _seconds(timeout: float | str | None) -> float | None:
-    if timeout is None or isinstance(timeout, (int, float)):
-        return timeout
-    from ..units import parse_duration
-
-    return parse_duration(timeout)
-
-
 def _read(path: str) -> str:
     try:
         with open(path) as f:
             return f.read()
     except OSError:
         return ""
-
-
-def _rmdir_up(d: str, stop_at: str) -> None:
-    """Remove ``d`` and its empty parents up to and including the one named ``stop_at``; never beyond."""
-    while True:
-        try:
-            os.rmdir(d)
-        except OSError:
-            return
-        if os.path.basename(d) == stop_at:
-            return
-        d = os.path.dirname(d)

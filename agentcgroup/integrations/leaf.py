@@ -13,10 +13,3 @@ SHELL_PATTERN = "/agentcg[^/]*/[^/]+/tools/[^/]+$"
 def in_tool_leaf(proc_cgroup_text: str) -> bool:
     return any(_TOOL_LEAF.search(line) for line in proc_cgroup_text.splitlines())
 
-
-def this_process_in_tool_leaf(proc_root: str = "/proc") -> bool:
-    try:
-        with open(f"{proc_root}/self/cgroup") as f:
-            return in_tool_leaf(f.read())
-    except OSError:
-        return False

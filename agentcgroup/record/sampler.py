@@ -24,7 +24,6 @@ from typing import Any
 
 from ..backends.base import Cgroup, Manager, Stats
 from ..errors import AgentCgroupError, NotFound
-from ..parsers import parse_psi
 from ..traces.recording import DEFAULT_INTERVAL_S, RecordingWriter
 from . import leaves
 from .calls import COUNTERS, RecordedCall, outcome_record, step_counts
@@ -36,23 +35,6 @@ POLL_S = 0.02
 PENDING_SCANS = 25
 #: how many scans a call that ended waits for its controller's outcome
 OUTCOME_SCANS = 100
-
-
-def memory_pressure(cg: Cgroup) -> tuple[float | None, float | None]:
-    """(some, full) memory PSI avg10 of ``cg``, when its backend has per-cgroup PSI (cgroup2 ``unified``)."""
-    # a Manager verb would be the right home for this; until then read what v2 and hybrid both keep
-    d = cg.backend_data.get("dirs", {}).get("unified")
-    if d is None:
-        return None, None
-    try:
-        text = d.read_optional("memory.pressure")
-    except AgentCgroupError:
-        return None, None
-    if not text:
-        return None, None
-    psi = parse_psi(text)
-    some, full = psi.get("some"), psi.get("full")
-    return (some.avg10 if some else None), (full.avg10 if full else None)
 
 
 class Recorder:
@@ -353,7 +335,7 @@ class Recorder:
                 call.counts = step_counts(call.tracked.call.steps)
             for k in COUNTERS:
                 counts[k] += call.counts[k]
-        some, full = memory_pressure(self._cg)
+        some, full = m.memory_pressure(self._cg)
         self._write(t, st, None, counts, some, full)
         self.samples += 1
 
