@@ -15,6 +15,6 @@
 
 from .calls import RecordedCall, outcome_record
 from .leaves import Leaf, classify
-from .sampler import Recorder, memory_pressure
+from .sampler import Recorder
 
-__all__ = ["Leaf", "RecordedCall", "Recorder", "classify", "memory_pressure", "outcome_record"]
+__all__ = ["Leaf", "RecordedCall", "Recorder", "classify", "outcome_record"]
