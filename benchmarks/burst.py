@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 
 from agentcgroup import Controller, Limits
+from agentcgroup.quantile import median
 
 SETTINGS = ("alone", "hogs", "capped")
 
@@ -82,15 +82,15 @@ def main() -> None:
             print(f"round {r + 1}/{args.rounds}", file=sys.stderr, flush=True)
     finally:
         ctl.close()
-    alone = statistics.median(times["alone"])
+    alone = median(times["alone"])
     print(f"cpus={os.cpu_count()} bursts per setting={len(times['alone'])} procs per burst={args.procs}")
     for s in SETTINGS:
-        med = statistics.median(times[s])
+        med = median(times[s])
         print(f"{s:>7}: median {med * 1e3:6.1f} ms  ratio to alone {med / alone:.3f}")
     figures = {
         "burst_alone_ms": round(alone * 1e3, 2),
-        "hogs_ratio": round(statistics.median(times["hogs"]) / alone, 3),
-        "capped_ratio": round(statistics.median(times["capped"]) / alone, 3),
+        "hogs_ratio": round(median(times["hogs"]) / alone, 3),
+        "capped_ratio": round(median(times["capped"]) / alone, 3),
     }
     print(" ".join(f"{k}={v}" for k, v in figures.items()))
 

@@ -15,17 +15,12 @@ from __future__ import annotations
 
 import argparse
 import gc
-import statistics
 import subprocess
 import sys
 import time
 
 from agentcgroup import Session
-
-
-def pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
+from agentcgroup.quantile import median, quantile
 
 
 def measure(session: Session, argv: list[str], runs: int, warmup: int = 20) -> tuple[list[float], list[float]]:
@@ -61,14 +56,14 @@ def main() -> None:
             bare, ours = measure(s, argv, args.runs)
             added = [o - b for o, b in zip(ours, bare, strict=True)]
             r = {
-                "bare_p50": statistics.median(bare),
-                "ours_p50": statistics.median(ours),
-                "bare_p99": pct(bare, 0.99),
-                "ours_p99": pct(ours, 0.99),
-                "added_p50": statistics.median(ours) - statistics.median(bare),
-                "added_p99": pct(ours, 0.99) - pct(bare, 0.99),
-                "added_pair_p50": statistics.median(added),
-                "ratio": statistics.median(ours) / statistics.median(bare),
+                "bare_p50": median(bare),
+                "ours_p50": median(ours),
+                "bare_p99": quantile(bare, 0.99),
+                "ours_p99": quantile(ours, 0.99),
+                "added_p50": median(ours) - median(bare),
+                "added_p99": quantile(ours, 0.99) - quantile(bare, 0.99),
+                "added_pair_p50": median(added),
+                "ratio": median(ours) / median(bare),
             }
             results[name] = r
             print(

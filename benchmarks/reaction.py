@@ -22,13 +22,13 @@ import argparse
 import mmap
 import os
 import random
-import statistics
 import struct
 import sys
 import tempfile
 import time
 
 from agentcgroup import Controller, ControllerConfig, get_manager
+from agentcgroup.quantile import median, quantile
 from agentcgroup.units import parse_size
 
 ALLOCATOR = r"""
@@ -55,11 +55,6 @@ for p in range(off, off + (16 << 20), page):   # a burst goes on growing (until 
     buf[p] = 1
 time.sleep(hold)
 """
-
-
-def pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
 
 
 def usage_file(manager) -> str:  # type: ignore[no-untyped-def]
@@ -176,17 +171,17 @@ def main() -> None:
         m.close()
         os.rmdir(tmp)
     print(
-        f"agentcgroup (kernel events): p50 {statistics.median(ours):.3f} ms  p99 {pct(ours, 0.99):.3f} ms  "
+        f"agentcgroup (kernel events): p50 {median(ours):.3f} ms  p99 {quantile(ours, 0.99):.3f} ms  "
         f"min {min(ours):.3f}  max {max(ours):.3f}  (n={len(ours)})"
     )
     print(
-        f"1 s polling loop:            p50 {statistics.median(polled):.1f} ms  p99 {pct(polled, 0.99):.1f} ms  "
+        f"1 s polling loop:            p50 {median(polled):.1f} ms  p99 {quantile(polled, 0.99):.1f} ms  "
         f"(n={len(polled)})"
     )
     print(
-        f"reaction_p50_ms={statistics.median(ours):.3f} reaction_p99_ms={pct(ours, 0.99):.3f} "
-        f"polling_p50_ms={statistics.median(polled):.1f} polling_p99_ms={pct(polled, 0.99):.1f} "
-        f"ratio_p50={statistics.median(polled) / max(statistics.median(ours), 1e-6):.0f} "
+        f"reaction_p50_ms={median(ours):.3f} reaction_p99_ms={quantile(ours, 0.99):.3f} "
+        f"polling_p50_ms={median(polled):.1f} polling_p99_ms={quantile(polled, 0.99):.1f} "
+        f"ratio_p50={median(polled) / max(median(ours), 1e-6):.0f} "
         f"trials={len(ours)} backend={m.kind}"
     )
 

@@ -11,17 +11,11 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ..quantile import median, quantile
+
 RESAMPLES = 2000
 
-
-def quantile(values: Sequence[float], q: float) -> float:
-    """The ``q`` quantile (0..1), linear between order statistics (numpy's default)."""
-    if not values:
-        return math.nan
-    xs = sorted(values)
-    pos = (len(xs) - 1) * q
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+__all__ = ["Estimate", "estimate", "median", "p95", "quantile"]
 
 
 @dataclass(frozen=True)
@@ -60,10 +54,6 @@ def estimate(values: Sequence[float], stat: Callable[[Sequence[float]], float] =
     rng = random.Random(1234567)
     boots = sorted(stat([rng.choice(xs) for _ in xs]) for _ in range(RESAMPLES))
     return Estimate(value, boots[int(0.025 * RESAMPLES)], boots[int(0.975 * RESAMPLES) - 1], len(xs))
-
-
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else math.nan
 
 
 def p95(values: Sequence[float]) -> float:

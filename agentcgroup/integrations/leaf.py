@@ -12,4 +12,3 @@ SHELL_PATTERN = "/agentcg[^/]*/[^/]+/tools/[^/]+$"
 
 def in_tool_leaf(proc_cgroup_text: str) -> bool:
     return any(_TOOL_LEAF.search(line) for line in proc_cgroup_text.splitlines())
-

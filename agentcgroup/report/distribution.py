@@ -1,19 +1,10 @@
-"""Small summaries of number lists (stdlib only): mean, median, percentiles as numpy's default 'linear'."""
+"""Small summaries of number lists: mean, median and P95 (:func:`agentcgroup.quantile.quantile`)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 
-
-def percentile(values: Sequence[float], p: float) -> float | None:
-    """The ``p``-th percentile (0..100) with linear interpolation; None for an empty list."""
-    if not values:
-        return None
-    xs = sorted(values)
-    pos = (len(xs) - 1) * p / 100.0
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+from ..quantile import quantile
 
 
 def mean(values: Sequence[float]) -> float | None:
@@ -26,8 +17,8 @@ def describe(values: Iterable[float | None]) -> dict[str, float | int | None]:
     return {
         "n": len(xs),
         "mean": mean(xs),
-        "median": percentile(xs, 50),
-        "p95": percentile(xs, 95),
+        "median": quantile(xs, 0.5) if xs else None,
+        "p95": quantile(xs, 0.95) if xs else None,
         "min": min(xs) if xs else None,
         "max": max(xs) if xs else None,
     }

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from agentcgroup.quantile import quantile
 from agentcgroup.report.characterize import characterize
-from agentcgroup.report.distribution import describe, percentile, union_length
+from agentcgroup.report.distribution import describe, union_length
 from agentcgroup.report.memory import concurrency
 from agentcgroup.report.paper import BATCH18, HAIKU, choose_reference
 from agentcgroup.report.retries import loops, normalize, paper_groups, similar
@@ -159,9 +160,9 @@ def test_retry_definitions() -> None:
 
 
 def test_distribution_helpers() -> None:
-    assert percentile([1, 2, 3, 4], 50) == 2.5
-    assert percentile([1, 2, 3, 4, 5], 95) == pytest.approx(4.8)  # numpy's 'linear'
-    assert percentile([], 50) is None
+    assert quantile([1, 2, 3, 4], 0.5) == 2.5
+    assert quantile([1, 2, 3, 4, 5], 0.95) == pytest.approx(4.8)  # numpy's 'linear'
+    assert describe([])["median"] is None
     assert describe([3, None, 1]) == {
         "n": 2,
         "mean": 2.0,

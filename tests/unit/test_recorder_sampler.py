@@ -45,6 +45,9 @@ class FakeManager:
             raise NotFound(f"no {path}")
         return Cgroup(tuple(path))
 
+    def memory_pressure(self, cg: Cgroup) -> tuple[float | None, float | None]:
+        return 1.5, 0.25
+
     def pids(self, cg: Cgroup) -> list[int]:
         g = self.groups.get(cg.path)
         return list(g[0]) if g else []
