@@ -18,13 +18,15 @@ import shutil
 import signal
 import subprocess
 import time
+import types
 from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
 from .errors import InvalidValue
 
+_c: types.ModuleType | None
 try:
-    from . import _spawn as _c  # type: ignore[attr-defined]
+    from . import _spawn as _c
 except ImportError:  # no compiler at install time
     _c = None
 
@@ -123,7 +125,7 @@ def _fd_for(spec: Any, mode: str, to_close: list[int]) -> tuple[int, int | None]
 class Process:
     """A started command. Waited for through its pidfd, so it can be multiplexed with cgroup events."""
 
-    def __init__(self, pid: int, argv: list[str], popen: subprocess.Popen | None = None) -> None:
+    def __init__(self, pid: int, argv: list[str], popen: subprocess.Popen[bytes] | None = None) -> None:
         self.pid, self.argv, self._popen = pid, argv, popen
         self.returncode: int | None = None
         self.started = time.monotonic()
@@ -267,9 +269,9 @@ def spawn(
         else:
             proc = _spawn_popen(path, argv, env_map, cwd, fds, procs_fds, new_session, rlimits, keep_fds, ids)
     except BaseException:
-        for fd in ours.values():
-            if fd is not None:
-                os.close(fd)
+        for mine in ours.values():
+            if mine is not None:
+                os.close(mine)
         raise
     finally:
         for fd in child_side:
@@ -287,7 +289,19 @@ def _raise_spawn_error(exc: OSError, stage: str, argv: list[str]) -> None:
     raise SpawnError(exc.errno or 0, msg, stage) from None
 
 
-def _spawn_c(path, argv, env, cwd, fds, procs_fds, new_session, rlimits, keep_fds, ids=(-1, -1, NO_OOM_ADJ)) -> int:
+def _spawn_c(
+    path: str,
+    argv: list[str],
+    env: Mapping[str, str],
+    cwd: str | None,
+    fds: Sequence[int],
+    procs_fds: Sequence[int],
+    new_session: bool,
+    rlimits: Sequence[tuple[int, int, int]],
+    keep_fds: Sequence[int],
+    ids: tuple[int, int, int] = (-1, -1, NO_OOM_ADJ),
+) -> int:
+    assert _c is not None, "the C spawner is not built"
     # stdio sources that are themselves 0-2 but go elsewhere would be clobbered by an earlier dup2
     moved = []
     try:
@@ -298,7 +312,7 @@ def _spawn_c(path, argv, env, cwd, fds, procs_fds, new_session, rlimits, keep_fd
                 moved.append(fds[i])
         env_list = _env_bytes(env)
         try:
-            return _c.spawn(
+            pid: int = _c.spawn(
                 os.fsencode(path),
                 [a.encode() for a in argv],
                 env_list,
@@ -312,6 +326,7 @@ def _spawn_c(path, argv, env, cwd, fds, procs_fds, new_session, rlimits, keep_fd
                 list(keep_fds),
                 *ids,
             )
+            return pid
         except OSError as exc:
             stage = _STAGES.get(getattr(exc, "spawn_stage", 6), "exec")
             _raise_spawn_error(exc, stage, argv)
@@ -327,7 +342,18 @@ def _dup_high(fd: int) -> int:
     return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
 
 
-def _spawn_popen(path, argv, env, cwd, fds, procs_fds, new_session, rlimits, keep_fds, ids) -> Process:
+def _spawn_popen(
+    path: str,
+    argv: list[str],
+    env: Mapping[str, str],
+    cwd: str | None,
+    fds: Sequence[int],
+    procs_fds: Sequence[int],
+    new_session: bool,
+    rlimits: Sequence[tuple[int, int, int]],
+    keep_fds: Sequence[int],
+    ids: tuple[int, int, int],
+) -> Process:
     import resource
 
     procs = list(procs_fds)

@@ -121,9 +121,9 @@ class Stub:
                     break
                 reply += chunk
         except BaseException:
-            for fd in ours.values():
-                if fd is not None:
-                    os.close(fd)
+            for mine in ours.values():
+                if mine is not None:
+                    os.close(mine)
             raise
         finally:
             for fd in child_side:
@@ -132,9 +132,9 @@ class Stub:
         if reply:  # exec failed: the stub sent (stage, errno) and exits
             stage, err = struct.unpack("=ii", reply.ljust(8, b"\0"))
             os.waitpid(self.pid, 0)
-            for fd in ours.values():
-                if fd is not None:
-                    os.close(fd)
+            for mine in ours.values():
+                if mine is not None:
+                    os.close(mine)
             _raise_spawn_error(OSError(err, os.strerror(err)), _STAGES.get(stage, "exec"), argv)
         return _attach_pipes(Process(self.pid, argv), ours)
 

@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 
-from agentcgroup import Controller, ControllerConfig, get_manager
+from agentcgroup import Controller, ControllerConfig, Manager, get_manager
 from agentcgroup.quantile import median, quantile
 from agentcgroup.units import parse_size
 
@@ -57,7 +57,7 @@ time.sleep(hold)
 """
 
 
-def usage_file(manager) -> str:  # type: ignore[no-untyped-def]
+def usage_file(manager: Manager) -> str:
     root = manager.root_cgroup()
     if "memory" in root.backend_data["dirs"]:
         return root.backend_data["dirs"]["memory"].path + "/memory.usage_in_bytes"
@@ -107,7 +107,7 @@ def trial_controller(ctl: Controller, ufile: str, threshold: int, tmp: str, i: i
     return (acts[0] - t_cross) * 1000
 
 
-def trial_polling(ctl: Controller, manager, ufile: str, threshold: int, tmp: str, i: int) -> float:  # type: ignore[no-untyped-def]
+def trial_polling(ctl: Controller, manager: Manager, ufile: str, threshold: int, tmp: str, i: int) -> float:
     stamp = Stamp(os.path.join(tmp, f"p{i}"))
     h = ctl.submit("low", [sys.executable, "-c", ALLOCATOR, ufile, str(threshold), stamp.path, "30"])
     acted: list[float] = []

@@ -22,7 +22,7 @@ def test_root_name() -> str:
     return f"agentcg-test-{os.getpid()}-{next(_seq)}-{uuid.uuid4().hex[:4]}"
 
 
-test_root_name.__test__ = False  # type: ignore[attr-defined]
+test_root_name.__test__ = False  # type: ignore[attr-defined]  # pytest reads this mark on a function
 
 
 def leftovers(root_name: str) -> list[str]:

@@ -30,21 +30,20 @@ class TreeWatch:
     def psi_trigger(self, cg: Cgroup | None, resource: str, stall_us: int, window_us: int) -> EventSource | None:
         if resource not in ("memory", "cpu", "io"):
             raise ValueError(f"PSI resource {resource!r}")
-        if cg is None:
-            path = f"/proc/pressure/{resource}"
-            if not os.path.exists(path):
-                return None
-            opener = lambda: os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)  # noqa: E731
-        else:
-            d = cg.backend_data["dirs"].get("unified")
-            if d is None or not d.has(f"{resource}.pressure"):
-                return None
-            opener = lambda: d.open_file(f"{resource}.pressure", os.O_RDWR | os.O_NONBLOCK)  # noqa: E731
         step = self.features.psi_min_window_us
         window = max(step, -(-window_us // step) * step) if step > 500_000 else max(500_000, window_us)
         window = min(window, 10_000_000)
         stall = min(stall_us, window)
-        fd = opener()
+        if cg is None:
+            path = f"/proc/pressure/{resource}"
+            if not os.path.exists(path):
+                return None
+            fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        else:
+            d: Dir | None = cg.backend_data["dirs"].get("unified")
+            if d is None or not d.has(f"{resource}.pressure"):
+                return None
+            fd = d.open_file(f"{resource}.pressure", os.O_RDWR | os.O_NONBLOCK)
         try:
             os.write(fd, f"some {stall} {window}\0".encode())
         except OSError:
@@ -76,7 +75,7 @@ class TreeWatch:
         return None
 
     def emptied_at(self, cg: Cgroup) -> float | None:
-        d = cg.backend_data["dirs"].get("unified")
+        d: Dir | None = cg.backend_data["dirs"].get("unified")
         if d is None or d.fd < 0:
             return None
         text = d.read_optional("cgroup.events")

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from ..spawn import FAST_SPAWN
+
+if TYPE_CHECKING:
+    from ._tree import TreeManager
+    from .base import Features
 
 CAP_SYS_RESOURCE = 24
 
@@ -29,7 +34,7 @@ def system_psi(proc_root: str = "/proc") -> bool:
     return os.path.exists(f"{proc_root}/pressure/memory")
 
 
-def probe_features(manager, proc_root: str = "/proc"):  # type: ignore[no-untyped-def]
+def probe_features(manager: TreeManager, proc_root: str = "/proc") -> Features:
     """Features of a TreeManager (v2 or hybrid), from the files of its root cgroup in each role."""
     from .base import Features
 

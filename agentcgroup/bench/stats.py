@@ -27,7 +27,7 @@ class Estimate:
     hi: float
     n: int
 
-    def to_dict(self, digits: int = 4) -> dict[str, float | int]:
+    def to_dict(self, digits: int = 4) -> dict[str, float | int | list[float]]:
         return {"value": _round(self.value, digits), "ci95": [_round(self.lo, digits), _round(self.hi, digits)],
                 "n": self.n}  # fmt: skip
 

@@ -6,7 +6,7 @@ import json
 import os
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -14,6 +14,11 @@ from ..cgroupfs import check_name
 from ..errors import AgentCgroupError
 from ..units import format_size, parse_size
 from .errors import fail
+
+if TYPE_CHECKING:
+    from ..bench.arms import Arm
+    from ..bench.driver import RunResult
+    from ..replay.plan import ReplayPlan
 
 PRIORITY_CYCLE = ("low", "normal")
 
@@ -75,9 +80,9 @@ def bench(
             check_name(root, "root")
     except AgentCgroupError as exc:
         fail(str(exc))
-    for t in traces:
-        if not os.path.exists(t):
-            fail(f"invalid trace {t!r}: no such file or directory")
+    for path in traces:
+        if not os.path.exists(path):
+            fail(f"invalid trace {path!r}: no such file or directory")
     tasks = []
     for src in discover(list(traces)):
         task = src.load()
@@ -104,7 +109,17 @@ def bench(
         fail("interrupted: the runs so far are dropped, nothing is left behind", 130)
 
 
-def _bench(plans, priorities, fixed_budget, arm_list, runs, root, call_procs, as_json, out_dir):  # type: ignore[no-untyped-def]
+def _bench(
+    plans: list[ReplayPlan],
+    priorities: list[str],
+    fixed_budget: int | None,
+    arm_list: list[Arm],
+    runs: int,
+    root: str | None,
+    call_procs: int,
+    as_json: bool,
+    out_dir: str | None,
+) -> None:
     from ..bench.arms import ARMS
 
     n_sessions = len(plans)
@@ -149,7 +164,16 @@ def auto_budget(plans: list[Any], priorities: list[str], root: str, call_procs: 
     return max(int(AUTO_SHARE * free.mem_peak_bytes), int(free.protected_peak_bytes * 1.1) + (32 << 20))
 
 
-def _run_all(arm_list, plans, priorities, budget, runs, root, arms, call_procs):  # type: ignore[no-untyped-def]
+def _run_all(
+    arm_list: list[Arm],
+    plans: list[ReplayPlan],
+    priorities: list[str],
+    budget: int,
+    runs: int,
+    root: str,
+    arms: dict[str, Arm],
+    call_procs: int,
+) -> tuple[list[RunResult], list[float]]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..bench.driver import run_once
@@ -187,7 +211,9 @@ def _run_all(arm_list, plans, priorities, budget, runs, root, arms, call_procs):
     return results, alone
 
 
-def _report(all_runs, alone, info, as_json: bool, out_dir: str | None) -> None:  # type: ignore[no-untyped-def]
+def _report(
+    all_runs: list[RunResult], alone: list[float], info: dict[str, Any], as_json: bool, out_dir: str | None
+) -> None:
     from ..bench.stats import median
     from ..bench.summary import figures, markdown_table, plot, table_rows
 

@@ -7,6 +7,7 @@ import shlex
 import signal
 import sys
 import time
+from typing import Any
 
 import click
 
@@ -17,7 +18,7 @@ from ..record import Recorder
 from ..record.serve import private_socket
 from ..record.tracking import TrackingController
 from ..session import Session
-from ..spawn import SpawnError
+from ..spawn import Process, SpawnError
 from ..traces.recording import RecordingWriter
 from ..units import parse_duration
 from .errors import RUNNER_FAILED, bad_input, check_command_line, command_argv, fail
@@ -78,7 +79,7 @@ def record(
         check_out_path(out)
         check_command_line(session_name, root, argv)
 
-    forwarded = {}
+    forwarded: dict[int, Any] = {}
     try:
         rc, summary = _record(out, interval_s, session_name, limits, priority, root, backend, argv, forwarded)
     except InvalidValue as exc:
@@ -92,7 +93,17 @@ def record(
     raise SystemExit(rc)
 
 
-def _record(out, interval_s, session_name, limits, priority, root, backend, argv, forwarded):  # type: ignore[no-untyped-def]
+def _record(
+    out: str,
+    interval_s: float,
+    session_name: str | None,
+    limits: Limits,
+    priority: str,
+    root: str | None,
+    backend: str | None,
+    argv: list[str],
+    forwarded: dict[int, Any],
+) -> tuple[int, str]:
     """Open the session, serve it on a private socket, run the agent in its agent leaf, record until it exits."""
     t_open = time.time()
     ctl = TrackingController(root=root, backend=backend)
@@ -108,7 +119,7 @@ def _record(out, interval_s, session_name, limits, priority, root, backend, argv
                 startup_s=time.time() - t_open,
                 meta={"command": shlex.join(argv), "backend": s.manager.kind, "priority": priority},
             )
-            rec = Recorder.for_session(s, writer, interval_s=interval_s)
+            rec = Recorder.for_session(s, writer, interval_s=interval_s, tracked=True)
             ctl.recorder = rec
             started = time.time()
             try:
@@ -134,7 +145,7 @@ def _record(out, interval_s, session_name, limits, priority, root, backend, argv
     )
 
 
-def _wait(proc, forwarded) -> int:  # type: ignore[no-untyped-def]
+def _wait(proc: Process, forwarded: dict[int, Any]) -> int:
     """Wait for the agent; Ctrl-C reaches it from the terminal, SIGTERM/SIGHUP are passed on to it."""
 
     def forward(signum: int, _frame: object) -> None:

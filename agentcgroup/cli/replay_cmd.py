@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
@@ -18,6 +19,10 @@ from ..traces import RecordingWriter, Task, discover
 from ..units import format_duration, format_size, parse_duration, parse_factor
 from .errors import RUNNER_FAILED, fail
 from .record_cmd import check_out_path
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
 
 #: the replay may use at most this share of the memory available now
 HOST_SHARE = 0.8
@@ -131,7 +136,14 @@ def replay_cmd(
     raise SystemExit(1 if result.failed_calls or result.agent_error else 0)
 
 
-def _run(p: ReplayPlan, session_name, record_path, root, backend, progress: bool) -> ReplayResult:  # type: ignore[no-untyped-def]
+def _run(
+    p: ReplayPlan,
+    session_name: str | None,
+    record_path: str | None,
+    root: str | None,
+    backend: str | None,
+    progress: bool,
+) -> ReplayResult:
     with session_for(p, name=session_name, root=root, backend=backend) as s, contextlib.ExitStack() as stack:
         on_call = None
         if record_path is not None:
@@ -139,7 +151,7 @@ def _run(p: ReplayPlan, session_name, record_path, root, backend, progress: bool
 
             meta = {"replay_of": p.source, "time_scale": p.time_scale, "memory_scale": p.memory_scale}
             writer = stack.enter_context(RecordingWriter(record_path, s.name, meta=meta))
-            recorder = stack.enter_context(Recorder.for_session(s, writer))
+            recorder = stack.enter_context(Recorder.for_session(s, writer, tracked=True))
             on_call = lambda c, h: recorder.track(h, c.command or c.tool)  # noqa: E731
         bar = stack.enter_context(_Progress(p, enabled=progress))
         return replay(p, s, on_call=on_call, progress=bar.update)
@@ -152,8 +164,8 @@ class _Progress:
         self.total = p.duration
         self.enabled = enabled
         self.tty = sys.stderr.isatty()
-        self._bar = None
-        self._task = None
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
         self._last = time.monotonic()
         self.update: Callable[[float, float], None] = self._update
 
@@ -175,6 +187,7 @@ class _Progress:
 
     def _update(self, elapsed: float, total: float) -> None:
         if self._bar is not None:
+            assert self._task is not None
             self._bar.update(self._task, completed=min(elapsed, total))
         elif self.enabled and total > 30 and time.monotonic() - self._last >= 30:
             self._last = time.monotonic()
@@ -185,7 +198,7 @@ class _Progress:
             self._bar.stop()
 
 
-def _stderr_console():  # type: ignore[no-untyped-def]
+def _stderr_console() -> Console:
     from rich.console import Console
 
     return Console(stderr=True)

@@ -12,6 +12,7 @@ import click
 from ..daemon.client import Client
 from ..errors import AgentCgroupError, InvalidValue
 from ..limits import Limits
+from ..outcome import Outcome
 from ..session import Session
 from ..spawn import SpawnError
 from ..units import parse_duration
@@ -113,7 +114,16 @@ def run(
     raise SystemExit(outcome.returncode)
 
 
-def _embedded(session_name, root, backend, argv, limits, tmo, as_json, keep_background):  # type: ignore[no-untyped-def]
+def _embedded(
+    session_name: str | None,
+    root: str | None,
+    backend: str | None,
+    argv: list[str],
+    limits: Limits,
+    tmo: float | None,
+    as_json: bool,
+    keep_background: bool,
+) -> tuple[Outcome, bool]:
     """In this process: a private controller, no warm pool (one call)."""
     with Session(session_name, root=root, backend=backend, warm=0) as s:
         call = s.start(
@@ -128,7 +138,15 @@ def _embedded(session_name, root, backend, argv, limits, tmo, as_json, keep_back
         return outcome, call.call is None or call.call.stdout_ended_with_newline
 
 
-def _via_daemon(socket_path, session_name, argv, limits, tmo, as_json, keep_background):  # type: ignore[no-untyped-def]
+def _via_daemon(
+    socket_path: str,
+    session_name: str | None,
+    argv: list[str],
+    limits: Limits,
+    tmo: float | None,
+    as_json: bool,
+    keep_background: bool,
+) -> tuple[Outcome, bool]:
     """Through the daemon: our stdio fds go with the request, so the command writes to them directly (with
     --json its stdout comes back through a pipe, to know whether a newline must precede the JSON)."""
     client = Client(socket_path)

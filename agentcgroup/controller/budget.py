@@ -51,7 +51,7 @@ class RootBudget:
             if src is None:
                 return
             into.append(src)
-            self.loop.add(src.fd, src.events, lambda fd, ev, s=src: self._on_threshold(s))
+            self.loop.add(src.fd, src.events, self._threshold_handler(src))
 
     def unwatch(self, sources: list[EventSource]) -> None:
         for src in sources:
@@ -59,9 +59,12 @@ class RootBudget:
             src.close()
         sources.clear()
 
-    def _on_threshold(self, src: EventSource) -> None:
-        src.drain()
-        self._on_pressure()
+    def _threshold_handler(self, src: EventSource) -> Callable[[int, int], None]:
+        def on_threshold(fd: int, ev: int) -> None:
+            src.drain()
+            self._on_pressure()
+
+        return on_threshold
 
     def _on_psi(self) -> None:
         self.last_psi = time.monotonic()

@@ -272,9 +272,13 @@ class Dispatch:
     def end_session_calls(self, s: SessionState, reason: str) -> None:
         """Kill and finish every call of ``s`` (on the loop)."""
 
+        def end(cs: CallState) -> None:
+            self.enforcer.kill(cs, "policy", reason)
+            self.finish(cs)
+
         def run() -> None:
             for cs in list(s.calls.values()):
-                self.guarded(cs, lambda c=cs: (self.enforcer.kill(c, "policy", reason), self.finish(c)))()
+                self.guarded(cs, end)(cs)
 
         self.in_loop(run)
 

@@ -115,7 +115,7 @@ class Client:
             else:
                 sock.sendall(msg)
             for line in self._lines(sock):
-                reply = json.loads(line)
+                reply: dict[str, Any] = json.loads(line)
                 if reply.get("ok") is False:
                     _raise(reply.get("error", {}))
                 if "event" not in reply:
@@ -142,13 +142,15 @@ class Client:
         body: dict[str, Any] = {"name": name, "priority": priority, "limits": _limits_dict(limits)}
         if agent_memory is not None:
             body["agent_memory"] = agent_memory
-        return self.request("open_session", **body)["session"]
+        session: dict[str, Any] = self.request("open_session", **body)["session"]
+        return session
 
     def close_session(self, name: str) -> None:
         self.request("close_session", name=name)
 
     def status(self) -> dict[str, Any]:
-        return self.request("status")["status"]
+        status: dict[str, Any] = self.request("status")["status"]
+        return status
 
     def kill(self, session: str, call_id: str, reason: str = "killed on request") -> None:
         self.request("kill", session=session, call_id=call_id, reason=reason)
@@ -204,7 +206,7 @@ class Client:
             anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
             sock.sendmsg([msg], anc)
             for line in self._lines(sock):
-                reply = json.loads(line)
+                reply: dict[str, Any] = json.loads(line)
                 if reply.get("ok") is False:
                     _raise(reply.get("error", {}))
                 if reply.get("event") == "started":

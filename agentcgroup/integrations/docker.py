@@ -166,8 +166,9 @@ class DockerSession:
             root = self.session.manager.root_name if self.session.is_open else None
             if self.session.is_open:
                 self.session.close()
-            for d in self._extra_dirs if root else ():
-                remove_empty_up(d, stop_at=root)
+            for d in self._extra_dirs:
+                if root is not None:
+                    remove_empty_up(d, stop_at=root)
             self._extra_dirs = []
 
     def __enter__(self) -> DockerSession:

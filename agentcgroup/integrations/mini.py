@@ -60,7 +60,7 @@ class AgentcgroupEnvironment(LocalEnvironment):
             ).open()
         atexit.register(self.close)
 
-    def execute(self, action: dict, cwd: str = "", *, timeout: int | None = None) -> dict[str, Any]:
+    def execute(self, action: dict[str, Any], cwd: str = "", *, timeout: int | None = None) -> dict[str, Any]:
         command = action.get("command", "")
         cwd = cwd or self.config.cwd or os.getcwd()
         env = os.environ | self.config.env
@@ -91,7 +91,9 @@ class AgentcgroupEnvironment(LocalEnvironment):
             with os.fdopen(r, "rb") as f:
                 while chunk := f.read(65536):
                     chunks.append(chunk)
-            out = handle.wait()
+            waited = handle.wait()
+            assert waited is not None
+            out = waited
             text = b"".join(chunks)
         output = text.decode("utf-8", errors="replace")
         if out.feedback:
@@ -114,7 +116,7 @@ class AgentcgroupEnvironment(LocalEnvironment):
             except Exception:
                 pass
 
-    def serialize(self) -> dict:
+    def serialize(self) -> dict[str, Any]:
         data = super().serialize()
         data["info"]["config"]["environment"]["agentcgroup_session"] = self.session_name
         return data

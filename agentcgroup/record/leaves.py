@@ -47,7 +47,7 @@ def parent(pid: int, proc_root: str = "/proc") -> int | None:
 
 
 def is_stub(argv: Sequence[str] | None) -> bool:
-    return bool(argv) and os.path.basename(argv[0]) == STUB_NAME  # type: ignore[index]
+    return argv is not None and len(argv) > 0 and os.path.basename(argv[0]) == STUB_NAME
 
 
 def classify(pids: Sequence[int], proc_root: str = "/proc") -> Leaf:

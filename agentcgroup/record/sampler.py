@@ -11,7 +11,10 @@ It watches the session's subtree ``<root>/<session>`` through a Manager, on a ba
 
 Calls shorter than ``poll_s`` may slip between two looks. Calls of a controller in this process are exact:
 pass it as ``controller`` (its calls' argv, intent, start and outcome are used) or hand each started call to
-:meth:`Recorder.track`.
+:meth:`Recorder.track`. With ``tracked=True`` every call of ``controller`` in the session is handed to
+:meth:`Recorder.track` (``agentcg record``, ``agentcg replay``): the scan then never records one itself, however
+late ``track()`` comes (a replay's call stands for a traced command: the worker's command line is not it).
+Without it, a call of ``controller`` waits ``CLAIM_S`` after its start for ``track()`` before the scan records it.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ POLL_S = 0.02
 PENDING_SCANS = 25
 #: how many scans a call that ended waits for its controller's outcome
 OUTCOME_SCANS = 100
+#: how long after its start a call of the in-process controller waits for track() (without ``tracked``)
+CLAIM_S = 1.0
 
 
 class Recorder:
@@ -53,6 +58,7 @@ class Recorder:
         interval_s: float = DEFAULT_INTERVAL_S,
         poll_s: float | None = None,
         controller: Any = None,
+        tracked: bool = False,
         proc_root: str = "/proc",
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -60,6 +66,7 @@ class Recorder:
         self.interval_s = interval_s
         self.poll_s = min(interval_s, POLL_S) if poll_s is None else poll_s
         self.controller, self.proc_root, self.clock = controller, proc_root, clock
+        self.tracked = tracked and controller is not None
         self.samples = 0  # session samples written
         self.calls_started = 0
         self.calls_ended = 0
@@ -179,7 +186,9 @@ class Recorder:
                 return cs
         return None
 
-    def _begin(self, call_id: str, cg: Cgroup | None, argv: list[str] | None, t: float, cs: Any = None) -> RecordedCall:
+    def _begin(
+        self, call_id: str, cg: Cgroup | None, argv: str | list[str] | None, t: float, cs: Any = None
+    ) -> RecordedCall:
         call = RecordedCall(call_id, t, cg, argv, cs)
         self._calls[call_id] = call
         intent = cs.intent.to_dict() if cs is not None else None
@@ -213,23 +222,25 @@ class Recorder:
             self._gone.append(self._seen.pop(name))
             self._pending.pop(name, None)
         for name in [n for n in self._done if n not in names]:
-            cg = self._done.pop(name).cg
-            if cg is not None:
-                self._gone.append(cg)
+            done_cg = self._done.pop(name).cg
+            if done_cg is not None:
+                self._gone.append(done_cg)
         for name in sorted(names - set(self._calls) - set(self._done)):
             self._discover(name, now)
         for call in list(self._calls.values()):
             if call.cg is None:  # tracked only: its outcome callback ends it
                 continue
-            gone = call.call_id not in names
-            if not gone and call.tracked is None:
+            left = call.call_id not in names
+            if not left and call.tracked is None:
                 self._observe(call)  # the kernel's peak and OOM kills, while the leaf is there to read
-            if gone or not self._pids(call.cg):
-                self._finish(call, now, gone)
+            if left or not self._pids(call.cg):
+                self._finish(call, now, left)
 
     def _observe(self, call: RecordedCall) -> Stats | None:
+        if call.cg is None:
+            return None
         try:
-            st = self.manager.stats(call.cg)  # type: ignore[arg-type]
+            st = self.manager.stats(call.cg)
         except AgentCgroupError:
             return None
         call.observe(st)
@@ -261,9 +272,8 @@ class Recorder:
             if n < PENDING_SCANS:
                 return
         cs = self._controller_call(name)
-        if cs is not None and name not in self._pending:
-            self._pending[name] = 0  # our controller's: give track() (called as it starts) one look to claim it
-            return
+        if cs is not None and (self.tracked or (not cs.future.done() and time.time() - cs.call.started_wall < CLAIM_S)):
+            return  # our controller's: track() (called as it starts) claims it, with the command it stands for
         self._pending.pop(name, None)
         del self._seen[name]
         if cs is not None:

@@ -77,7 +77,12 @@ class _Sampler(threading.Thread):
     """Samples the session's memory every ``interval`` from offset 0 until stopped."""
 
     def __init__(
-        self, session: Session, mono0: float, interval: float, progress: Callable[[float, float], None] | None, total
+        self,
+        session: Session,
+        mono0: float,
+        interval: float,
+        progress: Callable[[float, float], None] | None,
+        total: float,
     ) -> None:
         super().__init__(name="agentcg-replay-sampler", daemon=True)
         self.manager = session.manager

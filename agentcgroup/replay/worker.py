@@ -33,6 +33,7 @@ import json
 import mmap
 import sys
 import time
+from typing import Any
 
 PAGE = mmap.PAGESIZE
 MADV_POPULATE_WRITE = 23  # Linux 5.14+: fault pages in without a trap per page
@@ -100,7 +101,7 @@ def value_at(times: list[float], points: list[list[float]], t: float) -> tuple[f
     return b0 + (b1 - b0) * frac, float(c0)
 
 
-def run(schedule: dict) -> None:
+def run(schedule: dict[str, Any]) -> None:
     points = sorted((list(p) for p in schedule.get("points", [])), key=lambda p: p[0])
     times = [float(p[0]) for p in points]
     others = sorted((list(o) for o in schedule.get("others") or []), key=lambda o: o[0])

@@ -66,7 +66,7 @@ def time_shares(tasks: list[Task]) -> dict[str, Any]:
             per_task[t.label] = task_shares(t)
 
     def col(key: str) -> list[float]:
-        return [v[key] for v in per_task.values() if v[key] is not None]  # type: ignore[misc]
+        return [x for v in per_task.values() if (x := v[key]) is not None]
 
     os_share = mean(col("os_share"))
     active = describe(col("tool_share_active"))

@@ -74,7 +74,8 @@ def parse_calls(raw: list[Any], task: Task) -> list[ToolCall]:
         elif end < start:
             backwards += 1
         tool = str(entry.get("tool") or "Unknown")
-        inp = entry.get("input") if isinstance(entry.get("input"), dict) else {}
+        raw_input = entry.get("input")
+        inp: dict[str, Any] = raw_input if isinstance(raw_input, dict) else {}
         command = inp.get("command") if isinstance(inp.get("command"), str) else None
         shell = tool in _SHELL_TOOLS or command is not None
         preview = entry.get("result_preview")

@@ -49,11 +49,13 @@ def _raw_samples(resources: Any, results: Any, task: Task) -> list[dict[str, Any
         summary = resources.get("summary")
         if isinstance(summary, dict):
             task.meta["paper_summary"] = summary
-        return resources["samples"]
+        samples: list[dict[str, Any]] = resources["samples"]
+        return samples
     copy = results.get("resource_samples") if isinstance(results, dict) else None
     if isinstance(copy, dict) and isinstance(copy.get("samples"), list) and copy["samples"]:
         task.note("no resources.json: samples taken from the copy in results.json")
-        return copy["samples"]
+        copied: list[dict[str, Any]] = copy["samples"]
+        return copied
     task.note("no resources.json")
     return []
 

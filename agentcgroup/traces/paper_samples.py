@@ -79,10 +79,10 @@ def parse_samples(raw: list[dict[str, Any]], task: Task) -> Samples:
         task.note(f"{from_local} samples without epoch: local timestamp used, {how}")
     if len(units) > 1:
         task.note(f"mixed memory units {', '.join(sorted(units))} (read as decimal)")
-    t = [r[0] for r in rows]
-    cores = cores_from_cumulative_percent(t, [r[2] for r in rows])
+    times = [r[0] for r in rows]
+    cores = cores_from_cumulative_percent(times, [r[2] for r in rows])
     if rows:
         task.note("cpu_percent is an average since container start: differenced into per-interval cores")
     if 0 < len(rows) < 10:
         task.note(f"only {len(rows)} resource samples")
-    return Samples(t=tuple(t), mem_bytes=tuple(r[1] for r in rows), cpu_cores=tuple(cores))
+    return Samples(t=tuple(times), mem_bytes=tuple(r[1] for r in rows), cpu_cores=tuple(cores))

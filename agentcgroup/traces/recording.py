@@ -103,9 +103,10 @@ class RecordingWriter:
         self._open_calls: set[str] = set()
         self._owned = isinstance(target, (str, os.PathLike))
         # the writer outlives this call: closed in close()
-        self._file: IO[str] | None = (
-            open(target, "w", encoding="utf-8") if self._owned else target  # type: ignore[arg-type]  # noqa: SIM115
-        )
+        if isinstance(target, (str, os.PathLike)):
+            self._file: IO[str] | None = open(target, "w", encoding="utf-8")  # noqa: SIM115
+        else:
+            self._file = target
         self._write(header)
 
     # -- records -------------------------------------------------------------------------------------

@@ -125,7 +125,8 @@ def read_recording(path: str | Path) -> Task:
         elif kind == "call_end" and t is not None and rec.get("call") in calls:
             call = calls[rec["call"]]
             call.end = t
-            call.outcome = rec.get("outcome") if isinstance(rec.get("outcome"), dict) else {}
+            outcome = rec.get("outcome")
+            call.outcome = outcome if isinstance(outcome, dict) else {}
             call.failed = _failed(call.outcome)
         elif kind == "end":
             end = rec

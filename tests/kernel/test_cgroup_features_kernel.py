@@ -15,6 +15,7 @@ import time
 import pytest
 
 from agentcgroup import Controller, ControllerConfig, Limits, Session
+from agentcgroup.backends.base import Manager
 from tests.conftest import SLOW
 
 pytestmark = [pytest.mark.kernel, pytest.mark.v2]
@@ -142,7 +143,7 @@ time.sleep(hold)
 """
 
 
-def _agent_cache_after_sibling_reads(manager, pagecache: str, protect: bool) -> int:  # type: ignore[no-untyped-def]
+def _agent_cache_after_sibling_reads(manager: Manager, pagecache: str, protect: bool) -> int:
     """The agent reads 128 MiB into its page cache; a tool call of the same session then streams 224 MiB
     under a 256 MiB session budget. What is left of the agent's cache?"""
     fd = os.open(pagecache, os.O_RDONLY)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ from agentcgroup.daemon.protocol import (
 from agentcgroup.errors import InvalidValue
 
 
-def req(**body) -> bytes:  # type: ignore[no-untyped-def]
+def req(**body: Any) -> bytes:
     return json.dumps(body).encode()
 
 
@@ -71,7 +72,7 @@ def test_unparseable(line: bytes, says: str) -> None:
         ({"session": "s", "argv": ["true"], "capture_output": "yes"}, "true/false"),
     ],
 )
-def test_bad_run_requests(body, says) -> None:  # type: ignore[no-untyped-def]
+def test_bad_run_requests(body: dict[str, Any], says: str) -> None:
     with pytest.raises(ProtocolError, match=says):
         run_from(body)
 
@@ -85,7 +86,7 @@ def test_bad_run_requests(body, says) -> None:  # type: ignore[no-untyped-def]
         ({"session": "s", "argv": ["t"], "intent": {"priority": "urgent"}}, "urgent"),
     ],
 )
-def test_bad_values_are_named(body, value) -> None:  # type: ignore[no-untyped-def]
+def test_bad_values_are_named(body: dict[str, Any], value: object) -> None:
     with pytest.raises(InvalidValue) as err:
         run_from(body)
     assert value in str(err.value)

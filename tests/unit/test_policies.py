@@ -146,7 +146,7 @@ class Recorder(Actuator):
 def applier(view: FakeView, *policies: Policy) -> tuple[Enforcer, Clock, Recorder]:
     """The controller's one place that applies actions, over the fake view, with a hand-driven clock."""
     clock, rec = Clock(), Recorder()
-    return Enforcer(list(policies), rec, lambda: view, clock.call_later), clock, rec  # type: ignore[arg-type,return-value]
+    return Enforcer(list(policies), rec, lambda: view, clock.call_later), clock, rec  # type: ignore[arg-type,return-value]  # a fake view
 
 
 def delays(clock: Clock) -> list[float]:
@@ -177,7 +177,7 @@ def test_oom_group_kills_the_rest_once() -> None:
     view.kernel_oom_group = True
     assert p.on_memory(view, cs, Stats(oom_kills=2)) == []  # v2: the kernel did it
     view.kernel_oom_group = False
-    cs.call.proc.returncode = 137  # type: ignore[attr-defined]  # its command ended: nothing left to group
+    cs.call.proc.returncode = 137  # type: ignore[attr-defined]  # a FakeProc: its command ended, nothing to group
     assert p.on_memory(view, cs, Stats(oom_kills=3)) == []
     p.on_end(view, cs)
     assert p.seen == {}
@@ -196,7 +196,7 @@ def test_soft_limit_throttle_freeze_kill_without_room() -> None:
     clock.fire()
     kill = rec.done[-1]
     assert kill.verb == "kill" and kill.by == "memory" and "100 MiB" in kill.reason
-    assert [v for v, _ in cs.call.steps] == ["throttle", "freeze", "kill"]  # type: ignore[attr-defined]
+    assert [v for v, _ in cs.call.steps] == ["throttle", "freeze", "kill"]  # type: ignore[attr-defined]  # FakeCall
 
 
 def test_soft_limit_releases_when_a_hard_limit_leaves_room() -> None:

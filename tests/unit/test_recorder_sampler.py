@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -74,7 +75,7 @@ def setup(tmp_path: Path):
     clock = iter(float(i) for i in range(1000, 100000))
     out = tmp_path / "rec.jsonl"
     w = RecordingWriter(out, "s", interval_s=0.1, host={}, started_at=999.0)
-    rec = Recorder(w, "s", manager=m, proc_root=proc.path, clock=lambda: next(clock))  # type: ignore[arg-type]
+    rec = Recorder(w, "s", manager=m, proc_root=proc.path, clock=lambda: next(clock))  # type: ignore[arg-type]  # a FakeManager
     rec._cg = m.open(("s",))  # as start() does, without the thread
     return proc, m, w, rec, out
 
@@ -176,6 +177,26 @@ def test_tracked_calls_are_exact(tmp_path: Path) -> None:
     assert first.command == "the traced command"
     assert first.outcome["exit_code"] == 3 and first.outcome["source"] == "controller" and first.failed is True
     assert task.samples and not task.quirks
+
+
+def test_a_late_track_still_names_the_command_it_stands_for(tmp_path: Path) -> None:
+    """The recorder bug: track() had one 20 ms scan to claim a call, so under CPU load a replay's recording
+    stored the worker's command line. Now a call of the in-process controller waits for track()."""
+    for tracked, late_s in ((True, 0.4), (False, 0.2)):
+        out = tmp_path / f"late-{tracked}.jsonl"
+        with Session(f"late{int(tracked)}", backend="none", warm=0) as s, RecordingWriter(out, s.name) as w:
+            rec = Recorder.for_session(s, w, interval_s=0.05, poll_s=0.005, tracked=tracked)
+            with rec:
+                h = s.start(["sleep", "0.8"])
+                scans = rec.samples
+                deadline = time.monotonic() + 10
+                while rec.samples < scans + 3 and time.monotonic() < deadline:  # the scan saw the leaf, more than once
+                    time.sleep(0.01)
+                time.sleep(late_s)  # a loaded machine: the caller comes back late
+                rec.track(h, "pytest -x tests/")
+                h.wait()
+        (call,) = read_recording(out).calls
+        assert call.command == "pytest -x tests/", (tracked, call.command)
 
 
 def test_calls_through_the_private_socket_are_all_recorded(tmp_path: Path) -> None:

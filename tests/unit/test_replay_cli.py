@@ -16,7 +16,7 @@ SYNTHETIC = DATA / "replay" / "synthetic-agent.jsonl"
 
 def _runner() -> CliRunner:
     try:
-        return CliRunner(mix_stderr=False)  # type: ignore[call-arg]
+        return CliRunner(mix_stderr=False)  # type: ignore[call-arg]  # click < 8.2 has it, 8.2 does not
     except TypeError:
         return CliRunner()
 

@@ -17,7 +17,7 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "traces"
 def _runner() -> CliRunner:
     """stdout and stderr apart: the default from click 8.2, an option before."""
     try:
-        return CliRunner(mix_stderr=False)  # type: ignore[call-arg]
+        return CliRunner(mix_stderr=False)  # type: ignore[call-arg]  # click < 8.2 has it, 8.2 does not
     except TypeError:
         return CliRunner()
 
