@@ -214,13 +214,6 @@ class Dir:
         except OSError as exc:
             raise from_oserror(exc, f"{self.path}/{fname}", "open") from None
 
-    def mtime(self, fname: str) -> float | None:
-        """When ``fname`` last changed (wall clock); kernfs stamps ``cgroup.events`` at each notification."""
-        try:
-            return os.stat(fname, dir_fd=self.fd, follow_symlinks=False).st_mtime
-        except OSError:
-            return None
-
     def has(self, fname: str) -> bool:
         try:
             os.stat(fname, dir_fd=self.fd, follow_symlinks=False)

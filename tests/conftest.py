@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,14 @@ def test_root_name() -> str:
 
 
 test_root_name.__test__ = False  # type: ignore[attr-defined]  # pytest reads this mark on a function
+
+
+def wait_for(cond: Callable[[], object], what: str = "a condition", limit: float = 30.0) -> None:
+    """Wait until ``cond()`` is true (a condition, never a fixed sleep): ``limit`` s, scaled in the guest."""
+    deadline = time.monotonic() + limit * SLOW
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out after {limit * SLOW:g} s waiting for {what}"
+        time.sleep(0.01)
 
 
 def leftovers(root_name: str) -> list[str]:

@@ -74,15 +74,6 @@ class TreeWatch:
                 return e.path.endswith(rel) or f"{rel}/" in e.path
         return None
 
-    def emptied_at(self, cg: Cgroup) -> float | None:
-        d: Dir | None = cg.backend_data["dirs"].get("unified")
-        if d is None or d.fd < 0:
-            return None
-        text = d.read_optional("cgroup.events")
-        if text is None or parse_flat_keyed(text).get("populated") != 0:
-            return None
-        return d.mtime("cgroup.events")
-
     def memory_pressure(self, cg: Cgroup) -> tuple[float | None, float | None]:
         d = cg.backend_data["dirs"].get("unified")
         text = d.read_optional("memory.pressure") if d is not None else None

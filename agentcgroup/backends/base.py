@@ -190,10 +190,6 @@ class Manager(abc.ABC):
         when this host cannot tell."""
         return None
 
-    def emptied_at(self, cg: Cgroup) -> float | None:
-        """Wall-clock time ``cg``'s last process left it, when it is empty and the kernel says so."""
-        return None
-
     def memory_pressure(self, cg: Cgroup) -> tuple[float | None, float | None]:
         """(some, full) memory PSI avg10 of ``cg``, where there is per-cgroup PSI."""
         return None, None

@@ -3,7 +3,8 @@
 Its sessions are built again the one way sessions are built (:meth:`Sessions.build`), from what was written
 down: owner, priority, limits, agent protection. Its running calls are watched again; their outcomes are
 completed (exit status unknown: the process is no longer our child). A call that ended while nobody watched
-gets the end time the kernel stamped on its leaf (``cgroup.events``), so its duration leaves out the downtime.
+ended after the dead controller last stamped its heartbeat (and no one can tell how long after: the kernel keeps no
+exit time): its duration is what is known, up to that stamp, never the downtime; a step gives the window.
 Leaves nobody recorded (a dead controller's spare leaves) are killed and removed.
 """
 
@@ -40,6 +41,7 @@ class Adoption:
 
     def run(self) -> None:
         m = self.manager
+        self.last_alive = self.store.alive_at()
         self.dispatch.outcomes.load()
         calls = self.store.calls()
         for name, rec in self.store.sessions().items():
@@ -112,13 +114,16 @@ class Adoption:
         call.started_wall = started
         call._t0 = now_mono - ran
         proc = ForeignProcess(pid, argv)
-        if not self._same_process(cg, pid, started):  # it ended while nobody watched (or the pid is reused)
-            proc.close()
-            emptied = self.manager.emptied_at(cg)
-            proc.exited = True
-            proc.ended = now_mono - max(0.0, now_wall - emptied) if emptied is not None else now_mono
         call.proc = proc
         call.step("note", "adopted after a controller restart: exit status unknown, output not captured")
+        if not self._same_process(cg, pid, started):  # it ended while nobody watched (or the pid is reused)
+            proc.close()
+            seen = max(started, min(self.last_alive or started, now_wall))
+            proc.exited, proc.ended = True, now_mono - (now_wall - seen)
+            lo, hi = round(seen - started, 3), round(now_wall - started, 3)
+            call.step(
+                "note", "ended while no controller watched: its end is not known", ran_at_least_s=lo, ran_at_most_s=hi
+            )
         cs = CallState(call, s, Intent(**rec.get("intent", {})), CallFuture(), soft=rec.get("soft"))
         s.calls[call.call_id] = cs
         self.dispatch.loop.call_soon_threadsafe(lambda: self.dispatch.register(cs))

@@ -53,6 +53,10 @@ log = logging.getLogger("agentcgroup")
 __all__ = ["ROOT_UID", "AccessDenied", "CallHandle", "Controller", "default_policies"]
 
 
+#: how often a controller with a state dir stamps it (see Adoption)
+HEARTBEAT_S = 1.0
+
+
 def default_policies() -> list[Policy]:
     return [TimeoutPolicy(), OomGroupPolicy(), SoftLimitPolicy(), PressurePolicy()]
 
@@ -103,8 +107,16 @@ class Controller:
         except BaseException:
             self._close_backend()
             raise
+        if self.state is not None:
+            self._heartbeat()
         if start:
             self.loop.start()
+
+    def _heartbeat(self) -> None:
+        """Stamp the state dir every second: a successor knows when this controller last ran."""
+        assert self.state is not None
+        self.state.touch_alive()
+        self.loop.call_later(HEARTBEAT_S, self._heartbeat)
 
     @property
     def root_cg(self) -> Cgroup | None:

@@ -3,6 +3,8 @@
 ``<state_dir>/sessions/<name>.json``  one per open session (owner, priority, limits, agent protection)
 ``<state_dir>/calls/<id>.json``       one per running call (session, argv, pid, start time, timeout, ...)
 ``<state_dir>/outcomes/<id>.json``    the last outcomes, for clients that reconnect
+``<state_dir>/alive``                 touched every second while the controller runs (its mtime): a call a
+                                      successor finds ended, ended after then (nothing else tells when)
 
 Each file is written whole (temp file + rename), so a crash leaves the old version or the new one. A write
 that fails (a full or read-only state dir) leaves no temporary file and raises :class:`StateWriteError`: the
@@ -59,6 +61,27 @@ class StateDir:
             except (OSError, ValueError):
                 continue  # a torn or foreign file: ignore it
         return out
+
+    # the controller's heartbeat
+    def touch_alive(self) -> None:
+        """Stamp ``alive`` with the time now (a utime: works in a full state dir)."""
+        path = self.path / "alive"
+        try:
+            os.utime(path)
+        except FileNotFoundError:
+            try:
+                path.touch()
+            except OSError:
+                pass
+        except OSError:
+            pass
+
+    def alive_at(self) -> float | None:
+        """When the last controller of this state dir was last known to run (wall clock), if ever."""
+        try:
+            return (self.path / "alive").stat().st_mtime
+        except OSError:
+            return None
 
     # sessions
     def save_session(self, name: str, data: dict[str, Any]) -> None:

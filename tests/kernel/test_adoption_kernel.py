@@ -1,5 +1,6 @@
-"""Crash safety: a controller killed with SIGKILL; its successor adopts the calls it left and completes their
-outcomes; nothing leaks."""
+"""Crash safety: a controller killed with SIGKILL; its successor adopts the sessions (as they were: owner,
+priority, limits, agent protection) and the calls it left, and completes their outcomes (a call that ended
+while nobody watched: its duration without the downtime); nothing leaks."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 import pytest
 
 from agentcgroup import Controller, ControllerConfig, get_manager
-from tests.conftest import SLOW, kernel_skip_reason, leftovers
+from tests.conftest import SLOW, kernel_skip_reason, leftovers, wait_for
 
 pytestmark = [pytest.mark.kernel, pytest.mark.v2]
 
@@ -21,10 +22,10 @@ MiB = 1 << 20
 
 FIRST = """
 import sys, time
-from agentcgroup import Controller, ControllerConfig, get_manager
+from agentcgroup import Controller, ControllerConfig, Limits, get_manager
 root, state, idfile, hold = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 ctl = Controller(get_manager(root), config=ControllerConfig(warm=1), state_dir=state)
-ctl.open_session("s", uid=1000)
+ctl.open_session("s", uid=1000, priority="high", limits=Limits(memory_max=512 << 20), agent_memory=64 << 20)
 work = "import time; b = bytearray(40 << 20); time.sleep(%s)" % hold
 h = ctl.submit("s", [sys.executable, "-c", work], timeout=120, uid=1000)
 open(idfile, "w").write(h.call_id)
@@ -52,23 +53,41 @@ def _need_kernel() -> None:
 def test_sigkilled_controller_is_adopted(tmp_path, root_name, when: str) -> None:
     hold = 2.0 * SLOW
     first, call_id = start_first(root_name, tmp_path, hold)
-    time.sleep(0.5 * SLOW)  # the call holds its 40 MiB; the warm spare is ready
-    os.kill(first.pid, signal.SIGKILL)
-    first.wait()
-    if when == "ended-meanwhile":
-        time.sleep(hold + 1)
+    watch = get_manager(root_name)
+    try:
+        leaf = watch.open(("s", "tools", call_id))
+        # the call holds its 40 MiB and the warm spare is ready
+        wait_for(lambda: watch.memory_current(leaf) >= 40 * MiB and len(watch.children(("s", "tools"))) == 2)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+        if when == "ended-meanwhile":
+            wait_for(lambda: not watch.pids(leaf))
+            time.sleep(1.5)  # the controller's downtime, after the call ended
+    finally:
+        watch.close()  # our handles only: the tree stays for the successor
 
     m = get_manager(root_name)
     ctl = Controller(m, config=ControllerConfig(warm=0), state_dir=tmp_path / "state")
     try:
-        deadline = time.monotonic() + 30 * SLOW
-        while (out := ctl.outcome(call_id, uid=1000)) is None:
-            assert time.monotonic() < deadline, "the adopted call's outcome never came"
-            time.sleep(0.05)
+        s = ctl.session("s", uid=1000).info()
+        assert (s["uid"], s["priority"], s["limits"]["memory_max"], s["agent_memory"]) == (
+            1000,
+            "high",
+            "512M",
+            64 * MiB,
+        )
+        assert ctl.sessions.protected() == 64 * MiB  # the root grants its agents what the first did
+        wait_for(lambda: ctl.outcome(call_id, uid=1000) is not None, "the adopted call's outcome")
+        out = ctl.outcome(call_id, uid=1000)
         assert out.call_id == call_id and out.session == "s"
         assert out.exit_status_known is False and out.exit_code is None
         assert out.memory_peak >= 40 * MiB
-        assert out.duration_s >= hold * 0.9
+        if when == "still-running":
+            assert out.duration_s >= hold * 0.9
+        else:  # what is known of it (it ran while its controller last stamped the state dir), never the downtime
+            assert out.duration_s < hold, out.duration_s
+            (window,) = [s.figures for s in out.steps if "no controller watched" in s.reason]
+            assert window["ran_at_least_s"] <= hold <= window["ran_at_most_s"] <= hold + 1.5 + 30 * SLOW
         assert any(s.action == "note" and "adopted" in s.reason for s in out.steps)
         # the session itself was adopted: it runs new calls
         assert ctl.run("s", ["true"], uid=1000).exit_code == 0
