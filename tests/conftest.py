@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 DATA = Path(__file__).parent / "data"
+CHECKOUT = Path(__file__).resolve().parents[1]
 #: how much slower processes start and run here: inside the scripts/vm-test guest (software emulation)
 #: Python is 15-20x slower, so timing-dependent tests scale their deadlines by this
 SLOW = 10.0 if os.environ.get("AGENTCG_VM") else 1.0
@@ -24,6 +25,29 @@ def test_root_name() -> str:
 
 
 test_root_name.__test__ = False  # type: ignore[attr-defined]  # pytest reads this mark on a function
+
+
+def shared_traces() -> Path | None:
+    """The shared traces (``../shared/traces`` beside the checkout; for a git worktree kept in a ``wt/`` folder,
+    beside the folder holding it too), or ``$AGENTCG_TRACES``; None when absent."""
+    given = os.environ.get("AGENTCG_TRACES")
+    if given:
+        return Path(given)
+    candidates = [CHECKOUT.parent / "shared" / "traces"]
+    if CHECKOUT.parent.name == "wt":
+        candidates.append(CHECKOUT.parent.parent / "shared" / "traces")
+    return next((c for c in candidates if c.is_dir()), None)
+
+
+def haiku_traces() -> Path | None:
+    """The paper's Haiku set: ``<traces>/agentcgroup/haiku`` (or ``$AGENTCG_TRACES`` being it, or holding it)."""
+    root = shared_traces()
+    if root is None:
+        return None
+    for cand in (root / "agentcgroup" / "haiku", root / "haiku", root):
+        if cand.is_dir() and cand.name == "haiku":
+            return cand
+    return None
 
 
 def wait_for(cond: Callable[[], object], what: str = "a condition", limit: float = 30.0) -> None:

@@ -66,6 +66,13 @@ def _available() -> int | None:
 @click.option("--cpu-scale", default="1", show_default=True, metavar="F", help="Multiply CPU rates.")
 @click.option("--max-duration", metavar="SEC", help="Replay at most this long (replay time): 30, 2m.")
 @click.option("--session", "session_name", metavar="S", help="Session to replay in (default: a new one).")
+@click.option(
+    "--priority",
+    type=click.Choice(["high", "normal", "low"]),
+    default="normal",
+    show_default=True,
+    help="The new session's priority (high: CPU hogs beside it do not make it fall behind its trace).",
+)
 @click.option("--record", "record_path", metavar="FILE.jsonl", help="Also record the replayed session.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 @click.option("--root", metavar="NAME", help="Root cgroup name (default agentcg, or $AGENTCG_ROOT).")
@@ -77,6 +84,7 @@ def replay_cmd(
     cpu_scale: str,
     max_duration: str | None,
     session_name: str | None,
+    priority: str,
     record_path: str | None,
     as_json: bool,
     root: str | None,
@@ -122,7 +130,7 @@ def replay_cmd(
             f"under {format_size(FAST_RISE)}/s)\n"
         )
     try:
-        result = _run(p, session_name, record_path, root, backend, progress=not as_json)
+        result = _run(p, session_name, record_path, root, backend, progress=not as_json, priority=priority)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
     except InvalidValue as exc:
@@ -143,8 +151,12 @@ def _run(
     root: str | None,
     backend: str | None,
     progress: bool,
+    priority: str = "normal",
 ) -> ReplayResult:
-    with session_for(p, name=session_name, root=root, backend=backend) as s, contextlib.ExitStack() as stack:
+    with (
+        session_for(p, name=session_name, root=root, backend=backend, priority=priority) as s,
+        contextlib.ExitStack() as stack,
+    ):
         on_call = None
         if record_path is not None:
             from ..record import Recorder

@@ -47,12 +47,27 @@ def test_unlimited_is_written_as_max(v2, fake_v2) -> None:
     assert read(fake_v2.tmp / "unified/agentcg/s1/memory.max") == "max"
 
 
-def test_controllers_enabled_on_every_parent(v2, fake_v2) -> None:
+def test_controllers_enabled_on_every_parent(v2, fake_v2, monkeypatch) -> None:
+    """Every write to cgroup.subtree_control is recorded (a file keeps only the last one): each parent of the
+    leaf got memory, cpu and pids enabled, one controller per write, and the leaf itself none."""
+    from agentcgroup import cgroupfs
+
+    writes: list[tuple[str, str]] = []
+    real_write = cgroupfs.Dir.write
+
+    def recording(d, fname: str, value: str) -> None:  # type: ignore[no-untyped-def]  # as Dir.write
+        if fname == "cgroup.subtree_control":
+            writes.append((d.path, value))
+        real_write(d, fname, value)
+
+    monkeypatch.setattr(cgroupfs.Dir, "write", recording)
     v2.create(("s1", "tools", "c1"))
     u = fake_v2.tmp / "unified"
-    # the fake keeps only the last "+ctrl" written; each parent got one write per controller, pids last
-    for parent in (u, u / "agentcg", u / "agentcg/s1", u / "agentcg/s1/tools"):
-        assert read(parent / "cgroup.subtree_control") == "+pids", parent
+    parents = [str(p) for p in (u / "agentcg", u / "agentcg/s1", u / "agentcg/s1/tools")]
+    for parent in parents:
+        assert sorted(v for p, v in writes if p == parent) == ["+cpu", "+memory", "+pids"], (parent, writes)
+    assert {p for p, _ in writes} == set(parents)  # and nowhere else: not in the leaf
+    assert read(u / "cgroup.subtree_control") == "+pids"  # the base, prepared when the manager was made
 
 
 def test_stats_are_parsed_from_the_files(v2, fake_v2) -> None:

@@ -39,21 +39,3 @@ def test_bench_agentcgroup_keeps_agents_and_the_high_session(root_name, tmp_path
     for f in ("bench.json", "bench.md", "bench.png"):
         assert (tmp_path / "out" / f).stat().st_size > 0
     assert leftovers(root_name) == []
-
-
-def test_bench_bad_input_is_one_line_and_creates_nothing(root_name) -> None:
-    for args, word in (
-        (["--sessions", "1"], "sessions 1"),
-        (["--arms", "none,fifo"], "'fifo'"),
-        (["--budget", "12XB"], "12XB"),
-        (["--duration", "0"], "duration 0"),
-    ):
-        r = subprocess.run(
-            [sys.executable, "-m", "agentcgroup", "bench", str(TRACE), "--root", root_name, *args],
-            capture_output=True,
-            text=True,
-        )
-        assert r.returncode == 2 and word in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    r = subprocess.run([sys.executable, "-m", "agentcgroup", "bench", "/no/such/trace"], capture_output=True, text=True)
-    assert r.returncode == 2 and "/no/such/trace" in r.stderr
-    assert leftovers(root_name) == []

@@ -204,17 +204,22 @@ def test_a_killed_tree_gives_its_memory_back_at_once(manager) -> None:
         pytest.skip("no pidfd_open on this Python")
     cg = manager.create(("s", "tools", "reap"))
     try:
-        proc = manager.spawn(
-            cg, [PY, "-c", "import time; b = bytearray(200 << 20); print(1, flush=True); time.sleep(60)"], stdout=-1
-        )
-        assert proc.stdout.readline() == b"1\n"
-        assert release_memory([proc.pid]) == 0  # alive: the kernel refuses, nothing happens to it
-        assert proc.poll() is None
-        os.kill(proc.pid, 9)
-        reaped = release_memory([proc.pid])
-        assert reaped in (0, 1)  # 0 only if it finished exiting before we got to it
-        proc.wait(5)
-        assert proc.returncode == -9
+        released = []
+        for _ in range(3):  # a killed process may, rarely, finish exiting before the call: then try another
+            proc = manager.spawn(
+                cg, [PY, "-c", "import time; b = bytearray(200 << 20); print(1, flush=True); time.sleep(60)"], stdout=-1
+            )
+            assert proc.stdout.readline() == b"1\n"
+            assert release_memory([proc.pid]) == 0  # alive: the kernel refuses, nothing happens to it
+            assert proc.poll() is None
+            os.kill(proc.pid, 9)
+            released.append(release_memory([proc.pid]))  # killed, its 200 MiB still mapped: released at once
+            proc.wait(5)
+            assert proc.returncode == -9
+            proc.close()
+            if released[-1] == 1:
+                break
+        assert released[-1] == 1, released
     finally:
         manager.kill(cg)
         manager.destroy(manager.open(("s",)))

@@ -1,7 +1,9 @@
 """Replays on the real kernel: the session's measured memory follows its trace (r >= 0.95, peak within 10 %).
 
 A project-owned synthetic session (tests/data/replay) and one real Haiku task of the AgentCgroup paper, read by
-path (``AGENTCG_TRACES`` overrides where; skipped when absent), each time-scaled to run in seconds.
+path (``../shared/traces`` beside the checkout, or ``AGENTCG_TRACES``; skipped when absent), each time-scaled
+to run in seconds (SLOW times as long in the emulated guest). A replay is real time: its session runs at high
+priority, so that a busy host (other tests, CPU hogs beside it) does not make it fall behind its trace.
 """
 
 from __future__ import annotations
@@ -19,12 +21,11 @@ import pytest
 from agentcgroup import Limits
 from agentcgroup.replay import plan, replay, session_for
 from agentcgroup.traces import Samples, Task, ToolCall, discover, read_recording
-from tests.conftest import kernel_skip_reason, leftovers
+from tests.conftest import CHECKOUT, SLOW, haiku_traces, kernel_skip_reason, leftovers
 
 pytestmark = [pytest.mark.kernel]
 
 SYNTHETIC = Path(__file__).resolve().parents[1] / "data" / "replay" / "synthetic-agent.jsonl"
-HAIKU = Path("/work/shared/traces/agentcgroup/haiku")
 HAIKU_TASK = "dask__dask-11628"  # 98 s, 26 calls, a 321 MB burst over a ~185 MB agent
 #: the most a test replay may hold (this CI machine: 24 GiB, no swap)
 MAX_PEAK = 1536 << 20
@@ -37,25 +38,23 @@ def _need_kernel() -> None:
 
 
 def _haiku_task() -> Path:
-    root = Path(os.environ.get("AGENTCG_TRACES", HAIKU))
-    root = root / "haiku" if (root / "haiku").is_dir() else root
-    path = root / HAIKU_TASK
-    if not path.is_dir():
-        pytest.skip(f"the paper's Haiku traces are not at {root} (set AGENTCG_TRACES to their directory)")
-    return path
+    root = haiku_traces()
+    if root is None or not (root / HAIKU_TASK).is_dir():
+        pytest.skip(f"the paper's Haiku traces are not in {CHECKOUT.parent}/shared/traces (or $AGENTCG_TRACES)")
+    return root / HAIKU_TASK
 
 
 def _replay_and_check(task, root_name: str, time_scale: float) -> None:
     peak = max(task.samples.mem_bytes)
-    p = plan(task, time_scale=time_scale, memory_scale=min(1.0, MAX_PEAK / peak))
-    with session_for(p, root=root_name) as s:
+    p = plan(task, time_scale=time_scale / SLOW, memory_scale=min(1.0, MAX_PEAK / peak))
+    with session_for(p, root=root_name, priority="high") as s:
         r = replay(p, s)
     assert r.failed_calls == [] and r.agent_error is None, (r.failed_calls[:3], r.agent_error)
     assert len(r.calls) == len(p.calls) and all(c.outcome is not None for c in r.calls)
     assert r.fidelity.samples >= 50
     assert r.correlation is not None and r.correlation >= 0.95, r.fidelity
     assert 0.9 <= r.peak_ratio <= 1.1, r.fidelity
-    assert r.duration_s < p.duration + 2
+    assert r.duration_s < p.duration + 2 * SLOW
     assert leftovers(root_name) == []
 
 
@@ -73,7 +72,8 @@ def test_a_haiku_task_replays_faithfully(root_name) -> None:
 def test_the_cli_replays_and_records(root_name, tmp_path) -> None:
     out = tmp_path / "replayed.jsonl"
     env = {**os.environ, "AGENTCG_ROOT": root_name}
-    args = [str(SYNTHETIC), "--time-scale", "10", "--max-duration", "2.5", "--json", "--record", str(out)]
+    args = [str(SYNTHETIC), "--time-scale", f"{10 / SLOW:g}", "--max-duration", f"{2.5 * SLOW:g}", "--priority", "high"]
+    args += ["--json", "--record", str(out)]
     r = subprocess.run([sys.executable, "-m", "agentcgroup", "replay", *args], capture_output=True, env=env)
     assert r.returncode == 0, r.stderr.decode()
     d = json.loads(r.stdout)
@@ -101,12 +101,12 @@ def _small_task() -> Task:
 def test_two_replays_at_once_with_a_call_limit(root_name) -> None:
     """What a benchmark does: the same start time for several sessions, limits per call. A call killed by
     its limit is an outcome of the replay, not a fault of it."""
-    p = plan(_small_task(), time_scale=2)
-    start = time.time() + 0.5
+    p = plan(_small_task(), time_scale=2 / SLOW)
+    start = time.time() + 0.5 * SLOW
     results: dict[str, object] = {}
 
     def one(name: str, limits: Limits | None) -> None:
-        with session_for(p, name=name, root=root_name) as s:
+        with session_for(p, name=name, root=root_name, priority="high") as s:
             results[name] = replay(p, s, start_at=start, call_limits=lambda c: limits)
 
     threads = [
@@ -116,7 +116,7 @@ def test_two_replays_at_once_with_a_call_limit(root_name) -> None:
     for t in threads:
         t.start()
     for t in threads:
-        t.join(30)
+        t.join(30 * SLOW)
     free, capped = results["free"], results["capped"]
     assert free.started_at == capped.started_at == start
     assert free.killed_calls == [] and free.failed_calls == [] and free.peak_ratio > 0.9

@@ -1,25 +1,25 @@
 """The paper's figures, reproduced from its published traces (read by path, never copied).
 
-``AGENTCG_TRACES`` overrides where they are: the Haiku set itself or the directory holding ``haiku/`` (and
-``batch18/`` next to it). Skips, saying why, when they are not on this machine.
+They are found as ``../shared/traces`` beside the checkout (``tests/conftest.py``: ``shared_traces``);
+``AGENTCG_TRACES`` overrides where they are. Skips, saying why, when they are not on this machine.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from agentcgroup.report.characterize import characterize
 from agentcgroup.traces import discover
-
-DEFAULT = Path("/work/shared/traces/agentcgroup/haiku")
+from tests.conftest import CHECKOUT, haiku_traces
 
 
 def _haiku() -> Path:
-    root = Path(os.environ.get("AGENTCG_TRACES", DEFAULT))
-    return root / "haiku" if (root / "haiku").is_dir() else root
+    found = haiku_traces()
+    if found is None:
+        pytest.skip(f"the paper's traces are not in {CHECKOUT.parent}/shared/traces (or $AGENTCG_TRACES)")
+    return found
 
 
 def _characterize(path: Path) -> dict:
