@@ -82,3 +82,4 @@ class Actuator:
                 action.reason,
                 str(exc),
             )
+            call.step("note", f"{action.verb} failed: {exc}")  # the outcome says what did not happen
