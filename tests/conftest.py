@@ -20,8 +20,14 @@ SLOW = 10.0 if os.environ.get("AGENTCG_VM") else 1.0
 _seq = itertools.count()
 
 
+#: a tag of this run in every root it makes (``.ci/run`` sets it, then looks for leftovers of its own only:
+#: other suites may run on the same machine at the same time)
+RUN_TAG = os.environ.get("AGENTCG_TEST_RUN", "")
+
+
 def test_root_name() -> str:
-    return f"agentcg-test-{os.getpid()}-{next(_seq)}-{uuid.uuid4().hex[:4]}"
+    tag = f"{RUN_TAG}-" if RUN_TAG else ""
+    return f"agentcg-test-{tag}{os.getpid()}-{next(_seq)}-{uuid.uuid4().hex[:4]}"
 
 
 test_root_name.__test__ = False  # type: ignore[attr-defined]  # pytest reads this mark on a function

@@ -20,7 +20,10 @@ import pytest
 from agentcgroup.limits import Limits
 from tests.conftest import SLOW, kernel_skip_reason, leftovers
 
-pytestmark = [pytest.mark.kernel]
+pytestmark = [
+    pytest.mark.kernel,
+    pytest.mark.host_only(reason="needs a Docker engine and an image built from the network: the guest has neither"),
+]
 
 IMAGE = "agentcg-test/py:1"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "agentcgroup" / "bookworm-minbase-py.tar"

@@ -18,6 +18,7 @@ pytestmark = [pytest.mark.kernel]
 TRACE = DATA / "replay" / "synthetic-agent.jsonl"
 
 
+@pytest.mark.host_only(reason="35 s of replays here, ~10 min under TCG; the guest runs replay and controller")
 def test_bench_agentcgroup_keeps_agents_and_the_high_session(root_name, tmp_path) -> None:
     if kernel_skip_reason():
         pytest.skip(kernel_skip_reason())
