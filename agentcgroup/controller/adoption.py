@@ -91,6 +91,7 @@ class Adoption:
             except (KeyError, TypeError, ValueError, AgentCgroupError) as exc:
                 log.warning("event=adopt-remove session=%s leaf=%s reason='torn record' error=%r", s.name, leaf, exc)
                 m.destroy(cg)
+                self.store.drop_call(leaf)
 
     def _call(self, s: SessionState, cg: Cgroup, rec: dict[str, Any]) -> None:
         argv = [str(a) for a in rec["argv"]]

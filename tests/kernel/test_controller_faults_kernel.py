@@ -43,8 +43,16 @@ class Boom(Policy):
         return []
 
 
-def no_zombies() -> bool:
-    return not [c for c in psutil.Process().children() if c.status() == psutil.STATUS_ZOMBIE]
+def zombies() -> set[int]:
+    """Our children that ended and were not reaped."""
+    found = set()
+    for c in psutil.Process().children():
+        try:
+            if c.status() == psutil.STATUS_ZOMBIE:
+                found.add(c.pid)
+        except psutil.NoSuchProcess:
+            pass
+    return found
 
 
 # --- item 2: the loop serves on ------------------------------------------------------------------------------
@@ -112,6 +120,7 @@ def test_a_full_state_dir_refuses_new_work_and_leaves_nothing(manager, small_sta
         ctl.open_session("s")
         running = ctl.submit("s", ["sleep", "0.5"])  # written down while there was room
         filler = fill(small_state)
+        zombies_before = zombies()  # (another test's, if any: not this one's business)
         with pytest.raises(StateWriteError, match=r"cannot write .*calls/.*is the state dir full"):
             ctl.submit("s", ["sleep", "30"])
         with pytest.raises(StateWriteError, match="sessions/t2"):
@@ -119,7 +128,7 @@ def test_a_full_state_dir_refuses_new_work_and_leaves_nothing(manager, small_sta
         assert manager.children(("s", "tools")) in ([], [running.call_id])  # the refused call's leaf is gone
         assert "t2" not in manager.children(())
         assert not list(small_state.rglob("*.tmp"))
-        wait_for(no_zombies, "no zombie of a refused call")
+        assert zombies() <= zombies_before  # the refused call's process was reaped
         out = running.wait(10 * SLOW)  # its outcome cannot be written down: its waiter has it all the same
         assert out is not None and out.exit_code == 0
         filler.unlink()
@@ -233,3 +242,92 @@ def test_a_nested_run_with_a_custom_root_joins_its_session() -> None:
         left = leftovers(root)
         remove_leftovers(left)
     assert left == []
+
+
+# --- every rollback path of the controller --------------------------------------------------------------------
+def test_a_controller_that_cannot_start_leaves_nothing(root_name: str, tmp_path: Path, monkeypatch) -> None:
+    from agentcgroup.controller import core
+
+    def broken(self) -> None:  # type: ignore[no-untyped-def]  # as Adoption.run
+        raise RuntimeError("adoption failed (injected)")
+
+    (tmp_path / "state").mkdir()
+    monkeypatch.setattr(core.Adoption, "run", broken)
+    with pytest.raises(RuntimeError, match="injected"):
+        Controller(root=root_name, config=ControllerConfig(budget=256 << 20, warm=0), state_dir=tmp_path / "state")
+    assert leftovers(root_name) == []  # its own manager closed: the root (with its budget) removed
+
+
+def test_a_session_that_cannot_be_built_leaves_nothing(manager, monkeypatch) -> None:
+    from agentcgroup.errors import LimitRejected
+
+    real_create = manager.create
+
+    def create(path, limits=None, **kw):  # type: ignore[no-untyped-def]  # as Manager.create
+        if tuple(path)[-1:] == ("tools",):
+            raise LimitRejected("injected", "tools")
+        return real_create(path, limits, **kw)
+
+    with Controller(manager, config=ControllerConfig(warm=0)) as ctl:
+        monkeypatch.setattr(manager, "create", create)
+        with pytest.raises(LimitRejected):
+            ctl.open_session("s", agent_memory=64 << 20)
+        monkeypatch.undo()
+        assert ctl.session_states() == [] and ctl.sessions.protected() == 0
+        assert "s" not in manager.children(())
+        assert ctl.run(ctl.open_session("s").name, ["true"]).exit_code == 0  # and it can be built after
+
+
+def test_an_outcome_that_cannot_be_built_is_an_error_outcome(manager, monkeypatch) -> None:
+    from agentcgroup.toolcall import ToolCall
+
+    def broken(self, pipes=None):  # type: ignore[no-untyped-def]  # as ToolCall.finish
+        raise OSError(5, "the figures could not be read (injected)")
+
+    with Controller(manager, config=ControllerConfig(warm=0)) as ctl:
+        ctl.open_session("s")
+        monkeypatch.setattr(ToolCall, "finish", broken)
+        out = ctl.run("s", ["sh", "-c", "sleep 30 & exit 3"])
+        monkeypatch.undo()
+        assert out.error is not None and "injected" in out.error and out.exit_code == 3
+        assert manager.children(("s", "tools")) == []  # its leaf (and the sleep in it) gone all the same
+        assert ctl.run("s", ["true"]).exit_code == 0
+
+
+def test_a_command_that_cannot_start_leaves_no_leaf_or_stub(manager) -> None:
+    """Whether it took a warm spare (its stub dismissed) or a fresh leaf: the leaf goes; only spares stay."""
+    from agentcgroup import Session
+    from agentcgroup.record import leaves
+
+    with Session("w", manager=manager, warm=1) as s:
+        for _ in range(3):
+            with pytest.raises(FileNotFoundError):
+                s.run(["no-such-command-i13"])
+
+        def only_a_spare() -> bool:
+            names = manager.children(("w", "tools"))
+            return len(names) == 1 and leaves.classify(manager.pids(manager.open(("w", "tools", names[0])))).state == (
+                leaves.SPARE
+            )
+
+        wait_for(only_a_spare, "one spare leaf with its stub, and nothing else")
+
+
+def test_torn_records_are_dropped_at_adoption(manager, tmp_path: Path) -> None:
+    import json
+
+    state = tmp_path / "state"
+    with Controller(manager, config=ControllerConfig(warm=0), state_dir=state) as ctl:
+        ctl.open_session("s")
+    (state / "sessions").mkdir(exist_ok=True)
+    manager.create(("s", "tools", "c0ffee"))  # a leaf as a dead controller left it
+    manager.create(("t", "tools"))
+    (state / "sessions" / "s.json").write_text(json.dumps({"uid": 0, "priority": "normal", "limits": {}}))
+    (state / "calls" / "c0ffee.json").write_text(json.dumps({"session": "s", "argv": ["x"]}))  # no pid
+    (state / "sessions" / "t.json").write_text(json.dumps({"priority": "normal"}))  # no owner
+    (state / "sessions" / "gone.json").write_text(json.dumps({"uid": 0, "priority": "normal"}))  # no cgroup
+    with Controller(manager, config=ControllerConfig(warm=0), state_dir=state) as ctl:
+        assert [s.name for s in ctl.session_states()] == ["s"]
+        assert manager.children(("s", "tools")) == []  # the torn call's leaf removed
+        assert not (state / "sessions" / "gone.json").exists() and not (state / "calls" / "c0ffee.json").exists()
+    manager.destroy(manager.open(("t",)))
