@@ -8,7 +8,8 @@ Conventions (written down once):
   ``M``/``MB``/``MiB`` = 1024**2, ``G``, ``T`` likewise; no suffix means bytes; ``max`` means unlimited.
 * CPU is a float number of cores: ``50%`` (or ``50``) is half a core, ``200%`` two cores, ``max`` unlimited
   (``None``).
-* Durations are float seconds: ``30``, ``30s``, ``500ms``, ``2m``, ``1h``.
+* Durations are float seconds: ``30``, ``30s``, ``500ms``, ``2m``, ``1h``; any finite positive length (the
+  controller waits for long ones in steps: a ``720h`` timeout is no clamp and no error).
 """
 
 from __future__ import annotations

@@ -242,3 +242,15 @@ def test_tree_is_empty_after_a_test_that_fails_midway(tmp_path, root_name) -> No
     assert r.returncode == 1, r.stdout + r.stderr
     assert "boom in the middle" in r.stdout
     assert leftovers(root_name) == []
+
+
+@pytest.mark.parametrize("warm", [0, 1])
+def test_new_session_starts_the_command_without_a_controlling_terminal(manager, warm: int) -> None:
+    """``new_session=True`` (the daemon sets it for every call): setsid before exec, on the warm stub's path and
+    on the spawner's; without it the command stays in our session."""
+    probe = [PY, "-c", "import os; print(os.getsid(0) == os.getpid())"]
+    with Session("ns", manager=manager, warm=warm) as s:
+        if warm:
+            wait_for(lambda: manager.children(("ns", "tools")), "the warm spare")
+        assert s.run(probe, capture_output=True, new_session=True).stdout == b"True\n"
+        assert s.run(probe, capture_output=True).stdout == b"False\n"
