@@ -74,6 +74,7 @@ class Recorder:
         self._done: dict[str, RecordedCall] = {}  # ended, leaf not yet gone (ignored until it is)
         self._pending: dict[str, int] = {}  # leaf -> scans spent "about to exec"
         self._seen: dict[str, Cgroup] = {}  # our handles on leaves that are not calls (spares, empty)
+        self._unclaimed: set[str] = set()  # our controller's calls waiting for track() (their end watched)
         self._gone: list[Cgroup] = []  # handles on leaves that went away, let go of at the next scan
         self._ended_counts = dict.fromkeys(COUNTERS, 0)
         self._lock = threading.RLock()
@@ -170,6 +171,16 @@ class Recorder:
         handle.future.callbacks.append(lambda out, i=cs.id: self._ended_exact(i, out))
         if handle.done():
             self._ended_exact(cs.id, handle.wait(0))
+
+    def _ended_unclaimed(self, cs: Any, out: Any) -> None:
+        """A call of our controller ended before track() or the scan took it: recorded whole, exactly."""
+        with self._lock:
+            self._unclaimed.discard(cs.id)
+            if out is None or cs.id in self._calls or cs.id in self._done:
+                return
+            call = self._begin(cs.id, None, cs.call.argv, cs.call.started_wall or self.clock(), cs)
+            call.tracked = cs
+            self._end(call, outcome_record(out), call.start + out.duration_s)
 
     def _ended_exact(self, call_id: str, out: Any) -> None:
         with self._lock:
@@ -273,7 +284,12 @@ class Recorder:
                 return
         cs = self._controller_call(name)
         if cs is not None and (self.tracked or (not cs.future.done() and time.time() - cs.call.started_wall < CLAIM_S)):
-            return  # our controller's: track() (called as it starts) claims it, with the command it stands for
+            # our controller's: track() (called as it starts) claims it, with the command it stands for; without
+            # ``tracked``, one that ends unclaimed is recorded at its end, from its controller's outcome
+            if not self.tracked and name not in self._unclaimed:
+                self._unclaimed.add(name)
+                cs.future.callbacks.append(lambda out, c=cs: self._ended_unclaimed(c, out))
+            return
         self._pending.pop(name, None)
         del self._seen[name]
         if cs is not None:
