@@ -221,7 +221,14 @@ class Connection:
             for fd in fds:  # the command has its own copies now
                 if fd is not None:
                     os.close(fd)
-        handle.future.callbacks.append(lambda _out: os.eventfd_write(done, 1))
+        done_lock, done_open = threading.Lock(), [True]
+
+        def notify(_out: object) -> None:  # never into a closed fd (its number may be another client's by then)
+            with done_lock:
+                if done_open[0]:
+                    os.eventfd_write(done, 1)
+
+        handle.future.callbacks.append(notify)
         try:
             self.send({"id": req.id, "event": "started", "call_id": handle.call_id})
             if not handle.done() and not self._wait(done):
@@ -234,7 +241,9 @@ class Connection:
             assert out is not None
             self.send({"id": req.id, "ok": True, "outcome": outcome_dict(out)})
         finally:
-            os.close(done)
+            with done_lock:
+                done_open[0] = False
+                os.close(done)
 
     def _wait(self, done: int) -> bool:
         """Sleep until the call is done (True) or the client hangs up (False)."""
