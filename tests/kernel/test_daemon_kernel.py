@@ -245,7 +245,7 @@ def test_kill_9_during_a_call_then_restart_reports_the_outcome(tmp_path, root_na
     def client_run() -> None:  # the client keeps waiting across the daemon's death and restart
         result["out"] = c.run(
             "s",
-            [PY, "-c", "import time; b = bytearray(30 << 20); time.sleep(3)"],
+            [PY, "-c", f"import time; b = bytearray(30 << 20); time.sleep({3 * SLOW})"],  # alive at the restart
             on_started=ids.append,
             reconnect_s=60,
         )
@@ -277,7 +277,7 @@ def test_kill_9_during_a_call_then_restart_reports_the_outcome(tmp_path, root_na
         t.join(60 * SLOW)
         out = result["out"]
         assert out.call_id == ids[0] and out.memory_peak >= 30 * MiB and out.exit_status_known is False
-        assert out.duration_s >= 2.5
+        assert out.duration_s >= 2.5 * SLOW
         Client(sock).close_session("s")
     finally:
         again.send_signal(signal.SIGTERM)
