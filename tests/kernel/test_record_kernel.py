@@ -91,6 +91,7 @@ def test_recorder_with_the_sessions_own_calls(root_name, tmp_path) -> None:
         RecordingWriter(out, s.name, interval_s=0.05) as w,
         Recorder.for_session(s, w, interval_s=0.05) as rec,
     ):
+        kernel_group = s.manager.features.oom_group == "memory.oom.group"
         h = s.start([sys.executable, "-c", "bytearray(200 << 20)"], memory="64M")
         rec.track(h)
         assert h.wait().killed_by == "memory"
@@ -103,7 +104,6 @@ def test_recorder_with_the_sessions_own_calls(root_name, tmp_path) -> None:
     killed, slept, foreign = task.calls
     assert killed.outcome["killed"] is True and killed.outcome["killed_by"] == "memory" and killed.failed
     # the whole call killed: by the controller on v1 (a kill step), by the kernel's memory.oom.group on v2
-    kernel_group = s.manager.features.oom_group == "memory.oom.group"
     assert killed.outcome["source"] == "controller" and task.meta["events"]["kill_events"] >= (0 if kernel_group else 1)
     assert "time.sleep(0.3)" in slept.command and slept.outcome["source"] == "controller"
     assert slept.outcome["exit_code"] == 0 and slept.failed is False
