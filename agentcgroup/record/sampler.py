@@ -20,6 +20,7 @@ Without it, a call of ``controller`` waits ``CLAIM_S`` after its start for ``tra
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -283,6 +284,8 @@ class Recorder:
             if n < PENDING_SCANS:
                 return
         cs = self._controller_call(name)
+        if cs is None and self._ours_unregistered(leaf):
+            return  # our controller started it a moment ago and has not registered it yet: look again
         if cs is not None and (self.tracked or (not cs.future.done() and time.time() - cs.call.started_wall < CLAIM_S)):
             # our controller's: track() (called as it starts) claims it, with the command it stands for; without
             # ``tracked``, one that ends unclaimed is recorded at its end, from its controller's outcome
@@ -298,6 +301,13 @@ class Recorder:
             argv, start = leaf.argv, now
         call = self._begin(name, cg, argv, start, cs)
         self._observe(call)
+
+    def _ours_unregistered(self, leaf: leaves.Leaf) -> bool:
+        """A leaf whose command is a child of this process, while our controller lists no call of that name:
+        the controller spawned it (or exec'd a stub of its warm pool) and registers it right after."""
+        if self.controller is None or leaf.pid is None or self.proc_root != "/proc":
+            return False
+        return leaves.parent(leaf.pid, self.proc_root) == os.getpid()
 
     def _pids(self, cg: Cgroup) -> list[int]:
         try:
