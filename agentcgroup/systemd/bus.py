@@ -92,7 +92,9 @@ class SystemdBus:
             raise BusError(f"systemd ({self.scope}) did not answer {method}: {exc}") from None
 
     # --- the calls -----------------------------------------------------------------------------------------
-    def start_scope(self, name: str, pids: list[int], *, slice_name: str | None, description: str) -> str:
+    def start_scope(
+        self, name: str, pids: list[int], *, slice_name: str | None, description: str, oom_policy: str = "continue"
+    ) -> str:
         """A transient scope with delegation, holding ``pids``; returns the job's object path."""
         props: list[tuple[str, tuple[str, Any]]] = [
             ("Description", ("s", description)),
@@ -100,6 +102,9 @@ class SystemdBus:
             ("Delegate", ("b", True)),
             ("CollectMode", ("s", "inactive-or-failed")),
         ]
+        if oom_policy:
+            # a tool call's OOM kill is ours to report: the scope (and this process in it) lives on
+            props.append(("OOMPolicy", ("s", oom_policy)))
         if slice_name:
             props.append(("Slice", ("s", slice_name)))
         return self.call("StartTransientUnit", "ssa(sv)a(sa(sv))", name, "fail", props, [])[0]
