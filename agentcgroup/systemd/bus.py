@@ -109,6 +109,21 @@ class SystemdBus:
             props.append(("Slice", ("s", slice_name)))
         return self.call("StartTransientUnit", "ssa(sv)a(sa(sv))", name, "fail", props, [])[0]
 
+    def start_slice(self, name: str, *, description: str, memory_max: int | None, cpu_weight: int | None) -> bool:
+        """A transient slice; False when it exists already (another handle of the same session made it)."""
+        props: list[tuple[str, tuple[str, Any]]] = [("Description", ("s", description))]
+        if memory_max is not None:
+            props.append(("MemoryMax", ("t", memory_max)))
+        if cpu_weight is not None:
+            props.append(("CPUWeight", ("t", cpu_weight)))
+        try:
+            self.call("StartTransientUnit", "ssa(sv)a(sa(sv))", name, "fail", props, [])
+        except BusError as exc:
+            if "already exists" in str(exc) or "already loaded" in str(exc):
+                return False
+            raise
+        return True
+
     def stop_unit(self, name: str) -> str:
         return self.call("StopUnit", "ss", name, "replace")[0]
 

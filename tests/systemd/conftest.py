@@ -101,6 +101,24 @@ class GuestUser:
         return child_cgroups(f"{self.manager_cgroup}/agentcg.slice")
 
 
+def _reachable_by(u: GuestUser) -> None:
+    """The interpreter and checkout must be reachable by the test user. In the guest (its root is in RAM) the
+    directories on their paths get o+x, as a pyenv under /root lacks it; elsewhere the test skips instead."""
+    paths = {os.path.realpath(sys.executable), sys.prefix, str(REPO)}
+    if run([*u.env(), sys.executable, "-c", "import agentcgroup"]).returncode == 0:
+        return
+    if not os.environ.get("AGENTCG_VM"):
+        pytest.skip(f"{u.name} cannot run {sys.executable} with this checkout (a directory on the way is private)")
+    for p in paths:
+        d = os.path.dirname(p) if os.path.isfile(p) else p
+        while d != "/":
+            mode = os.stat(d).st_mode
+            if not mode & 0o001:
+                os.chmod(d, mode | 0o001)
+            d = os.path.dirname(d)
+    run([*u.env(), sys.executable, "-c", "import agentcgroup"], check=True)
+
+
 @pytest.fixture(scope="session")
 def user() -> Iterator[GuestUser]:
     if systemd_skip_reason():
@@ -113,6 +131,7 @@ def user() -> Iterator[GuestUser]:
         created = True
     u = GuestUser(USER)
     try:
+        _reachable_by(u)
         run(["loginctl", "enable-linger", USER], check=True)
         wait_for(lambda: os.path.exists(f"{u.runtime}/systemd/private"), 60, f"the user manager of {USER}")
         yield u
