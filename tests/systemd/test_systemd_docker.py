@@ -8,6 +8,7 @@ the host's Docker test builds (debootstrap is far too slow under emulation); ski
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -107,7 +108,7 @@ def test_two_containers_as_two_slices_an_oom_kills_the_call_only(docker_host, ro
 
         def cgls_with_the_call() -> str | None:
             out = run(["systemd-cgls", "--no-pager", "--full", "/agentcg.slice"]).stdout
-            return out if "sleep 30" in out else None
+            return out if re.search(r"─\d+ sleep 30$", out, re.MULTILINE) else None  # past its gate: exec'd
 
         cgls = wait_for(cgls_with_the_call, 30, "the call to show in systemd-cgls")
         sleeper.join()

@@ -32,5 +32,13 @@ def test_nothing_of_ours_is_left_in_systemds_tree(capsys):
     cgls = run(["systemd-cgls", "--no-pager", "--full"], check=True).stdout
     with capsys.disabled():
         print(f"\nsystemd-cgls at the end:\n{cgls}")
-    ours = [d for d, _, _ in os.walk("/sys/fs/cgroup") if re.search(r"/agentcg[^/]*$", d) and "agentcg-vm-job" not in d]
+    # agentcg.slice itself stays loaded, empty (as user.slice does); nothing else of ours may be left anywhere
+    ours = [
+        d
+        for d, _, _ in os.walk("/sys/fs/cgroup")
+        if re.search(r"/agentcg[^/]*$", d) and "agentcg-vm-job" not in d and not d.endswith("/agentcg.slice")
+    ]
     assert not ours, ours
+    for d, _, _ in os.walk("/sys/fs/cgroup"):
+        if d.endswith("/agentcg.slice"):
+            assert not [c for c, _, _ in os.walk(d)][1:], f"{d} is not empty"
