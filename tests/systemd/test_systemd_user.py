@@ -96,6 +96,21 @@ def test_the_bash_shim(u):
     assert r.returncode == 137 and "out of memory" in r.stderr, r.stderr
 
 
+def test_the_mini_swe_agent_environment(u):
+    pytest.importorskip("minisweagent")
+    code = (
+        "import json\nfrom agentcgroup.integrations.mini import AgentcgroupEnvironment\n"
+        "env = AgentcgroupEnvironment(memory='64M')\n"
+        f"r = env.execute({{'command': 'cat /proc/self/cgroup; {sys.executable} -c \"{HOG}\"'}})\n"
+        "env.close()\nprint(json.dumps({'rc': r['returncode'], 'out': r['output']}))"
+    )
+    r = u.run([sys.executable, "-c", code])
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.splitlines()[-1])
+    assert out["rc"] == 137 and "out of memory" in out["out"], out
+    assert f"user@{u.uid}.service/agentcg.slice/agentcg-" in out["out"] and "/tools/" in out["out"], out
+
+
 def test_the_daemon_as_the_user(u, tmp_path):
     work = f"{u.home}/daemon"
     u.run(["mkdir", "-p", work]).check_returncode()
