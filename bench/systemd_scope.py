@@ -37,6 +37,11 @@ def main() -> None:
     args = ap.parse_args()
     py = sys.executable
     doctor = json.loads(subprocess.run([py, "-m", "agentcgroup", "doctor", "--json"], capture_output=True).stdout)
+    placement = (
+        "import time\nfrom agentcgroup.detect import detect\nfrom agentcgroup.systemd import delegated_base\n"
+        "layout = detect()\nt = time.perf_counter()\ndelegated_base(layout)\nprint(time.perf_counter() - t)"
+    )
+    place_s: list[float] = []
     arms = {
         "python3 -c pass": [py, "-c", "pass"],
         "agentcg run -- true": [py, "-m", "agentcgroup", "run", "--", "true"],
@@ -48,16 +53,22 @@ def main() -> None:
     for _ in range(args.runs):
         for name, argv in arms.items():
             times[name].append(timed(argv))
+        # the systemd step alone, in a fresh process: D-Bus, the scope, the moves (or the unit's leaf)
+        out = subprocess.run([py, "-c", placement], capture_output=True, text=True, check=True)
+        place_s.append(float(out.stdout))
     base = statistics.median(times["python3 -c pass"])
     print(f"systemd path: {doctor['systemd']['path']} ({doctor['systemd']['why']})")
     for name, xs in times.items():
         med = statistics.median(xs)
         print(f"{name:40s} median {med * 1e3:8.1f} ms  x{med / base:5.2f} of python3 -c pass  (n={len(xs)})")
+    place = statistics.median(place_s)
+    print(f"{'the systemd placement alone':40s} median {place * 1e3:8.1f} ms  x{place / base:5.2f} of python3 -c pass")
     run_med = statistics.median(times["agentcg run -- true"])
     none_med = statistics.median(times["agentcg run --backend none -- true"])
     print(
         f"path={doctor['systemd']['path'].split()[0]} base_p50_ms={base * 1e3:.1f} run_p50_ms={run_med * 1e3:.1f} "
-        f"ratio={run_med / base:.2f} cgroups_and_systemd_ms={(run_med - none_med) * 1e3:.1f}"
+        f"ratio={run_med / base:.2f} placement_ms={place * 1e3:.1f} placement_ratio={place / base:.3f} "
+        f"cgroups_ms={(run_med - none_med) * 1e3:.1f}"
     )
 
 
