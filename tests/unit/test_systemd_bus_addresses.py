@@ -45,3 +45,12 @@ def test_owner_needs_both_pid1_systemd_and_run_systemd_system(tmp_path):
 def test_doctor_without_systemd(tmp_path):
     info = describe(HostLayout("hybrid"), "hybrid", proc_root=str(tmp_path))
     assert info["owner"] == "no systemd" and "not PID 1" in info["why"]
+
+
+def test_hybrid_and_v1_hosts_under_systemd_keep_their_old_placement():
+    from agentcgroup.systemd import delegated_base
+
+    # whatever the owner: only a cgroup v2 tree is placed inside a delegated unit; v1/hybrid stay as they were
+    assert delegated_base(HostLayout("hybrid")) is None
+    assert delegated_base(HostLayout("v1")) is None
+    assert delegated_base(HostLayout("none")) is None
