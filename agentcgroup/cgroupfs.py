@@ -221,6 +221,18 @@ class Dir:
         except OSError:
             return False
 
+    def xattr(self, name: str) -> bytes | None:
+        """An extended attribute of this cgroup, None if it has none (systemd marks delegated units with
+        ``trusted.delegate``)."""
+        try:
+            return os.getxattr(self.fd, name)
+        except OSError:
+            return None
+
+    def writable(self, fname: str) -> bool:
+        """Whether this process may write control file ``fname`` (a cgroup delegated to a user is chowned)."""
+        return os.access(fname, os.W_OK, dir_fd=self.fd, follow_symlinks=False)
+
     def children(self) -> list[str]:
         """Names of child cgroups."""
         try:

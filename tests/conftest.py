@@ -73,7 +73,19 @@ def leftovers(root_name: str) -> list[str]:
     if layout.unified is not None:
         bases.add(layout.unified.base)
     bases.update(h.base for h in layout.v1.values())
+    bases.update(systemd_bases(layout))
     return [f"{b}/{root_name}" for b in sorted(bases) if os.path.exists(f"{b}/{root_name}")]
+
+
+def systemd_bases(layout) -> list[str]:
+    """Where systemd hosts put our roots: the delegated unit this process is in (agentcgroup.systemd)."""
+    from agentcgroup.systemd import delegated_base
+
+    try:
+        placement = delegated_base(layout, create=False)
+    except Exception:
+        return []
+    return [placement.base] if placement else []
 
 
 def remove_leftovers(paths: list[str]) -> None:

@@ -2,7 +2,8 @@
 
 ``AGENTCG_BACKEND`` (or ``backend=``) forces one: ``v2``, ``hybrid`` (also for pure v1), ``none``.
 ``AGENTCG_ROOT`` names the root cgroup (default ``agentcg``); ``AGENTCG_PARENT`` puts the v2 root beneath a
-delegated cgroup instead of the mount's root.
+delegated cgroup instead of the mount's root. Where systemd owns the v2 tree, the root goes beneath a subtree it
+delegated to this process (agentcgroup.systemd), never beside its units.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def get_manager(
     choice = (backend or os.environ.get("AGENTCG_BACKEND") or "auto").lower()
     if choice not in BACKENDS:
         raise InvalidValue("backend", choice, f"expected one of {', '.join(BACKENDS)}")
+    detected = layout is None
     layout = layout or detect(proc_root)
     mode = layout.mode if choice == "auto" else choice
     if mode == "v1":
@@ -38,7 +40,8 @@ def get_manager(
         if mode == "v2":
             from .v2 import V2Manager
 
-            return V2Manager(layout, root_name, base=os.environ.get("AGENTCG_PARENT") or None)
+            base = os.environ.get("AGENTCG_PARENT") or (_systemd_base(layout, proc_root) if detected else None)
+            return V2Manager(layout, root_name, base=base)
         if mode == "hybrid":
             from .hybrid import HybridManager
 
@@ -50,6 +53,14 @@ def get_manager(
     from .nocgroup import NoCgroupManager
 
     return NoCgroupManager(layout, root_name)
+
+
+def _systemd_base(layout: HostLayout, proc_root: str) -> str | None:
+    """Where the root goes when systemd owns the tree: inside a subtree it delegated to us (issue 17)."""
+    from ..systemd import delegated_base
+
+    placement = delegated_base(layout, proc_root)
+    return placement.base if placement else None
 
 
 __all__ = ["BACKENDS", "DEFAULT_ROOT", "Cgroup", "Features", "Manager", "Stats", "get_manager"]

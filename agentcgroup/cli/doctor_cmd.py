@@ -41,8 +41,9 @@ def doctor(as_json: bool, root: str | None, backend: str | None) -> None:
     try:
         f = m.features
         layout = m.layout
+        placed = _systemd(layout, f.backend)
         if as_json:
-            out = {"host": layout.describe(), "mode": layout.mode, **f.to_dict()}
+            out = {"host": layout.describe(), "mode": layout.mode, **f.to_dict(), "systemd": placed}
             out["notes"] = list(f.notes)
             sys.stdout.write(json.dumps(out, indent=2) + "\n")
             return
@@ -51,6 +52,7 @@ def doctor(as_json: bool, root: str | None, backend: str | None) -> None:
 
         console = Console()
         console.print(f"host: {layout.describe()}", highlight=False)
+        console.print(f"systemd: {placed['path']} ({placed['why']})", highlight=False)
         table = Table(show_header=True)
         table.add_column("feature")
         table.add_column("here")
@@ -68,3 +70,10 @@ def doctor(as_json: bool, root: str | None, backend: str | None) -> None:
             console.print(f"- {note}", highlight=False)
     finally:
         m.close()
+
+
+def _systemd(layout: object, backend: str) -> dict:
+    """Which path this host and user get under systemd, and why (agentcgroup.systemd)."""
+    from ..systemd.report import describe
+
+    return describe(layout, backend)  # type: ignore[arg-type]

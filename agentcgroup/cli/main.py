@@ -17,6 +17,7 @@ from .run_cmd import run
 from .session_cmd import session
 from .shim_cmd import hook, shim
 from .status_cmd import status
+from .unit_cmd import unit
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -43,6 +44,7 @@ cli.add_command(hook)
 cli.add_command(record)
 cli.add_command(replay_cmd)
 cli.add_command(bench)
+cli.add_command(unit)  # systemd hosts: agentcg.service
 
 try:  # optional sub-commands, each in its own module
     from .report_cmd import report

@@ -78,6 +78,8 @@ class DockerSession:
         self.container_id: str | None = None
         self.init_pid: int | None = None
         self._extra_dirs: list[str] = []  # the session's dirs the runtime made in hierarchies we do not manage
+        self._root = root
+        self._systemd: Any = None  # Docker's systemd cgroup driver (agentcgroup.systemd.docker), when in use
 
     # --- docker ------------------------------------------------------------------------------------------
     def _docker(self, *args: str, timeout: float = 120.0) -> str:
@@ -98,13 +100,15 @@ class DockerSession:
 
     # --- open and close ----------------------------------------------------------------------------------
     def open(self) -> DockerSession:
+        driver = self._docker("info", "--format", "{{.CgroupDriver}}")
+        if driver == "systemd":
+            return self._open_systemd()
         s = self.session
         if not s.is_open:
             s.open()
         m = s.manager
         parent = f"{m.root_name}/{s.name}"
         try:
-            driver = self._docker("info", "--format", "{{.CgroupDriver}}")
             if driver != "cgroupfs":
                 raise DockerError(
                     f"Docker's cgroup driver is {driver!r}: container sessions need the cgroupfs driver "
@@ -130,6 +134,23 @@ class DockerSession:
             raise
         return self
 
+    def _open_systemd(self) -> DockerSession:
+        """Docker's systemd cgroup driver: a slice per session, calls beneath the container's scope
+        (agentcgroup.systemd.docker)."""
+        from ..systemd.docker import SystemdDriver
+
+        self._systemd = SystemdDriver(self.session, self._root)
+        try:
+            parent = self._systemd.open_slice()
+            cid = self._docker("run", "-d", "--cgroup-parent", parent, *self.run_args, self.image, *self.command)
+            self.container_id = cid
+            self.init_pid = int(self._docker("inspect", "-f", "{{.State.Pid}}", cid))
+            self.session = self._systemd.adopt(cid, self.init_pid)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
     def _session_dirs(self, pid: int, cid: str) -> list[str]:
         """The session's directory in every hierarchy the container is in. The runtime creates the container in
         all of them (blkio, devices, cpuset...), so the session's path appears in hierarchies agentcgroup does not
@@ -149,6 +170,8 @@ class DockerSession:
 
     def close(self) -> None:
         """Remove the container (its calls are killed with it), then the session and everything of it."""
+        if self._systemd is not None and self.session.is_open:  # calls end first: their leaves are in the scope
+            self.session.close()
         cid, self.container_id = self.container_id, None
         try:
             if cid is not None:
@@ -170,6 +193,8 @@ class DockerSession:
                 if root is not None:
                     remove_empty_up(d, stop_at=root)
             self._extra_dirs = []
+            if self._systemd is not None:
+                self._systemd.close()
 
     def __enter__(self) -> DockerSession:
         return self.open()
@@ -205,7 +230,7 @@ class DockerSession:
             list(argv),
             capture_output=capture_output,
             launcher=launch,
-            parent=(self.session.name, self.container_id),
+            parent=None if self._systemd else (self.session.name, self.container_id),
             **kwargs,
         ).wait()
         assert out is not None
@@ -241,7 +266,7 @@ class DockerSession:
         m = self.session.manager
         deadline = time.monotonic() + EXEC_START_S
         while True:
-            for pid in m.pids(self.container_cg):
+            for pid in self._systemd.container_pids() if self._systemd else m.pids(self.container_cg):
                 argv = cmdline(pid) or []
                 if gate in argv and argv[0].endswith("sh"):
                     return pid
