@@ -1,0 +1,168 @@
+"""Observations from what this host and others wrote down: traces (the paper's format, our recordings) and the
+daemon's/controller's persisted outcomes (``<state_dir>/outcomes/*.json``).
+
+A call's memory is the memory *of its own*: in our recordings, the peak of its cgroup leaf (the outcome's
+``peak_bytes``, else its leaf's samples); in the paper's traces, which sample the whole container once a
+second, the rise above the agent's level while the call ran, split off exactly as the replay planner does
+(:func:`agentcgroup.replay.plan.plan`), so the figures match what a replay of the trace loads. Other tools
+(file reads, sub-agents) run inside the agent and are left out of that split. A paper call
+with no sample inside it has an unknown peak (not 0); every sampled peak is a lower bound. Only shell calls
+count (the others run inside the agent's own process).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable
+from pathlib import Path
+
+from ..traces.model import PAPER_FORMAT, Task, ToolCall
+from .history import Observation
+
+
+@dataclasses.dataclass
+class TaskCalls:
+    """One session's shell calls as observations, in start order, and what was noted while reading them."""
+
+    session: str
+    label: str
+    start: float | None  # the session's first known time (orders sessions)
+    calls: list[Observation]
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+
+def infer_ends(task: Task) -> int:
+    """Give calls without an end the next call's start (the agent waits for a result before its next call, so
+    the call ended before it; a sub-agent's parallel calls make this an over-estimate). Returns how many."""
+    calls = sorted(task.calls, key=lambda c: c.start)
+    n = 0
+    for c, nxt in zip(calls, [*calls[1:], None], strict=True):
+        if c.end is None and nxt is not None and nxt.start > c.start:
+            c.end = nxt.start
+            n += 1
+    return n
+
+
+def _paper_figures(task: Task, calls: list[ToolCall]) -> dict[str, tuple[int | None, float | None]]:
+    """call id -> (peak bytes, CPU seconds) from the replay planner's split; None where no sample is inside."""
+    from ..replay.plan import plan
+
+    s = task.samples
+    if len(s) == 0:
+        return {}
+    # only shell calls have leaves of their own: a sub-agent (``Task``) or a file read runs in the agent, and
+    # would otherwise take the rise of the shell calls it overlaps
+    p = plan(dataclasses.replace(task, calls=calls))
+    by_id = {c.call_id: c for c in p.calls}
+    out: dict[str, tuple[int | None, float | None]] = {}
+    for c in calls:
+        cp = by_id.get(c.call_id)
+        if cp is None or c.end is None:
+            continue
+        inside = bisect_right(s.t, c.end) - bisect_left(s.t, c.start)
+        if inside <= 0:
+            out[c.call_id] = (None, None)
+        else:
+            out[c.call_id] = (cp.peak_bytes, cp.cpu_s)
+    return out
+
+
+def _recording_figures(c: ToolCall) -> tuple[int | None, float | None]:
+    o = c.outcome or {}
+    peak = o.get("peak_bytes")
+    cpu_usec = o.get("cpu_usec")
+    if not isinstance(peak, int) and c.samples is not None and len(c.samples):
+        peaks = [p for p in (c.samples.mem_peak_bytes or ()) if p is not None]
+        peak = max([*c.samples.mem_bytes, *peaks])
+    cpu_s = cpu_usec / 1e6 if isinstance(cpu_usec, (int, float)) and not isinstance(cpu_usec, bool) else None
+    if cpu_s is None and isinstance(o.get("cpu_s"), (int, float)):
+        cpu_s = float(o["cpu_s"])
+    if cpu_s is None and c.samples is not None and len(c.samples) >= 2:
+        t, cores = c.samples.t, c.samples.cpu_cores
+        cpu_s = sum((b - a) * (k or 0.0) for a, b, k in zip(t, t[1:], cores[1:], strict=False))
+    return (peak if isinstance(peak, int) and not isinstance(peak, bool) else None), cpu_s
+
+
+def task_calls(task: Task, *, infer_missing_ends: bool = True) -> TaskCalls:
+    """The shell calls of one loaded trace as observations (calls without an end are inferred or dropped)."""
+    notes: list[str] = []
+    if infer_missing_ends and any(c.end is None for c in task.calls):
+        task = dataclasses.replace(task, calls=[dataclasses.replace(c) for c in task.calls])
+        n = infer_ends(task)
+        if n:
+            notes.append(f"{n} calls without an end time: ended at the next call's start (an over-estimate)")
+    shell = [c for c in task.calls if c.shell and c.end is not None and c.end >= c.start]
+    figures = _paper_figures(task, shell) if task.fmt == PAPER_FORMAT else {}
+    out = []
+    no_command = 0
+    for c in shell:
+        if task.fmt == PAPER_FORMAT:
+            peak, cpu_s = figures.get(c.call_id, (None, None))
+        else:
+            peak, cpu_s = _recording_figures(c)
+        if c.command is None:
+            no_command += 1
+        out.append(
+            Observation(
+                session=task.label,
+                command=c.command if c.command is not None else "",
+                start=c.start,
+                end=float(c.end),  # type: ignore[arg-type]
+                memory=peak,
+                cpu_s=cpu_s,
+                failed=c.failed,
+                source=task.fmt,
+            )
+        )
+    if no_command:
+        notes.append(f"{no_command} shell calls without a command: only session-wide history can size them")
+    first = task.samples.t[0] if len(task.samples) else (task.calls[0].start if task.calls else None)
+    return TaskCalls(task.label, task.label, first, out, notes)
+
+
+def from_traces(paths: Iterable[str | os.PathLike[str]]) -> list[TaskCalls]:
+    """Every session under ``paths`` (see :func:`agentcgroup.traces.discover`), in the order they started."""
+    from ..traces import discover
+
+    out = []
+    for src in discover(paths):
+        task = src.load()
+        tc = task_calls(task)
+        tc.notes[:0] = [f"{task.label}: {q}" for q in task.quirks if "overlap" in q]
+        out.append(tc)
+    out.sort(key=lambda t: (t.start is None, t.start or 0.0, t.label))
+    return out
+
+
+def from_outcomes(state_dir: str | os.PathLike[str]) -> list[Observation]:
+    """The calls a daemon (or a controller with ``state_dir``) kept outcomes of; refused calls are skipped.
+    An outcome has no start time: it is taken as the file's time less the duration."""
+    out = []
+    for p in sorted(Path(state_dir, "outcomes").glob("*.json")):
+        try:
+            doc = json.loads(p.read_text())
+            o = doc["outcome"]
+            if o.get("refused"):
+                continue
+            end = p.stat().st_mtime
+            dur = float(o.get("duration_s") or 0.0)
+            argv = o.get("argv") or []
+            out.append(
+                Observation(
+                    session=str(o["session"]),
+                    command=tuple(str(a) for a in argv) if argv else str(o.get("command", "")),
+                    start=end - dur,
+                    end=end,
+                    memory=o.get("memory_peak"),
+                    cpu_s=o.get("cpu_s"),
+                    failed=not (o.get("exit_code") == 0 and o.get("killed_by") is None),
+                    source="outcome",
+                )
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a torn or foreign file
+    out.sort(key=lambda o: o.start)
+    return out
