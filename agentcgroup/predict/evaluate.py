@@ -25,7 +25,7 @@ from typing import Any
 
 from .history import FIGURES, History, Observation
 from .rule import DEFAULT_RULE, Rule
-from .sources import TaskCalls
+from .sources import TaskCalls, notes
 
 #: the denominators' floor of the relative error, per figure (an actual of 0 has no relative error)
 ERR_FLOOR = {"memory": 8 << 20, "duration": 0.1, "cpu": 0.05}
@@ -173,7 +173,6 @@ def evaluate(
             )
 
     _replay(sessions, base, online, visit)
-    notes = sorted({n for s in sessions for n in s.notes})
     return Evaluation(
         mode=mode,
         sessions=len(sessions),
@@ -182,7 +181,7 @@ def evaluate(
         fixed_bytes=fixed_bytes,
         tallies=tallies,
         bases=bases,
-        notes=notes,
+        notes=notes(sessions),
         per_call=per_call,
     )
 

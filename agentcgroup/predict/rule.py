@@ -10,11 +10,12 @@ haiku traces only, and are not fitted to anything (the same rule runs on session
    little about the next run. With an informative one, the reservation is the :data:`QUANTILE` (p95, linear
    between order statistics: the largest value below 20 observations) of the pool times :data:`MARGIN` (1.25,
    the slack the controller gives a declared peak).
-2. **Priors, for a call new to its session.** Otherwise the reservation is the largest of: what the pool did
-   show, times :data:`MARGIN`; the session's typical informative call (:data:`SESSION_QUANTILE`, the median of
-   them) and the host's (:data:`HOST_QUANTILE`, p75 of what each *other* session used at most for the same
-   signature, else program + subcommand, else program, from at least :data:`MIN_HOST_SESSIONS` sessions),
-   both times :data:`PRIOR_MARGIN` (2: borrowed from other calls, they are less certain than a call's own).
+2. **Priors, for a call new to its session.** Otherwise the reservation is the larger of what the pool did
+   show, times :data:`MARGIN`, and a prior times :data:`PRIOR_MARGIN` (2: borrowed from other calls, it is less
+   certain than a call's own history). The prior is the host's when it has one: :data:`HOST_QUANTILE` (p75) of
+   what each *other* session used at most for the same signature, else program + subcommand, else program,
+   from at least :data:`MIN_HOST_SESSIONS` sessions; else the session's typical informative call
+   (:data:`SESSION_QUANTILE`, the median of them), whatever its command.
 3. **Last resorts.** The session's calls of the same program (their largest, times the margin); else, with at
    least :data:`SESSION_WIDE_MIN` calls, the p95 of everything the session ran, times the margin.
 4. **No history, no prediction**: ``None``.
@@ -134,14 +135,14 @@ class Rule:
         found: list[Estimate] = []
         if pool:
             found.append(Estimate(max(pool) * self.margin, basis[0], len(pool), basis[1]))
-        if session is not None:
+        host = self._host(keys, session, history, figure)
+        if host is not None:
+            found.append(host)
+        elif session is not None:  # nothing of its kind elsewhere: what this session's real calls take
             typical = [v for v in _values(history.session_calls(session), figure) if v >= floor]
             if typical:
                 value = quantile(typical, self.session_quantile) * self.prior_margin
                 found.append(Estimate(value, "session typical", len(typical), "*"))
-        host = self._host(keys, session, history, figure)
-        if host is not None:
-            found.append(host)
         if found:
             return max(found, key=lambda e: e.value)
         return self._last_resort(keys, session, history, figure)

@@ -16,8 +16,9 @@ import dataclasses
 import json
 import os
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from ..traces.model import PAPER_FORMAT, Task, ToolCall
 from .history import Observation
@@ -31,7 +32,21 @@ class TaskCalls:
     label: str
     start: float | None  # the session's first known time (orders sessions)
     calls: list[Observation]
-    notes: list[str] = dataclasses.field(default_factory=list)
+    inferred_ends: int = 0  # calls whose end the trace lacks: taken as the next call's start
+    no_command: int = 0  # shell calls whose command the trace lacks
+
+
+def notes(sessions: Iterable[TaskCalls]) -> list[str]:
+    """What to say about how the calls were read (summed over sessions)."""
+    sessions = list(sessions)
+    out = []
+    inferred = sum(s.inferred_ends for s in sessions)
+    if inferred:
+        out.append(f"{inferred} calls without an end time: ended at the next call's start (an over-estimate)")
+    no_command = sum(s.no_command for s in sessions)
+    if no_command:
+        out.append(f"{no_command} shell calls without a command: only session-wide history can size them")
+    return out
 
 
 def infer_ends(task: Task) -> int:
@@ -88,12 +103,10 @@ def _recording_figures(c: ToolCall) -> tuple[int | None, float | None]:
 
 def task_calls(task: Task, *, infer_missing_ends: bool = True) -> TaskCalls:
     """The shell calls of one loaded trace as observations (calls without an end are inferred or dropped)."""
-    notes: list[str] = []
+    inferred = 0
     if infer_missing_ends and any(c.end is None for c in task.calls):
         task = dataclasses.replace(task, calls=[dataclasses.replace(c) for c in task.calls])
-        n = infer_ends(task)
-        if n:
-            notes.append(f"{n} calls without an end time: ended at the next call's start (an over-estimate)")
+        inferred = infer_ends(task)
     shell = [c for c in task.calls if c.shell and c.end is not None and c.end >= c.start]
     figures = _paper_figures(task, shell) if task.fmt == PAPER_FORMAT else {}
     out = []
@@ -117,52 +130,83 @@ def task_calls(task: Task, *, infer_missing_ends: bool = True) -> TaskCalls:
                 source=task.fmt,
             )
         )
-    if no_command:
-        notes.append(f"{no_command} shell calls without a command: only session-wide history can size them")
     first = task.samples.t[0] if len(task.samples) else (task.calls[0].start if task.calls else None)
-    return TaskCalls(task.label, task.label, first, out, notes)
+    return TaskCalls(task.label, task.label, first, out, inferred, no_command)
 
 
-def from_traces(paths: Iterable[str | os.PathLike[str]]) -> list[TaskCalls]:
-    """Every session under ``paths`` (see :func:`agentcgroup.traces.discover`), in the order they started."""
+def from_traces(
+    paths: Iterable[str | os.PathLike[str]], on_load: Callable[[int, int], None] | None = None
+) -> list[TaskCalls]:
+    """Every session under ``paths`` (see :func:`agentcgroup.traces.discover`), in the order they started.
+    ``on_load(done, total)`` is called after each trace is read (progress)."""
     from ..traces import discover
 
     out = []
-    for src in discover(paths):
+    sources = discover(paths)
+    for i, src in enumerate(sources, 1):
         task = src.load()
-        tc = task_calls(task)
-        tc.notes[:0] = [f"{task.label}: {q}" for q in task.quirks if "overlap" in q]
-        out.append(tc)
+        if on_load is not None:
+            on_load(i, len(sources))
+        out.append(task_calls(task))
     out.sort(key=lambda t: (t.start is None, t.start or 0.0, t.label))
     return out
 
 
+def from_outcome(o: dict[str, Any], end: float) -> Observation | None:
+    """An :meth:`Outcome.to_dict <agentcgroup.Outcome.to_dict>` as an observation (None for a refused call,
+    which never ran). ``end``: when it ended (an outcome has its duration, not its start)."""
+    if o.get("refused"):
+        return None
+    dur = float(o.get("duration_s") or 0.0)
+    argv = o.get("argv") or []
+    peak, cpu_s = o.get("memory_peak"), o.get("cpu_s")
+    return Observation(
+        session=str(o["session"]),
+        command=tuple(str(a) for a in argv) if argv else str(o.get("command", "")),
+        start=end - dur,
+        end=end,
+        memory=int(peak) if isinstance(peak, (int, float)) and not isinstance(peak, bool) else None,
+        cpu_s=float(cpu_s) if isinstance(cpu_s, (int, float)) and not isinstance(cpu_s, bool) else None,
+        failed=not (o.get("exit_code") == 0 and o.get("killed_by") is None),
+        source="outcome",
+    )
+
+
 def from_outcomes(state_dir: str | os.PathLike[str]) -> list[Observation]:
-    """The calls a daemon (or a controller with ``state_dir``) kept outcomes of; refused calls are skipped.
-    An outcome has no start time: it is taken as the file's time less the duration."""
+    """The calls a daemon (or a controller with ``state_dir``) kept outcomes of, oldest first; an outcome's end
+    is its file's time. Torn or foreign files are skipped."""
     out = []
     for p in sorted(Path(state_dir, "outcomes").glob("*.json")):
         try:
-            doc = json.loads(p.read_text())
-            o = doc["outcome"]
-            if o.get("refused"):
-                continue
-            end = p.stat().st_mtime
-            dur = float(o.get("duration_s") or 0.0)
-            argv = o.get("argv") or []
-            out.append(
-                Observation(
-                    session=str(o["session"]),
-                    command=tuple(str(a) for a in argv) if argv else str(o.get("command", "")),
-                    start=end - dur,
-                    end=end,
-                    memory=o.get("memory_peak"),
-                    cpu_s=o.get("cpu_s"),
-                    failed=not (o.get("exit_code") == 0 and o.get("killed_by") is None),
-                    source="outcome",
-                )
-            )
+            obs = from_outcome(json.loads(p.read_text())["outcome"], p.stat().st_mtime)
         except (OSError, ValueError, KeyError, TypeError):
-            continue  # a torn or foreign file
+            continue
+        if obs is not None:
+            out.append(obs)
     out.sort(key=lambda o: o.start)
     return out
+
+
+def load_history(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Observation], int]:
+    """Observations from each path, and how many sessions they are from. A path is a history store (or a
+    state directory holding one), a state directory with ``outcomes/``, or traces (see :func:`from_traces`).
+
+    Raises ``FileNotFoundError`` for a path that does not exist, ``ValueError`` for one that holds none of these."""
+    from .store import HistoryStore, is_store
+
+    out: list[Observation] = []
+    for raw in paths:
+        p = Path(raw)
+        if not p.exists():
+            raise FileNotFoundError(f"no such file or directory: {p}")
+        if is_store(p):
+            with HistoryStore(p) as store:
+                out += store.load()
+        elif p.is_dir() and (p / "outcomes").is_dir():
+            out += from_outcomes(p)
+        else:
+            found = from_traces([p])
+            if not found:
+                raise ValueError(f"{p}: no traces, history store or outcomes/ in it")
+            out += [o for t in found for o in t.calls]
+    return out, len({o.session for o in out})
