@@ -245,9 +245,12 @@ def unwrap(words: Sequence[str]) -> list[str]:
             if w and w[0] == "run":  # uv tool run X
                 w = w[1:]
             continue
-        if name in ("coverage",) and len(w) > 2 and w[1] == "run":
-            rest = _after_options(w[2:], frozenset({"--rcfile", "--source", "--include", "--omit", "--data-file"}))
-            w = ["python", *rest]
+        if name == "coverage" and len(w) > 2 and w[1] == "run":
+            takes = frozenset({"--rcfile", "--source", "--include", "--omit", "--data-file", "--concurrency"})
+            rest, i = list(w[2:]), 0
+            while i < len(rest) and rest[i].startswith("-") and rest[i] != "-m":
+                i += 2 if rest[i] in takes else 1
+            w = ["python", *rest[i:]]
             continue
         return w
     return w

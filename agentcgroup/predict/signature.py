@@ -17,7 +17,7 @@ program     the heaviest step's program                      ``pytest``
 A chain's heaviest step is chosen by kind, in a fixed order (:data:`~.programs.RANK`: tests, builds, installs,
 scripts, other programs, git, file tools, text tools): ``pip install -e . && python -m pytest`` is keyed as a
 pytest run. Steps that only change the shell (``cd``, ``source venv/bin/activate``, ``export``, ``echo``) are
-dropped when anything else runs. ``bash -c '...'``, ``sh -lc``, env-var prefixes and wrappers (``timeout``,
+dropped when anything else runs, and so are text filters fed by a pipe (``| tail -5``, ``| grep FAILED``). ``bash -c '...'``, ``sh -lc``, env-var prefixes and wrappers (``timeout``,
 ``nice``, ``env``, ``uv run``, ``poetry run``, ``npx``, ``python -m``) are seen through.
 """
 
@@ -120,6 +120,8 @@ def signature(command: str | Sequence[str], cwd: str | None = None) -> Signature
     _steps(script, cwd, 0, found)
     useful = [f for f in found if not f[0].trivial] or found
     main = min(useful, key=lambda f: f[0].rank) if useful else None
+    if main is not None:  # ``pytest | tail -5``: a text filter at the end of a pipe takes next to nothing
+        useful = [f for f in useful if f is main or not (f[1] and f[0].category == "text-processing")]
     return Signature(
         literal=_collapse(script),
         steps=tuple(f[0] for f in useful),
