@@ -17,8 +17,9 @@ program     the heaviest step's program                      ``pytest``
 A chain's heaviest step is chosen by kind, in a fixed order (:data:`~.programs.RANK`: tests, builds, installs,
 scripts, other programs, git, file tools, text tools): ``pip install -e . && python -m pytest`` is keyed as a
 pytest run. Steps that only change the shell (``cd``, ``source venv/bin/activate``, ``export``, ``echo``) are
-dropped when anything else runs, and so are text filters fed by a pipe (``| tail -5``, ``| grep FAILED``). ``bash -c '...'``, ``sh -lc``, env-var prefixes and wrappers (``timeout``,
-``nice``, ``env``, ``uv run``, ``poetry run``, ``npx``, ``python -m``) are seen through.
+dropped when anything else runs, and so are text filters fed by a pipe (``| tail -5``, ``| grep FAILED``).
+``bash -c '...'``, ``sh -lc``, env-var prefixes and wrappers (``timeout``, ``nice``, ``env``, ``uv run``,
+``poetry run``, ``npx``, ``python -m``) are seen through.
 """
 
 from __future__ import annotations

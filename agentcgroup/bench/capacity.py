@@ -1,0 +1,242 @@
+"""How many replayed sessions a memory budget holds, per policy: ``agentcg capacity``.
+
+A **probe** replays ``n`` sessions at once under one arm (:func:`agentcgroup.bench.driver.run_once`: the
+first session high priority, the others low and normal, as ``agentcg bench``), right after the high-priority
+session alone (its reference time, measured next to the probe so that the machine's load is the same). It
+**holds** when:
+
+* no agent runtime was lost (the session's agent process killed);
+* the high-priority session finished at most :data:`MAX_SLOWDOWN` (5 %) later than alone;
+* at most one tool call in :data:`SESSIONS_PER_KILL` (10) sessions was killed (rounded down: 0 below 10).
+
+The **capacity** is the largest ``n`` that holds, found by doubling ``n`` until a probe fails, then bisecting
+between the last that held and the first that failed (holding is taken to be monotone in ``n``; every probe
+is reported). What ran out at the first failing ``n`` is named: memory (agents lost or calls killed), or the
+high-priority slowdown, with how busy the CPUs were meanwhile (2 CPUs here: at 90 % and more, CPU ran out
+before memory; a longer time scale, ``--duration``, or a lower ``--cpu-scale`` moves it).
+
+Arms: ``static`` (per-session hard limits at each session's peak, x1.1: what operators do today) and
+``agentcgroup`` (the controller as shipped). ``learned`` (the controller reserving each call's predicted peak
+at admission, issue 16) plugs in at :data:`LEARNED_SEAM` once admission by prediction exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+MAX_SLOWDOWN = 0.05
+SESSIONS_PER_KILL = 10
+#: probes doubling from here
+START = 1
+#: the arm names ``agentcg capacity`` knows, in report order
+CAPACITY_ARMS = ("static", "agentcgroup", "learned")
+#: what the learned arm needs and does not have yet (None when it exists)
+LEARNED_SEAM = (
+    "the learned arm needs admission by prediction in the controller (issue 16, second part): each call "
+    "submitted with the reservation agentcgroup.predict.predicted_intent gives, kept out of its limits"
+)
+
+
+@dataclass
+class Probe:
+    """One probe of one arm: ``n`` sessions at once."""
+
+    arm: str
+    n: int
+    held: bool
+    reason: str  # why it failed ("" when it held)
+    ran_out: str  # "", "memory", "cpu" or "slowdown"
+    agents_lost: int
+    calls_killed: int
+    calls: int
+    high_slowdown: float | None  # None: the high-priority session was lost
+    alone_s: float
+    completion_s: float | None
+    cpu_busy: float  # mean share of all CPUs busy during the probe (0-1)
+    mem_peak_bytes: int
+    kills: list[str] = field(default_factory=list)
+    queued_calls: int = 0
+    queued_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("high_slowdown", "alone_s", "completion_s", "cpu_busy", "queued_s"):
+            if isinstance(d[k], float):
+                d[k] = round(d[k], 4)
+        return d
+
+
+def allowed_kills(n: int) -> int:
+    """Calls that may be killed among ``n`` sessions: one per :data:`SESSIONS_PER_KILL`."""
+    return n // SESSIONS_PER_KILL
+
+
+def judge(
+    n: int, agents_lost: int, calls_killed: int, high_completion: float | None, alone_s: float, cpu_busy: float
+) -> tuple[bool, str, str]:
+    """(held, reason, what ran out) for one probe's figures."""
+    if agents_lost:
+        return False, f"{agents_lost} agent runtimes lost", "memory"
+    if calls_killed > allowed_kills(n):
+        return False, f"{calls_killed} calls killed (at most {allowed_kills(n)} for {n} sessions)", "memory"
+    if high_completion is None:
+        return False, "the high-priority session did not finish", "memory"
+    slowdown = high_completion / alone_s - 1.0 if alone_s > 0 else float("inf")
+    if slowdown > MAX_SLOWDOWN:
+        busy = cpu_busy >= 0.9
+        what = "cpu" if busy else "slowdown"
+        return False, f"high-priority slowdown {slowdown:+.1%} (CPUs {cpu_busy:.0%} busy)", what
+    return True, "", ""
+
+
+def search(probe: Callable[[int], Probe], max_n: int, start: int = START) -> tuple[int, list[Probe]]:
+    """The largest ``n`` <= ``max_n`` whose probe holds (0 if even ``start`` fails), and every probe made."""
+    done: dict[int, Probe] = {}
+
+    def holds(n: int) -> bool:
+        if n not in done:
+            done[n] = probe(n)
+        return done[n].held
+
+    n, good, bad = max(1, start), 0, None
+    while n <= max_n:
+        if holds(n):
+            good = n
+            n *= 2
+        else:
+            bad = n
+            break
+    if bad is None:
+        if good < max_n and holds(max_n):
+            good = max_n
+        elif good < max_n:
+            bad = max_n
+    if bad is not None:
+        lo, hi = good, bad
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if holds(mid):
+                lo = mid
+            else:
+                hi = mid
+        good = lo
+    return good, [done[k] for k in sorted(done)]
+
+
+def first_failure(probes: Sequence[Probe], capacity: int) -> Probe | None:
+    """The probe just past the capacity: what ran out there."""
+    over = [p for p in probes if p.n > capacity and not p.held]
+    return min(over, key=lambda p: p.n) if over else None
+
+
+class CpuMeter:
+    """Share of all CPUs busy between ``start()`` and ``stop()`` (``/proc/stat``, through psutil)."""
+
+    def start(self) -> None:
+        import psutil
+
+        self._t0 = psutil.cpu_times()
+
+    def stop(self) -> float:
+        import psutil
+
+        t1 = psutil.cpu_times()
+        idle = (t1.idle - self._t0.idle) + (getattr(t1, "iowait", 0.0) - getattr(self._t0, "iowait", 0.0))
+        total = sum(t1) - sum(self._t0)
+        return 0.0 if total <= 0 else max(0.0, min(1.0, 1.0 - idle / total))
+
+
+def kernel_probe(
+    arm_name: str,
+    plans: Sequence[Any],
+    budget: int,
+    *,
+    root: str,
+    call_procs: int = 1,
+    runs: int = 1,
+    on_run: Callable[[str], None] | None = None,
+) -> Callable[[int], Probe]:
+    """A probe that replays the first ``n`` of ``plans`` (cycled) for real under ``arm_name``, ``runs`` times
+    (each paired with the high-priority session alone); it holds when every run does."""
+    from .arms import ARMS
+    from .driver import run_once
+
+    if arm_name not in ARMS:
+        raise ValueError(f"unknown arm {arm_name!r}")
+    arm = ARMS[arm_name]
+
+    def probe(n: int) -> Probe:
+        chosen = [plans[i % len(plans)] for i in range(n)]
+        priorities = ["high", *(("low", "normal")[i % 2] for i in range(n - 1))]
+        worst: Probe | None = None
+        for r in range(runs):
+            if on_run is not None:
+                on_run(f"{arm_name}: {n} sessions, run {r + 1}/{runs}: alone")
+            solo = run_once(ARMS["none"], chosen[:1], ["high"], None, root=root, run=r, call_procs=call_procs)
+            alone = solo.sessions[0].completion_s or float("nan")
+            if on_run is not None:
+                on_run(f"{arm_name}: {n} sessions, run {r + 1}/{runs}")
+            meter = CpuMeter()
+            meter.start()
+            res = run_once(arm, chosen, priorities, budget, root=root, run=r, call_procs=call_procs)
+            busy = meter.stop()
+            high = res.sessions[0].completion_s
+            held, reason, ran_out = judge(n, res.agents_lost, res.calls_killed, high, alone, busy)
+            p = Probe(
+                arm=arm_name,
+                n=n,
+                held=held,
+                reason=reason,
+                ran_out=ran_out,
+                agents_lost=res.agents_lost,
+                calls_killed=res.calls_killed,
+                calls=sum(s.calls_run for s in res.sessions),
+                high_slowdown=None if high is None else high / alone - 1.0,
+                alone_s=alone,
+                completion_s=high,
+                cpu_busy=busy,
+                mem_peak_bytes=res.mem_peak_bytes,
+                kills=[k for s in res.sessions for k in s.kills],
+                queued_calls=sum(s.calls_queued for s in res.sessions),
+                queued_s=sum(s.queued_s for s in res.sessions),
+            )
+            if worst is None or (worst.held and not p.held):
+                worst = p
+            if not p.held:
+                break
+        assert worst is not None
+        return worst
+
+    return probe
+
+
+def static_by_peak(peaks: Sequence[int], budget: int) -> int:
+    """How many sessions (cycled) fit if each is given its peak x1.1 (the static arm's limit), summed."""
+    total, n = 0, 0
+    while peaks and n < 10_000:
+        total += int(peaks[n % len(peaks)] * 1.1)
+        if total > budget:
+            break
+        n += 1
+    return n
+
+
+def summary(results: dict[str, tuple[int, list[Probe]]], budget: int, peaks: Sequence[int]) -> dict[str, Any]:
+    """The ``--json`` document: capacities, ratios to static, what ran out, every probe."""
+    out: dict[str, Any] = {"budget": budget, "static_by_peak": static_by_peak(peaks, budget), "arms": {}}
+    for arm, (cap, probes) in results.items():
+        fail = first_failure(probes, cap)
+        out["arms"][arm] = {
+            "capacity": cap,
+            "ran_out": fail.ran_out if fail else None,
+            "reason": fail.reason if fail else None,
+            "probes": [p.to_dict() for p in probes],
+        }
+        out[f"capacity_{arm.replace('-', '_')}"] = cap
+    static = results.get("static", (0, []))[0]
+    for arm, (cap, _) in results.items():
+        if arm != "static":
+            out[f"ratio_{arm}"] = round(cap / static, 3) if static else None
+    return out
