@@ -91,7 +91,7 @@ def capacity(
 
     signal.signal(signal.SIGTERM, interrupted)
     try:
-        doc = _search(plans, names, budget, root or "agentcg-capacity", call_procs, runs, max_sessions, as_json)
+        doc = _search(plans, names, budget, root or "agentcg-capacity", call_procs, runs, max_sessions)
     except KeyboardInterrupt:
         fail("interrupted: the probes so far are dropped, nothing is left behind", 130)
     doc.update(duration_s=duration, peak=peak, cpu_scale=cpu_scale, call_procs=call_procs, runs=runs)
@@ -122,12 +122,11 @@ def _plans(traces: tuple[str, ...], duration: float, peak: int, cpu_scale: float
     ]  # fmt: skip
 
 
-def _search(plans, names, budget, root, call_procs, runs, max_sessions, quiet):  # type: ignore[no-untyped-def]
+def _search(plans, names, budget, root, call_procs, runs, max_sessions):  # type: ignore[no-untyped-def]
     from ..bench.capacity import kernel_probe, search, summary
 
-    def say(text: str) -> None:
-        if not quiet:
-            click.echo(f"capacity: {text}", err=True)
+    def say(text: str) -> None:  # progress, on stderr (stdout stays the figures, JSON or not)
+        click.echo(f"capacity: {text}", err=True)
 
     results = {}
     for name in names:

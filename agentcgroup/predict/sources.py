@@ -105,8 +105,10 @@ def task_calls(task: Task, *, infer_missing_ends: bool = True) -> TaskCalls:
     """The shell calls of one loaded trace as observations (calls without an end are inferred or dropped)."""
     inferred = 0
     if infer_missing_ends and any(c.end is None for c in task.calls):
+        endless = {c.call_id for c in task.calls if c.end is None and c.shell}
         task = dataclasses.replace(task, calls=[dataclasses.replace(c) for c in task.calls])
-        inferred = infer_ends(task)
+        infer_ends(task)
+        inferred = sum(1 for c in task.calls if c.call_id in endless and c.end is not None)
     shell = [c for c in task.calls if c.shell and c.end is not None and c.end >= c.start]
     figures = _paper_figures(task, shell) if task.fmt == PAPER_FORMAT else {}
     out = []
