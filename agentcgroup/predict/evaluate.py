@@ -117,14 +117,18 @@ def _replay(
             visit(o, hist)
             heapq.heappush(pending, (o.end, i, o))
         return
+    # each session alone: its calls go to its own scope only, so the others never see them (and what a
+    # session sees of the host excludes itself anyway): one history serves all
+    hist = History(base)
     for s in sessions:
-        hist = History(base)
         pending = []
         for i, o in enumerate(sorted(s.calls, key=lambda o: (o.start, o.end))):
             while pending and pending[0][0] <= o.start:
-                hist.add(heapq.heappop(pending)[2])
+                hist.add(heapq.heappop(pending)[2], host=False)
             visit(o, hist)
             heapq.heappush(pending, (o.end, i, o))
+        while pending:
+            hist.add(heapq.heappop(pending)[2], host=False)
 
 
 def evaluate(

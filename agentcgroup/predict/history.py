@@ -146,7 +146,8 @@ class History:
     def signature_of(obs: Observation) -> Signature:
         return _signature(obs.command, obs.cwd)
 
-    def add(self, obs: Observation, sig: Signature | None = None) -> None:
+    def add(self, obs: Observation, sig: Signature | None = None, *, host: bool = True) -> None:
+        """Remember ``obs``; with ``host=False`` for its own session only (what the others see is unchanged)."""
         sig = sig or self.signature_of(obs)
         s = self._sessions.get(obs.session)
         if s is None:
@@ -161,7 +162,7 @@ class History:
             if q is None:
                 q = s.by_key[key] = deque(maxlen=self.keep)
             q.append(obs)
-            if key[0] in HOST_LEVELS:
+            if host and key[0] in HOST_LEVELS:
                 self._add_host(key, obs)
         self.count += 1
 
