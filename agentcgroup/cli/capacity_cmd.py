@@ -23,7 +23,14 @@ from .errors import fail
 )
 @click.option("--cpu-scale", type=float, default=1.0, show_default=True, help="Scale of the replayed CPU load.")
 @click.option("--call-procs", type=int, default=4, show_default=True, help="Processes per tool call's load.")
-@click.option("--runs", type=int, default=1, show_default=True, help="Runs per probe (all must hold).")
+@click.option("--runs", type=int, default=1, show_default=True, help="Runs per probe (the median slowdown counts).")
+@click.option(
+    "--max-slowdown",
+    "max_slowdown_text",
+    default="5%",
+    show_default=True,
+    help="The high-priority session's allowed slowdown (the issue's criterion is 5%).",
+)
 @click.option("--max-sessions", type=int, default=16, show_default=True, help="The most sessions tried.")
 @click.option("--root", default=None, help="Root cgroup name (default agentcg-capacity).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
@@ -36,6 +43,7 @@ def capacity(
     cpu_scale: float,
     call_procs: int,
     runs: int,
+    max_slowdown_text: str,
     max_sessions: int,
     root: str | None,
     as_json: bool,
@@ -79,6 +87,7 @@ def capacity(
         fail(f"invalid call-procs {call_procs!r}: expected 1 to 64")
     if runs < 1:
         fail(f"invalid runs {runs!r}: need at least 1")
+    max_slowdown = _fraction(max_slowdown_text)
     if not 1 <= max_sessions <= 256:
         fail(f"invalid max-sessions {max_sessions!r}: expected 1 to 256")
     for t in traces:
@@ -91,10 +100,11 @@ def capacity(
 
     signal.signal(signal.SIGTERM, interrupted)
     try:
-        doc = _search(plans, names, budget, root or "agentcg-capacity", call_procs, runs, max_sessions)
+        doc = _search(plans, names, budget, root or "agentcg-capacity", call_procs, runs, max_slowdown, max_sessions)
     except KeyboardInterrupt:
         fail("interrupted: the probes so far are dropped, nothing is left behind", 130)
     doc.update(duration_s=duration, peak=peak, cpu_scale=cpu_scale, call_procs=call_procs, runs=runs)
+    doc["max_slowdown"] = max_slowdown
     doc["sessions"] = [{"task": p.task, "peak": p.trace_peak, "calls": len(p.calls)} for p in plans]
     if as_json:
         click.echo(json.dumps(doc))
@@ -122,7 +132,19 @@ def _plans(traces: tuple[str, ...], duration: float, peak: int, cpu_scale: float
     ]  # fmt: skip
 
 
-def _search(plans, names, budget, root, call_procs, runs, max_sessions):  # type: ignore[no-untyped-def]
+def _fraction(text: str) -> float:
+    """``5%`` or ``0.05`` -> 0.05; anything else is a usage error."""
+    raw = text.strip()
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        fail(f"invalid max-slowdown {text!r}: expected a percentage such as 5% (or a fraction, 0.05)")
+    if not 0 <= value <= 100:
+        fail(f"invalid max-slowdown {text!r}: expected 0% to 10000%")
+    return value
+
+
+def _search(plans, names, budget, root, call_procs, runs, max_slowdown, max_sessions):  # type: ignore[no-untyped-def]
     from ..bench.capacity import kernel_probe, search, summary
 
     def say(text: str) -> None:  # progress, on stderr (stdout stays the figures, JSON or not)
@@ -130,7 +152,9 @@ def _search(plans, names, budget, root, call_procs, runs, max_sessions):  # type
 
     results = {}
     for name in names:
-        probe = kernel_probe(name, plans, budget, root=root, call_procs=call_procs, runs=runs, on_run=say)
+        probe = kernel_probe(
+            name, plans, budget, root=root, call_procs=call_procs, runs=runs, max_slowdown=max_slowdown, on_run=say
+        )
 
         def logged(n: int, probe=probe) -> Any:  # type: ignore[no-untyped-def]
             p = probe(n)

@@ -50,14 +50,15 @@ def test_search_caps_at_max_n() -> None:
 
 
 def test_judge() -> None:
-    assert judge(4, 0, 0, 10.4, 10.0, 0.5) == (True, "", "")
-    assert judge(4, 1, 0, 10.0, 10.0, 0.5)[2] == "memory"
-    assert judge(9, 0, 1, 10.0, 10.0, 0.5)[2] == "memory"  # 9 sessions: no kill allowed
-    assert judge(10, 0, 1, 10.0, 10.0, 0.5)[0]  # 10 sessions: one allowed
-    assert judge(4, 0, 0, None, 10.0, 0.5)[0] is False
-    held, reason, what = judge(4, 0, 0, 10.6, 10.0, 0.95)
+    assert judge(4, 0, 0, 0.04, 0.5) == (True, "", "")
+    assert judge(4, 1, 0, 0.0, 0.5)[2] == "memory"
+    assert judge(9, 0, 1, 0.0, 0.5)[2] == "memory"  # 9 sessions: no kill allowed
+    assert judge(10, 0, 1, 0.0, 0.5)[0]  # 10 sessions: one allowed
+    assert judge(4, 0, 0, None, 0.5)[0] is False
+    held, reason, what = judge(4, 0, 0, 0.06, 0.95)
     assert not held and what == "cpu" and "+6.0%" in reason and "95%" in reason
-    assert judge(4, 0, 0, 10.6, 10.0, 0.5)[2] == "slowdown"
+    assert judge(4, 0, 0, 0.06, 0.5)[2] == "slowdown"
+    assert judge(4, 0, 0, 0.06, 0.5, max_slowdown=0.1)[0]
     assert [allowed_kills(n) for n in (1, 9, 10, 19, 20)] == [0, 0, 1, 1, 2]
 
 
@@ -84,6 +85,8 @@ TRACE = DATA / "replay" / "synthetic-agent.jsonl"
         (["--budget", "1G", "--max-sessions", "0"], "max-sessions 0"),
         (["--budget", "1G", "--runs", "0"], "runs 0"),
         (["--budget", "1G", "--root", "../x"], "../x"),
+        (["--budget", "1G", "--max-slowdown", "fast"], "'fast'"),
+        (["--budget", "1G", "--max-slowdown", "-5%"], "'-5%'"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_creates_nothing(args, word) -> None:
