@@ -5,9 +5,9 @@ An :class:`Observation` is one finished call: its command, session, when it ran 
 
 * per session and key (every level of :data:`~.signature.LEVELS`), the last :data:`KEEP` observations;
 * per session, its last :data:`KEEP_SESSION` observations (the session-wide fallback);
-* host-wide, per key (levels ``signature``, ``command``, ``program``: the literal command means little in
-  another session's directory), one :class:`Summary` per session that ran it: the most it used, and how often;
-  the last :data:`KEEP_HOST_SESSIONS` sessions per key.
+* host-wide, per key (levels ``signature@cwd``, ``signature``, ``command``, ``program``: the literal command
+  means little in another session's directory), one :class:`Summary` per session that ran it: the most it
+  used, and how often; the last :data:`KEEP_HOST_SESSIONS` sessions per key.
 
 Sessions (and host keys) beyond :data:`MAX_SESSIONS` (:data:`MAX_HOST_KEYS`) are forgotten oldest first, so a
 daemon that runs for months holds a bounded amount. Lookups are dictionary reads.
@@ -36,7 +36,7 @@ MAX_HOST_KEYS = 20_000
 #: what a prediction is made of
 FIGURES = ("memory", "cpu", "duration")
 #: levels kept host-wide
-HOST_LEVELS = ("signature", "command", "program")
+HOST_LEVELS = ("signature@cwd", "signature", "command", "program")
 
 
 @dataclass(frozen=True)

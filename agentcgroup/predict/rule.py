@@ -13,7 +13,8 @@ haiku traces only, and are not fitted to anything (the same rule runs on session
 2. **Priors, for a call new to its session.** Otherwise the reservation is the larger of what the pool did
    show, times :data:`MARGIN`, and a prior times :data:`PRIOR_MARGIN` (2: borrowed from other calls, it is less
    certain than a call's own history). The prior is the host's when it has one: :data:`HOST_QUANTILE` (p75) of
-   what each *other* session used at most for the same signature, else program + subcommand, else program,
+   what each *other* session used at most for the same signature in the same directory (when the call's is
+   known), else the same signature, else program + subcommand, else program,
    from at least :data:`MIN_HOST_SESSIONS` sessions; else the session's typical informative call
    (:data:`SESSION_QUANTILE`, the median of them), whatever its command.
 3. **Last resorts.** The session's calls of the same program (their largest, times the margin); else, with at
@@ -45,11 +46,12 @@ FLOORS = {"memory": float(8 << 20), "duration": 0.1, "cpu": 0.05}
 #: the session's own levels, most specific first
 OWN_LEVELS = ("literal", "signature", "command")
 #: the host's levels, most specific first
-HOST_LEVELS = ("signature", "command", "program")
+HOST_LEVELS = ("signature@cwd", "signature", "command", "program")
 WEIGHTS = {
     "session literal": 1.0,
     "session signature": 0.9,
     "session command": 0.8,
+    "host signature@cwd": 0.7,
     "host signature": 0.6,
     "host command": 0.5,
     "host program": 0.4,

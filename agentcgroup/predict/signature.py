@@ -7,7 +7,9 @@ the most specific to the coarsest, the predictor's back-off order (:data:`LEVELS
 level       what it keeps                                   example
 =========== =============================================== =========================================
 literal     the command as typed (blanks collapsed)          ``cd /testbed && ... | tail -5``
-signature   every step that runs something: program,         ``pytest <some> | tail``
+sig.@cwd    the signature, in the directory it runs in       ``/testbed pytest <some>``
+            (when known)
+signature   every step that runs something: program,         ``pytest <some>``
             subcommand, the flags that change its size,
             narrowed to some targets or not
 command     the heaviest step's program and subcommand       ``pytest``
@@ -33,8 +35,9 @@ from dataclasses import dataclass
 from .programs import Step, inner_script, program_name, step, unwrap
 from .shellwords import split_commands
 
-#: key levels, most specific first: the predictor's back-off order
-LEVELS = ("literal", "signature", "command", "program")
+#: key levels, most specific first: the predictor's back-off order (``signature@cwd`` only when the directory
+#: the call runs in is known)
+LEVELS = ("literal", "signature@cwd", "signature", "command", "program")
 #: how deep ``bash -c "bash -c '...'"`` is followed
 _MAX_DEPTH = 4
 
@@ -76,7 +79,10 @@ class Signature:
         if self.main is None:
             return []
         digest = hashlib.blake2b(self.literal.encode("utf-8", "replace"), digest_size=12).hexdigest()
-        return [("literal", digest), ("signature", self.text), ("command", self.command), ("program", self.program)]
+        keys = [("literal", digest), ("signature", self.text), ("command", self.command), ("program", self.program)]
+        if self.cwd:  # the same work in the same directory: another session on the same repository
+            keys.insert(1, ("signature@cwd", f"{self.cwd} {self.text}"))
+        return keys
 
 
 def _collapse(text: str) -> str:

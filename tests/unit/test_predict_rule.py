@@ -75,6 +75,17 @@ def test_host_prior_counts_each_session_once_by_its_largest() -> None:
     assert mib(p) == pytest.approx(quantile([10, 800, 900], 0.75) * PRIOR_MARGIN)
 
 
+def test_host_prior_same_directory_first() -> None:
+    """Other sessions' runs in the same directory (the same repository) speak before the host's at large."""
+    h = History([obs(s, "pytest", 50, 0) for s in "abc"])
+    for s in "xyz":
+        h.add(Observation(s, "pytest", T, T + 5, memory=900 * MIB, cwd="/big"))
+    p = predicted_intent("pytest", "/big", "new", h)
+    assert p.basis == "host signature@cwd" and mib(p) == pytest.approx(900 * PRIOR_MARGIN)
+    p = predicted_intent("pytest", "/small", "new", h)  # elsewhere: all six sessions
+    assert p.basis == "host signature" and p.n == 6
+
+
 def test_host_prior_backs_off_to_command_then_program() -> None:
     h = History([obs(s, f"git log -{i}", 5, 0) for i, s in enumerate("abc")])
     assert predicted_intent("git log --oneline", None, "s", h).basis == "host signature"

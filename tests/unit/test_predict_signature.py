@@ -107,7 +107,9 @@ def test_argv_lists() -> None:
 def test_literal_collapses_blanks_only() -> None:
     assert sig("pytest   tests/a\n").literal == "pytest tests/a"
     assert sig("pytest tests/a").history_keys()[0] != sig("pytest tests/b").history_keys()[0]
-    assert [lvl for lvl, _ in sig("pytest").history_keys()] == list(LEVELS)
+    assert [lvl for lvl, _ in sig("pytest", cwd="/r").history_keys()] == list(LEVELS)
+    assert [lvl for lvl, _ in sig("pytest").history_keys()] == [x for x in LEVELS if x != "signature@cwd"]
+    assert dict(sig("cd sub && pytest", cwd="/r").history_keys())["signature@cwd"] == "/r/sub pytest"
 
 
 def test_cwd_follows_cd() -> None:
