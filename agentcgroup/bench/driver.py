@@ -46,11 +46,11 @@ class SessionRun:
     calls: int
     calls_run: int = 0
     calls_killed: int = 0
-    calls_queued: int = 0  # calls that waited for admission
-    queued_s: float = 0.0  # and how long, together
     agent_lost: bool = False
     completion_s: float | None = None  # None when the agent was lost
     kills: list[str] = field(default_factory=list)
+    calls_queued: int = 0  # calls that waited for admission
+    queued_s: float = 0.0  # and how long, together
 
 
 @dataclass
