@@ -12,9 +12,10 @@ session alone (its reference time, measured next to the probe so that the machin
 
 The **capacity** is the largest ``n`` that holds, found by doubling ``n`` until a probe fails, then bisecting
 between the last that held and the first that failed (holding is taken to be monotone in ``n``; every probe
-is reported). What ran out at the first failing ``n`` is named: memory (agents lost or calls killed), or the
-high-priority slowdown, with how busy the CPUs were meanwhile (2 CPUs here: at 90 % and more, CPU ran out
-before memory; a longer time scale, ``--duration``, or a lower ``--cpu-scale`` moves it).
+is reported). What ran out at the first failing ``n`` is named: memory (agents lost, calls killed by a
+memory limit or policy), or CPU (calls killed by their timeouts, or the high-priority session slowed, while
+the CPUs were at least 90 % busy; 2 CPUs here: a longer time scale, ``--duration``, or a lower
+``--cpu-scale`` moves it), or time (the same with CPUs to spare).
 
 Arms: ``static`` (per-session hard limits at each session's peak, x1.1: what operators do today) and
 ``agentcgroup`` (the controller as shipped). ``learned`` (the controller reserving each call's predicted peak
@@ -76,6 +77,10 @@ def allowed_kills(n: int) -> int:
     return n // SESSIONS_PER_KILL
 
 
+#: how a killed call's outcome names what killed it, for "what ran out"
+_MEMORY_KILLS = ("memory", "policy", "exit 137", "exit -9")
+
+
 def judge(
     n: int,
     agents_lost: int,
@@ -83,12 +88,21 @@ def judge(
     high_slowdown: float | None,
     cpu_busy: float,
     max_slowdown: float = MAX_SLOWDOWN,
+    kills: Sequence[str] = (),
 ) -> tuple[bool, str, str]:
-    """(held, reason, what ran out) for one probe's figures; ``high_slowdown`` None: the high session was lost."""
+    """(held, reason, what ran out) for one probe's figures; ``high_slowdown`` None: the high session was lost.
+
+    Agents lost are memory (only the OOM killer or a memory policy takes them); killed calls are memory when
+    a memory limit, a memory policy or SIGKILL ended one, else their timeouts ran out: CPU when the CPUs were
+    at least 90 % busy, time otherwise."""
     if agents_lost:
         return False, f"{agents_lost} agent runtimes lost", "memory"
     if calls_killed > allowed_kills(n):
-        return False, f"{calls_killed} calls killed (at most {allowed_kills(n)} for {n} sessions)", "memory"
+        why = ", ".join(sorted(set(kills))) or "?"
+        reason = f"{calls_killed} calls killed ({why}; at most {allowed_kills(n)} for {n} sessions)"
+        if any(k in _MEMORY_KILLS for k in kills) or not kills:
+            return False, reason, "memory"
+        return False, reason + f" (CPUs {cpu_busy:.0%} busy)", "cpu" if cpu_busy >= 0.9 else "time"
     if high_slowdown is None:
         return False, "the high-priority session did not finish", "memory"
     if high_slowdown > max_slowdown:
@@ -200,7 +214,8 @@ def kernel_probe(
         agents_lost = max(r.agents_lost for r in results)
         calls_killed = max(r.calls_killed for r in results)
         busy = statistics.fmean(d[2] for d in done)
-        held, reason, ran_out = judge(n, agents_lost, calls_killed, slowdown, busy, max_slowdown)
+        kills = [k for r in results for s in r.sessions for k in s.kills]
+        held, reason, ran_out = judge(n, agents_lost, calls_killed, slowdown, busy, max_slowdown, kills)
         return Probe(
             arm=arm_name,
             n=n,
@@ -215,7 +230,7 @@ def kernel_probe(
             completion_s=None if None in highs else statistics.median(highs),  # type: ignore[type-var]
             cpu_busy=busy,
             mem_peak_bytes=max(r.mem_peak_bytes for r in results),
-            kills=[k for r in results for s in r.sessions for k in s.kills],
+            kills=kills,
             queued_calls=max(sum(s.calls_queued for s in r.sessions) for r in results),
             queued_s=max(sum(s.queued_s for s in r.sessions) for r in results),
             runs=len(done),

@@ -52,7 +52,11 @@ def test_search_caps_at_max_n() -> None:
 def test_judge() -> None:
     assert judge(4, 0, 0, 0.04, 0.5) == (True, "", "")
     assert judge(4, 1, 0, 0.0, 0.5)[2] == "memory"
-    assert judge(9, 0, 1, 0.0, 0.5)[2] == "memory"  # 9 sessions: no kill allowed
+    assert judge(9, 0, 1, 0.0, 0.5, kills=["memory"])[2] == "memory"  # 9 sessions: no kill allowed
+    assert judge(9, 0, 1, 0.0, 0.5, kills=["policy"])[2] == "memory"
+    held, reason, what = judge(9, 0, 2, 0.0, 0.97, kills=["timeout", "timeout"])
+    assert (held, what) == (False, "cpu") and "timeout" in reason and "97%" in reason
+    assert judge(9, 0, 1, 0.0, 0.5, kills=["timeout"])[2] == "time"
     assert judge(10, 0, 1, 0.0, 0.5)[0]  # 10 sessions: one allowed
     assert judge(4, 0, 0, None, 0.5)[0] is False
     held, reason, what = judge(4, 0, 0, 0.06, 0.95)
