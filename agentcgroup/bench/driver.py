@@ -49,6 +49,8 @@ class SessionRun:
     agent_lost: bool = False
     completion_s: float | None = None  # None when the agent was lost
     kills: list[str] = field(default_factory=list)
+    calls_queued: int = 0  # calls that waited for admission
+    queued_s: float = 0.0  # and how long, together
 
 
 @dataclass
@@ -223,6 +225,9 @@ def run_once(
                     ).wait()
                     assert out is not None
                     res.calls_run += 1
+                    if out.queued_s > 0:
+                        res.calls_queued += 1
+                        res.queued_s += out.queued_s
                     if not out.ok:
                         res.calls_killed += 1
                         res.kills.append(out.killed_by or f"exit {out.returncode}")

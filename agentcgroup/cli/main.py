@@ -9,8 +9,10 @@ import sys
 import click
 
 from .bench_cmd import bench
+from .capacity_cmd import capacity
 from .daemon_cmd import daemon
 from .doctor_cmd import doctor
+from .predict_cmd import predict
 from .record_cmd import record
 from .replay_cmd import replay_cmd
 from .run_cmd import run
@@ -45,6 +47,8 @@ cli.add_command(record)
 cli.add_command(replay_cmd)
 cli.add_command(bench)
 cli.add_command(unit)  # systemd hosts: agentcg.service
+cli.add_command(predict)
+cli.add_command(capacity)
 
 try:  # optional sub-commands, each in its own module
     from .report_cmd import report

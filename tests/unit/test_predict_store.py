@@ -1,0 +1,125 @@
+"""The persisted history (SQLite under the state directory): round trip, the bound, several writer processes at
+once, a foreign file; and observations from a controller's persisted outcomes and from the paper's format."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import stat
+
+import pytest
+
+from agentcgroup.controller.persist import StateDir
+from agentcgroup.errors import InvalidValue
+from agentcgroup.outcome import Outcome
+from agentcgroup.predict.history import Observation
+from agentcgroup.predict.sources import from_outcomes, from_traces, load_history
+from agentcgroup.predict.store import FILE, HistoryStore, is_store
+from tests.conftest import DATA
+
+T = 1_770_000_000.0
+
+
+def obs(i: int, session: str = "s1") -> Observation:
+    return Observation(session, f"pytest tests/t{i % 7}.py", T + i, T + i + 1, memory=i << 20, cpu_s=0.5)
+
+
+def test_round_trip_and_mode(tmp_path) -> None:
+    with HistoryStore(tmp_path) as st:  # a state directory: the file goes in it
+        assert st.add([obs(1), obs(2)]) == 2
+        st.add(obs(3))
+        assert [o.memory for o in st.load()] == [1 << 20, 2 << 20, 3 << 20]
+        assert st.history().count == 3
+    path = tmp_path / FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and is_store(path) and is_store(tmp_path)
+    with HistoryStore(path) as again:
+        assert len(again) == 3
+
+
+def test_bounded(tmp_path) -> None:
+    with HistoryStore(tmp_path / "h.sqlite3", max_rows=50) as st:
+        for i in range(0, 3000, 100):
+            st.add([obs(j) for j in range(i, i + 100)])
+        kept = st.load()
+        assert len(kept) <= 50 + 1000 and kept[-1].memory == 2999 << 20
+        assert [o.memory >> 20 for o in kept] == sorted(o.memory >> 20 for o in kept)
+    with pytest.raises(InvalidValue):
+        HistoryStore(tmp_path / "x.sqlite3", max_rows=0)
+
+
+def _writer(path: str, k: int, n: int) -> None:
+    with HistoryStore(path) as st:
+        for i in range(n):
+            st.add(obs(i, session=f"w{k}"))
+
+
+def test_concurrent_writer_processes(tmp_path) -> None:
+    path = str(tmp_path / FILE)
+    HistoryStore(path).close()
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_writer, args=(path, k, 150)) for k in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    with HistoryStore(path) as st:
+        got = st.load()
+    assert len(got) == 600
+    for k in range(4):
+        assert sorted(o.memory for o in got if o.session == f"w{k}") == [i << 20 for i in range(150)]
+
+
+def test_a_bad_row_is_skipped(tmp_path) -> None:
+    with HistoryStore(tmp_path) as st:
+        st.add(obs(1))
+        st._db.execute("INSERT INTO observations (session, start, doc) VALUES ('x', 0, '{not json')")
+        st.add(obs(2))
+        assert len(st.load()) == 2
+    (tmp_path / "plain.txt").write_text("hello")
+    assert not is_store(tmp_path / "plain.txt") and not is_store(tmp_path / "missing")
+
+
+def test_outcomes_of_a_state_dir(tmp_path) -> None:
+    sd = StateDir(tmp_path)
+    out = Outcome("s1", "c1", "pytest -x", ["pytest", "-x"], "hybrid", exit_code=1, duration_s=3.0, cpu_s=2.5,
+                  memory_peak=300 << 20)  # fmt: skip
+    sd.save_outcome(0, out)
+    sd.save_outcome(0, Outcome("s1", "c2", "big", ["big"], "hybrid", refused=True))
+    (tmp_path / "outcomes" / "torn.json").write_text("{")
+    got = from_outcomes(tmp_path)
+    assert len(got) == 1
+    o = got[0]
+    assert (o.session, o.command, o.memory, o.cpu_s, o.failed) == ("s1", ("pytest", "-x"), 300 << 20, 2.5, True)
+    assert o.duration == pytest.approx(3.0)
+    base, sessions = load_history([tmp_path])
+    assert len(base) == 1 and sessions == 1
+
+
+def test_load_history_kinds(tmp_path) -> None:
+    with HistoryStore(tmp_path / "h.sqlite3") as st:
+        st.add([obs(1, "a"), obs(2, "b")])
+    base, sessions = load_history([tmp_path / "h.sqlite3", DATA / "predict" / "session-s1.jsonl"])
+    assert sessions == 3 and len(base) == 2 + 8
+    with pytest.raises(FileNotFoundError):
+        load_history([tmp_path / "nope"])
+    os.mkdir(tmp_path / "empty")
+    with pytest.raises(ValueError, match="empty"):
+        load_history([tmp_path / "empty"])
+
+
+def test_paper_format_calls() -> None:
+    """The paper's files: shell calls only, their own memory split off the container's as the replay does, a
+    call without a sample inside has an unknown peak, not 0."""
+    by_label = {s.label: s for s in from_traces([DATA / "traces" / "paper"])}
+    quirky = by_label["quirky__task-1"]  # a TodoWrite and a sub-agent's Task call are left out
+    assert [o.command for o in quirky.calls] == [
+        "cd /testbed && python -m pytest tests/ -x 2>&1 | tail -20",
+        "pip install -e .",
+        "python -m pytest tests/ -x",
+    ]
+    # the test run's rise above the agent; the install, inside the sub-agent's Task call, its own (none);
+    # the last call has no sample inside: unknown
+    assert [o.memory for o in quirky.calls] == [1_000_000_000, 0, None]
+    assert [o.memory for o in by_label["retry__task-2#2"].calls] == [130_000_000, 140_000_000, 120_000_000]
+    assert by_label["failed__task-4"].calls == []
