@@ -55,6 +55,7 @@ class ToolCall:
         oom_score_adj: int | None = None,
         launcher: Launcher | None = None,
         parent: tuple[str, ...] | None = None,
+        new_session: bool = False,
     ) -> None:
         self.session = session  # needs .name, .path, .manager, .pool
         self.argv = [os.fspath(a) for a in argv]
@@ -73,6 +74,7 @@ class ToolCall:
         self._relay_broken = False
         self.keep_background = keep_background
         self.run_as = run_as
+        self.new_session = new_session  # setsid(): no controlling terminal (a daemon's calls never share its tty)
         self.oom_score_adj = oom_score_adj
         #: starts the command and places it in ``cg`` itself (e.g. ``docker exec``); default: spawn it there
         self.launcher = launcher
@@ -119,7 +121,7 @@ class ToolCall:
             self.cg = m.create(self.path, limits, exist_ok=False)
         stdin, stdout, stderr = self._stdio
         uid, gid = self.run_as if self.run_as is not None else (None, None)
-        extra = {"uid": uid, "gid": gid, "oom_score_adj": self.oom_score_adj}
+        extra = {"uid": uid, "gid": gid, "oom_score_adj": self.oom_score_adj, "new_session": self.new_session}
         try:
             if stub is not None and not limits.is_empty():
                 m.set_limits(self.cg, limits)

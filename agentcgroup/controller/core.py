@@ -320,6 +320,7 @@ class Controller:
         keep_background: bool = False,
         launcher: Launcher | None = None,
         parent: tuple[str, ...] | None = None,
+        new_session: bool = False,
     ) -> CallHandle:
         """Admit (or queue, or refuse) and start a tool call; its outcome comes from ``wait()``.
 
@@ -362,6 +363,7 @@ class Controller:
             oom_score_adj=self._tool_adj(s),
             launcher=launcher,
             parent=parent,
+            new_session=new_session,
         )
         cs = CallState(call, s, intent, CallFuture(), soft=soft, queued_s=queued)
         try:
