@@ -20,6 +20,7 @@ from ..controller.core import AccessDenied
 from ..errors import AgentCgroupError, CgroupError, InvalidValue, NotFound, PermissionDenied, Unsupported
 from ..limits import Limits
 from ..outcome import Outcome
+from .policy import NotAllowed, TooMany
 from .protocol import ProtocolError, TooLarge, encode
 
 DEFAULT_SOCKET = "/run/agentcg.sock"
@@ -34,11 +35,27 @@ _ERRORS: dict[str, type[Exception]] = {
     "CgroupError": CgroupError,
     "BadRequest": ProtocolError,
     "TooLarge": TooLarge,
+    "NotAllowed": NotAllowed,
+    "TooMany": TooMany,
 }
 
 
 class Unreachable(AgentCgroupError):
     """The daemon's socket cannot be reached."""
+
+
+class Untrusted(Unreachable):
+    """Whoever listens on the socket is neither root nor this user: nothing is sent to it."""
+
+
+def check_listener(sock: socket.socket, path: str) -> None:
+    """Before the environment and stdio fds go out: the peer must be root or ourselves (SO_PEERCRED), not
+    another user who took the socket's path."""
+    import struct
+
+    _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    if uid not in (0, os.geteuid()):
+        raise Untrusted(f"{path} is served by uid {uid}, neither root nor you: not sending it anything")
 
 
 def default_socket() -> str:
@@ -88,6 +105,11 @@ class Client:
         except OSError as exc:
             sock.close()
             raise Unreachable(f"cannot reach the agentcgroup daemon at {self.path}: {exc.strerror or exc}") from None
+        try:
+            check_listener(sock, self.path)
+        except BaseException:
+            sock.close()
+            raise
         sock.settimeout(None)
         return sock
 
@@ -176,9 +198,12 @@ class Client:
         on_disconnect: str = "kill",
         reconnect_s: float = 30.0,
         on_started: Any = None,
+        own_session: bool = False,
     ) -> Outcome:
         """Run a tool call in ``session`` and return its outcome. stdin/stdout/stderr: fds to hand over (the
-        command writes to them directly); with ``capture_output`` the outcome carries its output instead."""
+        command writes to them directly); with ``capture_output`` the outcome carries its output instead.
+        ``own_session``: the daemon opens ``session`` if it does not exist, for this call alone, and closes it
+        when the call ends or this client goes away."""
         import json
 
         stdio = [stdin, None, None] if capture_output else [stdin, stdout, stderr]
@@ -195,6 +220,8 @@ class Client:
             "on_disconnect": on_disconnect,
             "stdio": [fd is not None for fd in stdio],
         }
+        if own_session:
+            body["own_session"] = True
         if intent:
             body["intent"] = dict(intent)
         sock = self._connect()

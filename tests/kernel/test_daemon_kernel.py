@@ -155,22 +155,23 @@ def test_a_10_mb_request_is_refused_and_the_daemon_serves_on(daemon) -> None:
 NOBODY = """
 import json, os, sys  # everything is imported before dropping to nobody (who cannot read root's Python)
 from agentcgroup.daemon.client import Client
-from agentcgroup.controller.core import AccessDenied
+from agentcgroup.errors import NotFound
 import agentcgroup.controller.persist
 os.setgid(65534); os.setuid(65534)
 c = Client(sys.argv[1])
 try:
     c.run("roots", ["true"])
     print("RAN")
-except AccessDenied as e:
-    print("DENIED", e)
+except NotFound as e:  # session names are per uid: root's "roots" is not even visible
+    print("UNSEEN", e)
 c.open_session("mine")
 out = c.run("mine", ["id", "-u"], capture_output=True, cwd="/")
 print("ID", out.stdout.decode().strip())
 try:
     c.close_session("roots")
-except AccessDenied:
-    print("DENIED-CLOSE")
+except NotFound:
+    print("UNSEEN-CLOSE")
+print("SEES", [s["name"] for s in c.status()["sessions"]])
 c.close_session("mine")
 """
 
@@ -187,8 +188,8 @@ def test_another_users_session_is_off_limits_and_commands_run_as_their_user(daem
     )
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0].startswith("DENIED") and "uid 0" in lines[0]
-    assert "ID 65534" in lines and "DENIED-CLOSE" in lines
+    assert lines[0] == "UNSEEN no session 'roots'"
+    assert "ID 65534" in lines and "UNSEEN-CLOSE" in lines and "SEES ['mine']" in lines
     assert [s["name"] for s in Client(sock).status()["sessions"]] == ["roots"]  # root sees all
 
 
