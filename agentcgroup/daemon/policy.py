@@ -200,10 +200,11 @@ def check_priority_cap(caps: Caps, priority: str | None, uid: int, what: str = "
 
 def check_cap(value: int | None, cap: int | None, what: str, uid: int, show: Any = None) -> None:
     if value is not None and cap is not None and value > cap:
-        shown = format_size_arg(cap) if "memory" in what else cap
-        raise NotAllowed(
-            what, show if show is not None else value, f"above what the operator allows uid {uid} (at most {shown})"
-        )
+        memory = "memory" in what
+        shown = format_size_arg(cap) if memory else cap
+        if show is None:
+            show = format_size_arg(value) if memory else value
+        raise NotAllowed(what, show, f"above what the operator allows uid {uid} (at most {shown})")
 
 
 def check_count(current: int, cap: int | None, what: str, uid: int) -> None:
