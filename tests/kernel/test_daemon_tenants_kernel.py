@@ -16,6 +16,7 @@ import stat
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -172,7 +173,8 @@ for tail in ('"timeout": 2200000}', '"intent": {"duration": 1e9}}', '"timeout": 
 print(ask({"op": "run", "id": 8, "session": "t", "argv": ["true"], "timeout": "604800"})[-1]["outcome"]["exit_code"])
 """
     out = [json.loads(line) if line.startswith("{") else line for line in attack(tenants[0], daemon, body)]
-    for r, value in zip(out[:8], ["2200000", "1000000000.0", "NaN", "inf", "-5", "720h", "Infinity", "inf"]):
+    values = ["2200000", "1000000000.0", "NaN", "inf", "-5", "720h", "Infinity", "inf"]
+    for r, value in zip(out[:8], values, strict=True):
         assert r["ok"] is False and r["id"] in (7, None), r
         assert value in r["error"]["message"], (value, r)
     assert out[8] == "0"  # the longest timeout there is (7 days) is fine
@@ -344,7 +346,8 @@ ask({"op": "open_session", "id": 1, "name": "d"})
 ids = []
 for i in range(4):
     s = conn()
-    s.sendall(json.dumps({"op": "run", "id": i, "session": "d", "argv": ["sh", "-c", "sleep 0.$((RANDOM % 9)); sleep 60"],
+    argv = ["sh", "-c", "sleep 0.$((RANDOM % 9)); sleep 60"]
+    s.sendall(json.dumps({"op": "run", "id": i, "session": "d", "argv": argv,
                           "on_disconnect": "detach"}).encode() + b"\n")
     ids.append(next(replies(s))["call_id"])
     s.close()
@@ -374,8 +377,9 @@ print(next(replies(s))["call_id"])
 s.close()
 """
         attack(tenants[0], d, body)
-        wait_for(lambda: os.path.exists(f"{box}/pid") and open(f"{box}/pid").read().strip(), "the call's pid")
-        pid = int(open(f"{box}/pid").read())
+        pidfile = Path(box) / "pid"
+        wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), "the call's pid")
+        pid = int(pidfile.read_text())
         assert os.path.exists(f"/proc/{pid}")
     finally:
         stop_daemon(d, root_name)  # SIGTERM; and no cgroup may be left
@@ -403,8 +407,7 @@ s.close()
 """,
         )
         call = out[0]
-        squat = (
-            r"""
+        squat = r"""
 print("SEES", [x["name"] for x in ask({"op": "status"})[-1]["status"]["sessions"]])
 r = ask({"op": "open_session", "name": "shared", "priority": "low"})[-1]
 print("OPEN", r["ok"], r["session"]["name"], r["session"]["uid"])
@@ -412,7 +415,6 @@ print("KILL", ask({"op": "kill", "session": "shared", "call_id": sys.argv[2]})[-
 print("OUTCOME", ask({"op": "outcome", "call_id": sys.argv[2]})[-1]["error"]["type"])
 print("SEES", [(x["name"], x["calls"]) for x in ask({"op": "status"})[-1]["status"]["sessions"]])
 """
-        )
         before = attack(b, d, squat, call)
         assert before == [
             "SEES []",
@@ -430,8 +432,10 @@ print("SEES", [(x["name"], x["calls"]) for x in ask({"op": "status"})[-1]["statu
         after = attack(b, d, squat, call)
         assert after[0] == "SEES ['shared']" and after[1:] == before[1:]  # its own, adopted; still not A's
         mine = attack(
-            a, d, 'print([(x["name"], x["uid"], [c["call_id"] for c in x["calls"]]) for x in ask({"op": "status"})'
-            '[-1]["status"]["sessions"]])'
+            a,
+            d,
+            'print([(x["name"], x["uid"], [c["call_id"] for c in x["calls"]]) for x in ask({"op": "status"})'
+            '[-1]["status"]["sessions"]])',
         )
         assert mine == [repr([("shared", a.uid, [call])])]
         names = sorted((s["name"], s["uid"]) for s in Client(d.sock).status()["sessions"])
