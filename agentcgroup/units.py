@@ -114,9 +114,16 @@ def _above_zero(text: str | float, what: str, expected: str, too_small: str) -> 
     return value
 
 
+#: the range of a scale factor (a replay's time, memory or CPU scale)
+FACTOR_MIN, FACTOR_MAX = 1e-6, 1e6
+
+
 def parse_factor(text: str | float, what: str = "factor") -> float:
-    """A scale factor: a finite number above zero (``10``, ``0.5``)."""
-    return _above_zero(text, what, "expected a number above zero, e.g. 10 or 0.5", "must be a number above zero")
+    """A scale factor: a finite number above zero (``10``, ``0.5``), from 1e-6 to 1e6."""
+    value = _above_zero(text, what, "expected a number above zero, e.g. 10 or 0.5", "must be a number above zero")
+    if not FACTOR_MIN <= value <= FACTOR_MAX:
+        raise InvalidValue(what, text, f"must be from {FACTOR_MIN:g} to {FACTOR_MAX:g}")
+    return value
 
 
 def parse_cpu(text: str | float, what: str = "cpu") -> float | None:

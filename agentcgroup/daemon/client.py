@@ -55,7 +55,7 @@ def check_listener(sock: socket.socket, path: str) -> None:
 
     _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
     if uid not in (0, os.geteuid()):
-        raise Untrusted(f"{path} is served by uid {uid}, neither root nor you: not sending it anything")
+        raise Untrusted(f"{path!r} is served by uid {uid}, neither root nor you: not sending it anything")
 
 
 def default_socket() -> str:
@@ -93,6 +93,7 @@ def _limits_dict(limits: Limits | Mapping[str, Any] | None) -> dict[str, Any]:
 class Client:
     def __init__(self, socket_path: str | None = None, *, connect_timeout: float = 5.0) -> None:
         self.path = socket_path or default_socket()
+        self.shown = self.path if self.path.isprintable() else repr(self.path)  # one line, whatever the path
         self.connect_timeout = connect_timeout
         self._ids = itertools.count(1)
 
@@ -104,7 +105,7 @@ class Client:
             sock.connect(self.path)
         except OSError as exc:
             sock.close()
-            raise Unreachable(f"cannot reach the agentcgroup daemon at {self.path}: {exc.strerror or exc}") from None
+            raise Unreachable(f"cannot reach the agentcgroup daemon at {self.shown}: {exc.strerror or exc}") from None
         try:
             check_listener(sock, self.path)
         except BaseException:
@@ -142,10 +143,10 @@ class Client:
                     _raise(reply.get("error", {}))
                 if "event" not in reply:
                     return reply
-            raise Unreachable(f"the daemon at {self.path} closed the connection without an answer")
+            raise Unreachable(f"the daemon at {self.shown} closed the connection without an answer")
         except ConnectionError as exc:  # it went away mid-request (killed, restarting): as unreachable as above
             why = exc.strerror or exc
-            raise Unreachable(f"the daemon at {self.path} went away during the request: {why}") from None
+            raise Unreachable(f"the daemon at {self.shown} went away during the request: {why}") from None
         finally:
             sock.close()
 
@@ -246,7 +247,7 @@ class Client:
         finally:
             sock.close()
         if call_id is None:
-            raise Unreachable(f"the daemon at {self.path} closed the connection before starting the call")
+            raise Unreachable(f"the daemon at {self.shown} closed the connection before starting the call")
         return self._await_outcome(call_id, reconnect_s)
 
     def _await_outcome(self, call_id: str, reconnect_s: float) -> Outcome:
