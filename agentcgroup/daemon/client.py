@@ -99,13 +99,23 @@ class Client:
 
     # --- plumbing ---------------------------------------------------------------------------------------
     def _connect(self) -> socket.socket:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.connect_timeout)
-        try:
-            sock.connect(self.path)
-        except OSError as exc:
-            sock.close()
-            raise Unreachable(f"cannot reach the agentcgroup daemon at {self.shown}: {exc.strerror or exc}") from None
+        deadline = time.monotonic() + self.connect_timeout
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.connect_timeout)
+            try:
+                sock.connect(self.path)
+                break
+            except BlockingIOError:  # its backlog is full (a busy moment): wait for room, as a blocking connect would
+                sock.close()
+                if time.monotonic() > deadline:
+                    raise Unreachable(f"the agentcgroup daemon at {self.shown} accepts no connection") from None
+                time.sleep(0.005)
+            except OSError as exc:
+                sock.close()
+                raise Unreachable(
+                    f"cannot reach the agentcgroup daemon at {self.shown}: {exc.strerror or exc}"
+                ) from None
         try:
             check_listener(sock, self.path)
         except BaseException:

@@ -140,6 +140,7 @@ class Connection:
         self.eof = False
         self.closed = False
         self.call: RunningCall | None = None
+        self.paused = False  # its uid is over its request rate: not read until the bucket refills
         self._armed = 0  # the events the loop watches for us
 
     # --- events -----------------------------------------------------------------------------------------
@@ -148,7 +149,7 @@ class Connection:
         and for room to write while replies wait."""
         if self.closed:
             return
-        want = 0 if self.eof else select.EPOLLIN | EPOLLRDHUP
+        want = 0 if self.eof or self.paused else select.EPOLLIN | EPOLLRDHUP
         if self.outbuf:
             want |= select.EPOLLOUT
         if want == self._armed:
@@ -208,7 +209,7 @@ class Connection:
     # --- requests ---------------------------------------------------------------------------------------
     def pump(self) -> None:
         """Handle the next complete request line, if no other is under way and replies are being read."""
-        while not self.closed and not self.busy and len(self.outbuf) < OUT_HIGH:
+        while not self.closed and not self.busy and not self.paused and len(self.outbuf) < OUT_HIGH:
             nl = self.inbuf.find(b"\n")
             if nl < 0:
                 if self.eof:
@@ -224,6 +225,21 @@ class Connection:
                 self._close(fds)
                 continue
             self.handle(line, fds)
+            if not self.daemon.buckets.take(self.uid, self.caps.max_requests_per_s):
+                self.pause()
+
+    def pause(self) -> None:
+        rate = self.caps.max_requests_per_s
+        assert rate is not None
+        self.paused = True
+        self.rearm()
+        self.daemon.loop.call_later(self.daemon.buckets.wait(self.uid, rate), self._resume)
+
+    def _resume(self) -> None:
+        self.paused = False
+        if not self.closed:
+            self.rearm()
+            self.pump()
 
     def _take_fds(self, end: int) -> list[int]:
         mine = [fd for off, fd in self.fds if off < end]
@@ -251,13 +267,16 @@ class Connection:
             if req.op == "hello":
                 self.send({"id": req_id, "ok": True, **self._hello()})
                 return
-            log.info(
-                "event=request op=%s uid=%d pid=%d %s",
-                req.op,
-                self.uid,
-                self.pid,
-                " ".join(f"{k}={str(v)[:80]!r}" for k, v in req.body.items() if k in ("name", "session", "call_id")),
-            )
+            if self.daemon.logs.allow(self.uid):
+                log.info(
+                    "event=request op=%s uid=%d pid=%d %s",
+                    req.op,
+                    self.uid,
+                    self.pid,
+                    " ".join(
+                        f"{k}={str(v)[:80]!r}" for k, v in req.body.items() if k in ("name", "session", "call_id")
+                    ),
+                )
             if req.op == "run":
                 self._run(req, fds)
                 fds = []
@@ -506,7 +525,8 @@ class Connection:
 
     def fail(self, exc: ProtocolError) -> None:
         """A violation after which the stream cannot be trusted: say why, then close."""
-        log.warning("event=request-refused uid=%d pid=%d reason=%r", self.uid, self.pid, str(exc))
+        if self.daemon.logs.allow(self.uid):
+            log.warning("event=request-refused uid=%d pid=%d reason=%r", self.uid, self.pid, str(exc))
         if self.outbuf:  # replies not yet read are dropped: this one must not wait behind them
             self.outbuf.clear()
         data = encode(error_reply(None, exc))
@@ -540,5 +560,5 @@ class Connection:
         call, self.call = self.call, None
         if call is not None and not shutting_down:
             call.client_gone()
-        if reason and reason != "hung up":
+        if reason and reason != "hung up" and self.daemon.logs.allow(self.uid):
             log.info("event=connection-closed uid=%d pid=%d reason=%r", self.uid, self.pid, reason)

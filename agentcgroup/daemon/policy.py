@@ -50,6 +50,7 @@ class Caps:
     max_sessions: int | None = None  # sessions it owns at once
     max_calls: int | None = None  # calls of its running at once (detached ones included)
     max_connections: int | None = None  # connections of its open at once
+    max_requests_per_s: int | None = None  # requests and new connections a second (a flood is read slower)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -73,8 +74,8 @@ TENANT_DEFAULTS = Caps(
     max_sessions=16,
     max_calls=32,
     max_connections=64,
+    max_requests_per_s=400,
 )
-_COUNTS = ("max_sessions", "max_calls", "max_connections")
 
 
 def parse_caps(raw: dict[str, Any], where: str) -> dict[str, Any]:

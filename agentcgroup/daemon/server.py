@@ -33,6 +33,7 @@ from ..controller.loop import Loop
 from ..errors import AgentCgroupError
 from .connection import Connection, RunningCall
 from .policy import Policy, TooMany
+from .ratelimit import Buckets, LogBudget
 
 log = logging.getLogger("agentcgroup")
 
@@ -108,6 +109,8 @@ class Daemon:
         self.calls: set[RunningCall] = set()
         self.calls_of: collections.Counter[int] = collections.Counter()
         self.lock = threading.Lock()  # sessions counted and opened as one step, across workers
+        self.buckets = Buckets()  # requests a second, per uid
+        self.logs = LogBudget()  # log lines a uid may cause
         self._in_flight = 0
         self._accepting = False
         self._last_emfile = 0.0
@@ -202,13 +205,20 @@ class Daemon:
                 f"({caps.max_connections})"
             )
         if refusal is not None:
-            log.warning("event=connection-refused uid=%d pid=%d reason=%r", uid, pid, str(refusal))
-            Connection.refuse(sock, refusal)
+            if self.logs.allow(uid):
+                log.warning("event=connection-refused uid=%d pid=%d reason=%r", uid, pid, str(refusal))
+            if self.buckets.take(uid, caps.max_requests_per_s):
+                Connection.refuse(sock, refusal)
+            else:  # a uid over its rate too gets no answer: that would cost what the flood is refused for
+                sock.close()
             return
         c = Connection(self, sock, pid, uid, gid, caps)
         self.conns[c.fd] = c
         self.conns_of[uid] += 1
-        c.rearm()
+        if self.buckets.take(uid, caps.max_requests_per_s):
+            c.rearm()
+        else:  # over its rate: parked unread until its bucket refills (a flooding client waits on itself)
+            c.pause()
 
     def forget(self, c: Connection) -> None:
         """A connection closed (the loop's side of :meth:`Connection.close`)."""
