@@ -64,7 +64,11 @@ def default_socket() -> str:
 
 def _raise(error: dict[str, Any]) -> None:
     """Raise the daemon's error as the exception the embedded controller would have raised."""
-    kind, message = error.get("type", "AgentCgroupError"), error.get("message", "")
+    kind, message = error.get("type", "AgentCgroupError"), str(error.get("message", ""))
+    if kind == "FileNotFoundError":  # as the embedded path raises them: `agentcg run` exits 127 / 126
+        raise FileNotFoundError(2, message)
+    if kind == "PermissionError":
+        raise PermissionError(13, message)
     raise _ERRORS.get(kind, AgentCgroupError)(message)
 
 

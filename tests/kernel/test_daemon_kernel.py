@@ -284,3 +284,23 @@ def test_kill_9_during_a_call_then_restart_reports_the_outcome(tmp_path, root_na
         again.send_signal(signal.SIGTERM)
         again.wait(30)
     assert leftovers(root_name) == []
+
+
+def test_agentcg_run_through_the_daemon_keeps_the_exit_codes_of_a_missing_command(daemon, tmp_path) -> None:
+    _, sock = daemon
+    env = {**os.environ, "AGENTCG_SOCKET": sock}
+    r = subprocess.run([PY, "-m", "agentcgroup", "run", "--", "/nonexistent/cmd"], capture_output=True, env=env)
+    assert r.returncode == 127 and r.stderr.decode().count("\n") == 1 and b"/nonexistent/cmd" in r.stderr
+    plain = tmp_path / "not-executable"
+    plain.write_text("data\n")
+    plain.chmod(0o644)
+    r = subprocess.run([PY, "-m", "agentcgroup", "run", "--", str(plain)], capture_output=True, env=env)
+    assert r.returncode == 126 and r.stderr.decode().count("\n") == 1
+    assert Client(sock).status()["sessions"] == []
+    c = Client(sock)  # the daemon's own answers come back as the embedded path raises them
+    c.open_session("m")
+    with pytest.raises(FileNotFoundError, match="nonexistent"):
+        c.run("m", ["/nonexistent/cmd"])
+    with pytest.raises(PermissionError):
+        c.run("m", [str(plain)])
+    c.close_session("m")
