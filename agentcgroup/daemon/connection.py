@@ -100,7 +100,7 @@ class RunningCall:
             try:
                 out = self.handle.wait(0)
                 assert out is not None
-                conn.send({"id": self.req_id, "ok": True, "outcome": outcome_dict(out, conn.uid)})
+                conn.send({"id": self.req_id, "ok": True, "outcome": outcome_dict(out, conn.ns)})
             except BaseException as exc:  # the outcome could not be built: the client hears why
                 conn.send_error(self.req_id, exc)
             conn.call = None
@@ -132,6 +132,9 @@ class Connection:
         self.daemon, self.sock = daemon, sock
         self.fd = sock.fileno()
         self.pid, self.uid, self.gid, self.caps = pid, uid, gid, caps
+        #: whose namespace of session names it uses: root's (full names) for root and for the daemon's own uid
+        #: (a private daemon of a user's, e.g. ``agentcg record``'s), its own for every other uid
+        self.ns = ROOT if uid in (ROOT, daemon.owner) else uid
         self.inbuf = bytearray()
         self.consumed = 0  # stream offset of inbuf[0]
         self.fds: list[tuple[int, int]] = []  # (stream offset it came at, fd)
@@ -319,16 +322,16 @@ class Connection:
         }
 
     def _name(self, name: str) -> str:
-        return tenants.internal_name(self.uid, name)
+        return tenants.internal_name(self.ns, name)
 
     def op_open_session(self, req: Request):  # type: ignore[no-untyped-def]
         args = session_from(req.body)
         name = self._name(args["name"])
         owner = self.uid
-        if self.uid == ROOT and (named := tenants.owner_named(name)) is not None:
+        if self.ns == ROOT and (named := tenants.owner_named(name)) is not None:
             owner = named  # root opens a tenant's session on its behalf
         limits, agent_memory = self._session_caps(args)
-        ctl, d, uid, caps = self.daemon.controller, self.daemon, self.uid, self.caps
+        ctl, d, caps, ns = self.daemon.controller, self.daemon, self.caps, self.ns
 
         def job() -> dict[str, Any]:
             with d.lock:
@@ -340,7 +343,7 @@ class Connection:
                     name, uid=owner, priority=args["priority"], limits=limits, agent_memory=agent_memory
                 )
             info = s.info()
-            info["name"] = tenants.external_name(uid, info["name"])
+            info["name"] = tenants.external_name(ns, info["name"])
             return {"session": info}
 
         return job
@@ -375,23 +378,23 @@ class Connection:
         return lambda: (ctl.close_session(name, uid=uid), {})[1]
 
     def op_status(self, req: Request):  # type: ignore[no-untyped-def]
-        ctl, uid = self.daemon.controller, self.uid
+        ctl, uid, ns = self.daemon.controller, self.uid, self.ns
 
         def job() -> dict[str, Any]:
             st = ctl.status(uid=uid)
             for s in st["sessions"]:
-                s["name"] = tenants.external_name(uid, s["name"])
+                s["name"] = tenants.external_name(ns, s["name"])
             return {"status": st}
 
         return job
 
     def op_outcome(self, req: Request):  # type: ignore[no-untyped-def]
         call_id = name_from(req.body, "call_id")
-        ctl, uid = self.daemon.controller, self.uid
+        ctl, uid, ns = self.daemon.controller, self.uid, self.ns
 
         def job() -> dict[str, Any]:
             out = ctl.outcome(call_id, uid=uid)
-            return {"outcome": None if out is None else outcome_dict(out, uid), "running": out is None}
+            return {"outcome": None if out is None else outcome_dict(out, ns), "running": out is None}
 
         return job
 
@@ -505,7 +508,7 @@ class Connection:
         message = str(exc) if isinstance(exc, EXPECTED) else f"internal error: {type(exc).__name__}: {exc}"
         if isinstance(exc, FileNotFoundError) and exc.strerror:
             message = exc.strerror
-        self.send(error_reply(req_id, exc, tenants.hide_prefix(self.uid, message)))
+        self.send(error_reply(req_id, exc, tenants.hide_prefix(self.ns, message)))
 
     def flush(self) -> None:
         while self.outbuf and not self.closed:

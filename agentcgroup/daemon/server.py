@@ -89,6 +89,7 @@ class Daemon:
     ) -> None:
         self.path, self.controller = socket_path, controller
         self.policy = policy or Policy()
+        self.owner = os.geteuid()  # its own uid is no tenant of its (root; or a user's private daemon)
         self.max_connections = max_connections
         self.stopping = False
         directory = os.path.dirname(os.path.abspath(socket_path))
@@ -195,7 +196,7 @@ class Daemon:
         except OSError:
             sock.close()
             return
-        caps = self.policy.caps(uid, gid)
+        caps = self.policy.caps(0 if uid == self.owner else uid, gid)
         refusal = None
         if len(self.conns) >= self.max_connections:
             refusal = TooMany(f"the daemon has {len(self.conns)} connections open, its most ({self.max_connections})")

@@ -594,3 +594,37 @@ def test_a_killed_run_client_leaves_no_session(daemon) -> None:
     p.send_signal(signal.SIGKILL)
     p.wait()
     wait_for(lambda: c.status()["sessions"] == [], "the daemon closing the run's session")
+
+
+def test_a_users_own_private_daemon_treats_that_user_as_its_owner(tenants) -> None:
+    """``agentcg record`` serves its controller on a private socket as whoever runs it: to that daemon its own
+    uid is no tenant (full names, no caps), while any other uid still is one."""
+    a, b = tenants
+    box = tempfile.mkdtemp(prefix="ag10-box-")
+    os.chmod(box, 0o777)
+    sock = os.path.join(box, "s")
+    daemon = a.popen(
+        "import sys; from agentcgroup.cli.main import main; sys.argv = ['agentcg'] + sys.argv[1:]; main()",
+        "daemon",
+        "--backend",
+        "none",
+        "--socket",
+        sock,
+        "--state-dir",
+        os.path.join(box, "st"),
+    )
+    try:
+        wait_for(lambda: os.path.exists(sock), "the private daemon")
+        os.chmod(box, 0o755)
+        body = r"""
+r = ask({"op": "open_session", "name": "x", "priority": "high"})[-1]
+print(r["ok"], r.get("session", {}).get("name"), r.get("error", {}).get("type"))
+"""
+        mine = a.run(PRELUDE + body, sock)
+        assert mine.stdout.split() == ["True", "x", "None"], mine.stderr
+        other = b.run(PRELUDE + body, sock)
+        assert other.stdout.split() == ["False", "None", "NotAllowed"], other.stderr
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(30)
+        shutil.rmtree(box)
