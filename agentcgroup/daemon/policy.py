@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from ..controller.config import PRIORITIES, check_priority
+from ..controller.config import PRIORITIES
 from ..errors import AgentCgroupError, InvalidValue
 from ..limits import WEIGHT_MAX, WEIGHT_MIN
 from ..units import format_size_arg, parse_count, parse_size
@@ -89,9 +89,9 @@ def parse_caps(raw: dict[str, Any], where: str) -> dict[str, Any]:
         if isinstance(value, str) and value.strip().lower() in ("max", "unlimited"):
             out[key] = None
         elif key == "max_priority":
-            if not isinstance(value, str):
+            if not isinstance(value, str) or value not in PRIORITIES:
                 raise InvalidValue(what, value, f"expected one of {', '.join(PRIORITIES)}")
-            out[key] = check_priority(value)
+            out[key] = value
         elif key == "max_cpu_weight":
             w = parse_count(value, what)
             if not WEIGHT_MIN <= w <= WEIGHT_MAX:
@@ -160,7 +160,9 @@ class Policy:
         import grp
         import pwd
 
-        base = self.root if uid == ROOT else self.tenants
+        if uid == ROOT:
+            return self.root  # only [root] speaks for root
+        base = self.tenants
         try:
             pw = pwd.getpwuid(uid)
             name, groups = pw.pw_name, set(os.getgrouplist(pw.pw_name, gid))
