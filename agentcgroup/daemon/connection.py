@@ -425,6 +425,10 @@ class Connection:
                 if caps.max_cpu_weight is not None and weight > caps.max_cpu_weight:
                     limits = limits.merged(Limits(cpu_weight=caps.max_cpu_weight))  # a documented clamp
             check_count(d.calls_of[uid], caps.max_calls, "calls running", uid)
+            run_as = None if uid == ROOT else (uid, self.gid)
+            env = tenants.call_env(uid, a["env"])
+            session_args = {"name": a["session"], "priority": "normal", "limits": Limits(), "agent_memory": None}
+            own_limits, own_agent = self._session_caps(session_args) if a["own_session"] else (None, None)
         except BaseException:
             self._close(fds)
             raise
@@ -432,10 +436,6 @@ class Connection:
         it = iter(fds)
         stdio = [next(it) if want else None for want in a["stdio"]]
         ctl = d.controller
-        run_as = None if uid == ROOT else (uid, self.gid)
-        env = tenants.call_env(uid, a["env"])
-        session_args = {"name": a["session"], "priority": "normal", "limits": Limits(), "agent_memory": None}
-        own_limits, own_agent = self._session_caps(session_args) if a["own_session"] else (None, None)
         conn = self
 
         def job() -> tuple[CallHandle, str | None]:

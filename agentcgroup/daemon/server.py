@@ -113,6 +113,8 @@ class Daemon:
         self.buckets = Buckets()  # requests a second, per uid
         self.logs = LogBudget()  # log lines a uid may cause
         self._in_flight = 0
+        self._wake_lock = threading.Lock()
+        self._loop_closed = False
         self._accepting = False
         self._last_emfile = 0.0
         self._resume_accept()
@@ -131,8 +133,11 @@ class Daemon:
         self.loop.stop()
 
     def call_soon(self, fn: Callable[[], Any]) -> None:
-        """Run ``fn`` on the loop (from any thread)."""
-        self.loop.call_soon_threadsafe(fn)
+        """Run ``fn`` on the loop (from any thread); after :meth:`close`, nothing (a call finishing as the
+        controller shuts down must not write to a wake-up fd that is closed, or by now another file's)."""
+        with self._wake_lock:
+            if not self._loop_closed:
+                self.loop.call_soon_threadsafe(fn)
 
     def submit(self, job: Callable[[], Any], then: Callable[[Any, BaseException | None], None]) -> None:
         """Run ``job`` on a worker; ``then(result, error)`` runs on the loop afterwards."""
@@ -248,4 +253,6 @@ class Daemon:
         while self._in_flight and time.monotonic() < deadline:
             self.loop.run_once(0.05)
         self.pool.shutdown(wait=False, cancel_futures=True)
-        self.loop.close()
+        with self._wake_lock:
+            self._loop_closed = True
+            self.loop.close()
