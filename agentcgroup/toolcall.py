@@ -56,6 +56,7 @@ class ToolCall:
         launcher: Launcher | None = None,
         parent: tuple[str, ...] | None = None,
         new_session: bool = False,
+        capture_limit: int | None = None,
     ) -> None:
         self.session = session  # needs .name, .path, .manager, .pool
         self.argv = [os.fspath(a) for a in argv]
@@ -90,6 +91,9 @@ class ToolCall:
         self._frozen_since: float | None = None
         self.frozen_s = 0.0
         self._out: dict[int, bytearray] = {}
+        #: captured output kept per stream at most (None: all); the rest is read and dropped, and said so
+        self.capture_limit = capture_limit
+        self._dropped = 0
         self._last_byte = b"\n"
         self.outcome: Outcome | None = None
 
@@ -200,7 +204,13 @@ class ToolCall:
             except BrokenPipeError:  # nobody reads our stdout any more: drop the rest
                 self._relay_broken = True
         else:
-            self._out.setdefault(fd, bytearray()).extend(chunk)
+            buf = self._out.setdefault(fd, bytearray())
+            room = len(chunk) if self.capture_limit is None else max(0, self.capture_limit - len(buf))
+            buf.extend(chunk[:room])
+            if room < len(chunk):
+                if not self._dropped:
+                    self.step("note", f"captured output over {self.capture_limit} bytes a stream is dropped")
+                self._dropped += len(chunk) - room
         return True
 
     # --- finish ------------------------------------------------------------------------------------------

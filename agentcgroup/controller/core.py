@@ -321,6 +321,7 @@ class Controller:
         launcher: Launcher | None = None,
         parent: tuple[str, ...] | None = None,
         new_session: bool = False,
+        capture_limit: int | None = None,
     ) -> CallHandle:
         """Admit (or queue, or refuse) and start a tool call; its outcome comes from ``wait()``.
 
@@ -364,6 +365,7 @@ class Controller:
             launcher=launcher,
             parent=parent,
             new_session=new_session,
+            capture_limit=capture_limit,
         )
         cs = CallState(call, s, intent, CallFuture(), soft=soft, queued_s=queued)
         try:

@@ -59,6 +59,8 @@ ROOT = 0
 #: replies waiting to be written past which no further request of this connection is read
 OUT_HIGH = 1 << 20
 READ_CHUNK = 65536
+#: captured output a call's outcome carries per stream (``capture_output``); the rest is dropped, and said so
+MAX_CAPTURE = 1 << 20
 EPOLLRDHUP = getattr(select, "EPOLLRDHUP", 0x2000)
 #: the errors a request may end with (anything else is a bug: logged, and the client still gets an answer)
 EXPECTED = (AgentCgroupError, ValueError, SpawnError, FileNotFoundError, PermissionError)
@@ -101,6 +103,7 @@ class RunningCall:
                 out = self.handle.wait(0)
                 assert out is not None
                 conn.send({"id": self.req_id, "ok": True, "outcome": outcome_dict(out, conn.ns)})
+                out.stdout = out.stderr = None  # delivered: the outcomes kept for later need not hold it
             except BaseException as exc:  # the outcome could not be built: the client hears why
                 conn.send_error(self.req_id, exc)
             conn.call = None
@@ -465,6 +468,7 @@ class Connection:
                         capture_output=a["capture_output"],
                         keep_background=a["keep_background"],
                         new_session=True,
+                        capture_limit=MAX_CAPTURE,
                     )
                 except BaseException:
                     if own is not None:

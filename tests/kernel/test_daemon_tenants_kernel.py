@@ -323,6 +323,23 @@ print("KILLED", r["outcome"]["killed_by"], r["outcome"]["kill_reason"])
     assert daemon.rss_kib() - before < 32 * 1024
 
 
+def test_captured_output_is_bounded(daemon, tenants) -> None:
+    body = r"""
+ask({"op": "open_session", "id": 1, "name": "t"})
+r = ask({"op": "run", "id": 2, "session": "t", "argv": ["sh", "-c", "head -c 50000000 /dev/zero; echo err >&2"],
+         "capture_output": True})[-1]["outcome"]
+import base64
+print(len(base64.b64decode(r["stdout_b64"])), base64.b64decode(r["stderr_b64"]), r["exit_code"])
+print([s["reason"] for s in r["steps"] if s["action"] == "note"])
+"""
+    request(daemon.sock, {"op": "hello"})
+    before = daemon.rss_kib()
+    out = attack(tenants[0], daemon, body)
+    assert out[0] == f"{1 << 20} b'err\\n' 0"  # 1 MiB kept of 50 MB; the command was not stopped for it
+    assert "dropped" in out[1]
+    assert daemon.rss_kib() - before < 32 * 1024
+
+
 # --- 5. detached calls ---------------------------------------------------------------------------------------
 def test_detached_calls_stop_with_their_session_and_never_write_to_another_client(daemon, tenants) -> None:
     a, b = tenants
