@@ -423,6 +423,9 @@ class Connection:
             check_priority_cap(caps, intent.priority if intent is not None else None, uid, "intent priority")
             check_cap(limits.cpu_weight, caps.max_cpu_weight, "cpu-weight", uid)
             check_cap(limits.memory_low, caps.max_memory_protection, "memory-low", uid)
+            check_cap(limits.pids_max, caps.max_call_pids, "pids", uid)
+            if limits.pids_max is None and caps.max_call_pids is not None:
+                limits = limits.merged(Limits(pids_max=caps.max_call_pids))  # no fork bomb past the cap
             if intent is not None and intent.cpu is not None and limits.cpu_weight is None:
                 weight = max(1, min(10_000, round(intent.cpu * 100)))
                 if caps.max_cpu_weight is not None and weight > caps.max_cpu_weight:

@@ -51,6 +51,7 @@ class Caps:
     max_calls: int | None = None  # calls of its running at once (detached ones included)
     max_connections: int | None = None  # connections of its open at once
     max_requests_per_s: int | None = None  # requests and new connections a second (a flood is read slower)
+    max_call_pids: int | None = None  # processes/threads of one call at once; a call without pids gets this
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -75,6 +76,7 @@ TENANT_DEFAULTS = Caps(
     max_calls=32,
     max_connections=64,
     max_requests_per_s=400,
+    max_call_pids=4096,
 )
 
 

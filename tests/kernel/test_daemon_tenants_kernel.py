@@ -521,6 +521,10 @@ for req in ({"op": "open_session", "name": "h", "priority": "high"},
 ask({"op": "open_session", "name": "n"})
 r = ask({"op": "run", "session": "n", "argv": ["true"], "intent": {"priority": "high"}})[-1]
 print(r["ok"], r.get("error", {}).get("type"))
+r = ask({"op": "run", "session": "n", "argv": ["true"], "limits": {"pids": 100000}})[-1]
+print("PIDS", r["ok"], r.get("error", {}).get("type"))
+r = ask({"op": "run", "session": "n", "argv": ["true"]})[-1]
+print("DEFAULT-PIDS", r["outcome"]["limits"].get("pids_max"))
 print(json.dumps(ask({"op": "hello"})[-1]["policy"]))
 """
         out_b = attack(b, d, body)
@@ -529,11 +533,12 @@ print(json.dumps(ask({"op": "hello"})[-1]["policy"]))
         assert out_b[2].startswith("False NotAllowed invalid agent_memory") and "16G" in out_b[2]
         assert out_b[3].startswith("False NotAllowed invalid memory-low")
         assert out_b[4] == "False NotAllowed"
-        caps = json.loads(out_b[5])
+        assert out_b[5] == "PIDS False NotAllowed" and out_b[6] == "DEFAULT-PIDS 4096"  # no fork bomb
+        caps = json.loads(out_b[7])
         assert caps["max_priority"] == "normal" and caps["max_sessions"] == 5 and caps["max_cpu_weight"] == 100
         out_a = attack(a, d, body)
         assert out_a[0].startswith("True") and out_a[4] == "True None"  # the operator granted high priority
-        assert json.loads(out_a[5])["max_priority"] == "high"
+        assert json.loads(out_a[7])["max_priority"] == "high"
         st = {s["name"]: s for s in Client(d.sock).status()["sessions"]}
         assert st[f"u{a.uid}:h"]["priority"] == "high" and st[f"u{b.uid}:n"]["limits"]["cpu_weight"] == 100
     finally:
