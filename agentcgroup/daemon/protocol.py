@@ -9,9 +9,11 @@ pure: parsing and validating, encoding, and the error names both sides share.
 
 from __future__ import annotations
 
-import json
+import re
 from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from ..controller.config import check_priority
 from ..controller.intent import Intent
@@ -42,8 +44,6 @@ class TooLarge(ProtocolError):
     type = "TooLarge"
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
 
 
 @dataclass
@@ -86,9 +86,14 @@ def parse_request(line: bytes) -> Request:
     if len(line) > MAX_LINE:
         raise TooLarge(f"request of {len(line)} bytes is over the {MAX_LINE}-byte limit")
     try:
-        body = json.loads(line, parse_constant=_no_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError(f"not JSON: {exc}") from None
+        try:
+            body = msgspec.json.decode(line)  # strict JSON (no NaN, no Infinity), ~10x json.loads
+        except msgspec.ValidationError:  # a number out of range (1e999, a huge integer): the slow path names it
+            import json
+
+            body = json.loads(line, parse_constant=_no_constant)
+    except (msgspec.MsgspecError, ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"not JSON: {exc}{_where(line, str(exc))}") from None
     except RecursionError:
         raise ProtocolError("not JSON: nested too deeply") from None
     if not isinstance(body, dict):
@@ -100,6 +105,19 @@ def parse_request(line: bytes) -> Request:
     if not isinstance(op, str) or op not in OPS:
         raise ProtocolError(f"unknown op {_short(op)}; known: {', '.join(OPS)}", req_id)
     return Request(op, req_id, body)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _where(line: bytes, message: str) -> str:
+    """`` at 'NaN}'``: what stands at the byte the decoder names, so the error names the value."""
+    m = re.search(r"\(byte (\d+)\)", message)
+    if m is None:
+        return ""
+    at = int(m.group(1))
+    return f" at {line[at : at + 16].decode(errors='replace')!r}"
 
 
 def _short(value: Any, most: int = 80) -> str:
@@ -204,7 +222,7 @@ def name_from(body: dict[str, Any], field: str = "name") -> str:
 
 
 def encode(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+    return msgspec.json.encode(obj) + b"\n"
 
 
 def error_reply(req_id: Any, exc: BaseException, message: str | None = None) -> dict[str, Any]:
