@@ -44,8 +44,6 @@ class TooLarge(ProtocolError):
     type = "TooLarge"
 
 
-
-
 @dataclass
 class Request:
     op: str
