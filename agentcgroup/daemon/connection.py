@@ -38,6 +38,7 @@ OUT_HIGH = 1 << 20
 READ_CHUNK = 65536
 EPOLLRDHUP = getattr(select, "EPOLLRDHUP", 0x2000)
 #: the errors a request may end with (anything else is a bug: logged, and the client still gets an answer)
+INLINE = ("outcome", "kill")
 EXPECTED = (AgentCgroupError, ValueError, SpawnError, FileNotFoundError, PermissionError)
 
 
@@ -195,8 +196,11 @@ class Connection(Ops):
                     ),
                 )
             if req.op == "run":
-                self._run(req, fds)
-                fds = []
+                owned, fds = fds, []  # _run owns them now: it closes them on every path (never twice)
+                self._run(req, owned)
+            elif req.op in INLINE:  # a dict lookup or a message to the controller's loop: no worker needed
+                reply = getattr(self, "op_" + req.op)(req)()
+                self.send({"id": req_id, "ok": True, **reply})
             else:
                 job = getattr(self, "op_" + req.op)(req)
                 self._start(req, job)
@@ -216,7 +220,7 @@ class Connection(Ops):
                 self.send({"id": req.id, "ok": True, **result})
             self.idle()
 
-        self.daemon.submit(job, then)
+        self.daemon.submit(job, then, self.uid)
 
     def idle(self) -> None:
         """The request under way is answered: read the next (on the loop's next turn)."""

@@ -75,7 +75,7 @@ class RunningCall:
             conn.idle()
         if self.own_session is not None:
             name, uid = self.own_session, self.uid
-            d.submit(lambda: d.controller.close_session(name, uid=uid), _log_close(name))
+            d.submit(lambda: d.controller.close_session(name, uid=uid), _log_close(name), uid)
 
     def client_gone(self) -> None:
         self.conn = None
@@ -229,6 +229,8 @@ class Ops:
                 if caps.max_cpu_weight is not None and weight > caps.max_cpu_weight:
                     limits = limits.merged(Limits(cpu_weight=caps.max_cpu_weight))  # a documented clamp
             check_count(d.calls_of[uid], caps.max_calls, "calls running", uid)
+            if not a["own_session"]:
+                d.controller.session(name, uid)  # NotFound / AccessDenied at once, on the loop
             run_as = None if uid == ROOT else (uid, self.gid)
             env = tenants.call_env(uid, a["env"])
             session_args = {"name": a["session"], "priority": "normal", "limits": Limits(), "agent_memory": None}
@@ -298,4 +300,4 @@ class Ops:
                 rc.finish()
 
         self.busy = True
-        d.submit(job, then)
+        d.submit(job, then, uid)

@@ -41,6 +41,8 @@ log = logging.getLogger("agentcgroup")
 MAX_CONNECTIONS = 4096
 #: worker threads for controller operations (made on demand, up to this many)
 WORKERS = 16
+#: jobs of one uid (not root) on the workers at once
+JOBS_PER_UID = 4
 #: how long accepting pauses after EMFILE/ENFILE
 ACCEPT_BACKOFF_S = 0.1
 #: how often running calls are checked for a completion whose callback did not come (a failed outcome)
@@ -113,6 +115,8 @@ class Daemon:
         self.buckets = Buckets()  # requests a second, per uid
         self.logs = LogBudget()  # log lines a uid may cause
         self._in_flight = 0
+        self._jobs_of: collections.Counter[int] = collections.Counter()  # jobs on the workers, per uid
+        self._waiting_of: dict[int, collections.deque] = {}  # jobs waiting for a worker, per uid
         self._wake_lock = threading.Lock()
         self._loop_closed = False
         self._accepting = False
@@ -139,21 +143,38 @@ class Daemon:
             if not self._loop_closed:
                 self.loop.call_soon_threadsafe(fn)
 
-    def submit(self, job: Callable[[], Any], then: Callable[[Any, BaseException | None], None]) -> None:
-        """Run ``job`` on a worker; ``then(result, error)`` runs on the loop afterwards."""
+    def submit(self, job: Callable[[], Any], then: Callable[[Any, BaseException | None], None], uid: int = 0) -> None:
+        """Run ``job`` on a worker; ``then(result, error)`` runs on the loop afterwards. A uid other than root has
+        at most :data:`JOBS_PER_UID` jobs on the workers at once; the rest wait their turn (FIFO per uid), so
+        that one uid's many connections cannot hold every worker."""
         self._in_flight += 1
+        if uid != 0 and self._jobs_of[uid] >= JOBS_PER_UID:
+            self._waiting_of.setdefault(uid, collections.deque()).append((job, then))
+            return
+        self._start_job(job, then, uid)
+
+    def _start_job(self, job: Callable[[], Any], then: Callable[[Any, BaseException | None], None], uid: int) -> None:
+        self._jobs_of[uid] += 1
 
         def work() -> None:
             try:
                 result, error = job(), None
             except BaseException as exc:
                 result, error = None, exc
-            self.call_soon(lambda: self._done(then, result, error))
+            self.call_soon(lambda: self._done(then, result, error, uid))
 
         self.pool.submit(work)
 
-    def _done(self, then: Callable[[Any, BaseException | None], None], result: Any, error: Any) -> None:
+    def _done(self, then: Callable[[Any, BaseException | None], None], result: Any, error: Any, uid: int) -> None:
         self._in_flight -= 1
+        self._jobs_of[uid] -= 1
+        waiting = self._waiting_of.get(uid)
+        if waiting:
+            self._start_job(*waiting.popleft(), uid)
+            if not waiting:
+                del self._waiting_of[uid]
+        elif self._jobs_of[uid] <= 0:
+            del self._jobs_of[uid]
         then(result, error)
 
     def _sweep(self) -> None:
