@@ -59,6 +59,7 @@ class Connection(Ops):
         self.closed = False
         self.call: RunningCall | None = None
         self.paused = False  # its uid is over its request rate: not read until the bucket refills
+        self._backoff = 0.0
         self._armed = 0  # the events the loop watches for us
 
     # --- events -----------------------------------------------------------------------------------------
@@ -135,6 +136,10 @@ class Connection(Ops):
                     if not self.outbuf:
                         self.close(reason="hung up")
                 return
+            if nl > 0 and not self.daemon.buckets.take(self.uid, self.caps.max_requests_per_s):
+                self.pause()  # its uid is over its rate: this line waits (a token first, then the work)
+                return
+            self._backoff = 0.0
             line = bytes(self.inbuf[:nl])
             del self.inbuf[: nl + 1]
             self.consumed += nl + 1
@@ -143,15 +148,17 @@ class Connection(Ops):
                 self._close(fds)
                 continue
             self.handle(line, fds)
-            if not self.daemon.buckets.take(self.uid, self.caps.max_requests_per_s):
-                self.pause()
 
     def pause(self) -> None:
+        """Stop reading until the uid's bucket may have a token again. Its paused connections share one bucket:
+        each waits twice as long after every wake-up that found none (at most 0.1 s), so that many of them
+        do not wake the loop for nothing."""
         rate = self.caps.max_requests_per_s
         assert rate is not None
         self.paused = True
         self.rearm()
-        self.daemon.loop.call_later(self.daemon.buckets.wait(self.uid, rate), self._resume)
+        self._backoff = min(0.1, max(self.daemon.buckets.wait(self.uid, rate), self._backoff * 2))
+        self.daemon.loop.call_later(self._backoff, self._resume)
 
     def _resume(self) -> None:
         self.paused = False

@@ -239,13 +239,13 @@ class Daemon:
             else:  # a uid over its rate too gets no answer: that would cost what the flood is refused for
                 sock.close()
             return
+        if not self.buckets.take(uid, caps.max_requests_per_s):
+            sock.close()  # over its rate: closed at once, unread (the cheapest answer to a flood of connections)
+            return
         c = Connection(self, sock, pid, uid, gid, caps)
         self.conns[c.fd] = c
         self.conns_of[uid] += 1
-        if self.buckets.take(uid, caps.max_requests_per_s):
-            c.rearm()
-        else:  # over its rate: parked unread until its bucket refills (a flooding client waits on itself)
-            c.pause()
+        c.rearm()
 
     def forget(self, c: Connection) -> None:
         """A connection closed (the loop's side of :meth:`Connection.close`)."""
