@@ -1,8 +1,9 @@
 """Per-uid budgets over time: how many requests a uid may have handled, how many log lines it may cause.
 
-A token bucket per uid: ``rate`` tokens a second, at most ``burst`` saved up. A uid out of tokens is not
-refused: its connections are simply not read until the bucket refills, so a flood costs the daemon nothing
-and the uid's own well-formed requests are served a little later. Log lines caused by a uid (refused requests,
+A token bucket per uid: ``rate`` tokens a second, at most ``burst`` saved up; a request line or a new
+connection takes one. A uid out of tokens is not answered faster: its connections are not read until the
+bucket refills (a flood waits on itself; its well-formed requests are served a little later) and a new
+connection of it is closed unread. Log lines caused by a uid (refused requests,
 closed connections) have a budget too; what is over it is counted and summed up in one line.
 """
 
