@@ -45,4 +45,20 @@ static int set_ids(int uid, int gid) {
 
 struct rl { int resource; struct rlimit lim; };
 
+/*
+ * execve() each candidate path in turn, as execvp() walks PATH: a missing one (ENOENT, ENOTDIR) or one we may
+ * not run (EACCES, remembered) moves on to the next. Runs after the user switch, so a daemon's tenant learns
+ * only what it could learn itself. Returns the errno to report (only if no exec succeeded).
+ */
+static int exec_candidates(char *const *paths, int npaths, char *const *argv, char *const *envp) {
+    int err = ENOENT, denied = 0;
+    for (int i = 0; i < npaths; i++) {
+        execve(paths[i], argv, envp);
+        err = errno;
+        if (err == EACCES) denied = 1;
+        else if (err != ENOENT && err != ENOTDIR && err != ELOOP && err != ENAMETOOLONG) return err;
+    }
+    return denied ? EACCES : err;
+}
+
 #endif

@@ -31,7 +31,8 @@
 
 
 struct child_args {
-    const char *path;
+    char *const *paths; /* candidates, tried in order (one, or PATH's entries when the child resolves) */
+    int npaths;
     char *const *argv;
     char *const *envp;
     const char *cwd;
@@ -102,8 +103,7 @@ static void child(const struct child_args *a) {
         }
     }
     sigprocmask(SIG_SETMASK, a->oldmask, NULL);
-    execve(a->path, a->argv, a->envp);
-    report(a->errpipe, STAGE_EXEC, errno);
+    report(a->errpipe, STAGE_EXEC, exec_candidates(a->paths, a->npaths, a->argv, a->envp));
 }
 
 /* Convert a sequence of bytes into a NULL-terminated char* array that borrows from the bytes objects. */
@@ -177,28 +177,42 @@ static const char *stage_name(int stage) {
 }
 
 /*
- * spawn(path: bytes, argv: list[bytes], env: list[bytes], cwd: bytes|None, stdin: int, stdout: int,
+ * spawn(path: bytes | list[bytes], argv: list[bytes], env: list[bytes], cwd: bytes|None, stdin: int, stdout: int,
  *       stderr: int, procs_fds: list[int], setsid: bool, rlimits: list[(int, int, int)], keep_fds: list[int],
  *       uid: int = -1, gid: int = -1, oom_score_adj: int = NO_OOM_ADJ)
  *   -> pid
+ * A list of paths is tried in order in the child (after the user switch), as execvp() walks PATH.
  * Raises OSError(errno, "<stage>: <strerror>") if the child failed before exec (the child is reaped).
  */
 static PyObject *spawn(PyObject *self, PyObject *args) {
-    const char *path;
+    PyObject *path_o;
     PyObject *argv_o, *env_o, *cwd_o, *procs_o, *rl_o, *keep_o;
     int fd0, fd1, fd2, do_setsid, uid = -1, gid = -1, oom_adj = NO_OOM_ADJ;
-    if (!PyArg_ParseTuple(args, "yOOOiiiOpOO|iii", &path, &argv_o, &env_o, &cwd_o, &fd0, &fd1, &fd2, &procs_o,
+    if (!PyArg_ParseTuple(args, "OOOOiiiOpOO|iii", &path_o, &argv_o, &env_o, &cwd_o, &fd0, &fd1, &fd2, &procs_o,
                           &do_setsid, &rl_o, &keep_o, &uid, &gid, &oom_adj))
         return NULL;
 
-    PyObject *argv_keep = NULL, *env_keep = NULL;
-    char **argv = NULL, **envp = NULL;
+    PyObject *argv_keep = NULL, *env_keep = NULL, *paths_keep = NULL, *path_list = NULL;
+    char **argv = NULL, **envp = NULL, **paths = NULL;
     int *procs = NULL, *keep = NULL;
     struct rl *rlimits = NULL;
     Py_ssize_t nprocs = 0, nrl = 0, nkeep = 0;
     PyObject *result = NULL;
     int pipefd[2] = {-1, -1};
 
+    if (PyBytes_Check(path_o)) {
+        if (!(path_list = PyList_New(1))) goto done;
+        Py_INCREF(path_o);
+        PyList_SET_ITEM(path_list, 0, path_o);
+    } else {
+        Py_INCREF(path_o);
+        path_list = path_o;
+    }
+    if (!(paths = to_cvec(path_list, &paths_keep))) goto done;
+    if (PySequence_Fast_GET_SIZE(paths_keep) < 1) {
+        PyErr_SetString(PyExc_ValueError, "no path to execute");
+        goto done;
+    }
     if (!(argv = to_cvec(argv_o, &argv_keep))) goto done;
     if (!(envp = to_cvec(env_o, &env_keep))) goto done;
     if (to_ints(procs_o, &procs, &nprocs) < 0) goto done;
@@ -213,7 +227,7 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
     sigset_t all, old;
     sigfillset(&all);
     struct child_args a = {
-        .path = path, .argv = argv, .envp = envp,
+        .paths = paths, .npaths = (int)PySequence_Fast_GET_SIZE(paths_keep), .argv = argv, .envp = envp,
         .cwd = cwd_o == Py_None ? NULL : PyBytes_AS_STRING(cwd_o),
         .fds = {fd0, fd1, fd2}, .procs = procs, .nprocs = nprocs, .rlimits = rlimits, .nrlimits = nrl,
         .keep = keep, .nkeep = nkeep, .setsid = do_setsid, .uid = uid, .gid = gid, .oom_adj = oom_adj,
@@ -259,11 +273,14 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
 done:
     if (pipefd[0] >= 0) close(pipefd[0]);
     if (pipefd[1] >= 0) close(pipefd[1]);
+    PyMem_Free(paths);
     PyMem_Free(argv);
     PyMem_Free(envp);
     PyMem_Free(procs);
     PyMem_Free(keep);
     PyMem_Free(rlimits);
+    Py_XDECREF(paths_keep);
+    Py_XDECREF(path_list);
     Py_XDECREF(argv_keep);
     Py_XDECREF(env_keep);
     return result;

@@ -12,6 +12,8 @@
  *
  *   'P' + fds(cgroup.procs...)      write "0" to each (move itself there); reply int32 errno
  *   'X' + fds(stdio...) + payload   set up and execve(); on failure reply int32 stage, int32 errno, _exit
+ *                                   (flags >> 8: how many candidate paths lead the strings, tried in order
+ *                                   after the user switch as execvp() walks PATH; 0 means one)
  *   EOF                             _exit(0)
  *
  * Frames: struct frame header (fds attached to it), then `len` payload bytes. The socket is CLOEXEC, so a
@@ -82,7 +84,14 @@ static void stub_exec(int sock, const char *payload, uint32_t len, int *fds, uin
         vec = mmap(NULL, sizeof(char *) * nvec, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (vec == MAP_FAILED) send_ints(sock, STAGE_EXEC, ENOMEM, 2), _exit(127);
     }
-    const char *path = p; p += strlen(p) + 1;
+    int32_t npaths = (flags >> 8) & 0xffff;
+    if (npaths < 1) npaths = 1;
+    char *paths[256];
+    if (npaths > 256) send_ints(sock, STAGE_EXEC, E2BIG, 2), _exit(127);
+    for (int i = 0; i < npaths; i++) {
+        if (p >= end) send_ints(sock, STAGE_EXEC, EINVAL, 2), _exit(127);
+        paths[i] = (char *)p; p += strlen(p) + 1;
+    }
     const char *cwd = NULL;
     if (flags & 2) { cwd = p; p += strlen(p) + 1; }
     char **argv = vec, **envp = vec + argc + 1;
@@ -118,8 +127,7 @@ static void stub_exec(int sock, const char *payload, uint32_t len, int *fds, uin
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = SIG_DFL;
     for (size_t i = 0; i < sizeof IGNORED / sizeof IGNORED[0]; i++) sigaction(IGNORED[i], &sa, NULL);
-    execve(path, argv, envp);
-    send_ints(sock, STAGE_EXEC, errno, 2);
+    send_ints(sock, STAGE_EXEC, exec_candidates(paths, npaths, argv, envp), 2);
     _exit(127);
 }
 

@@ -8,6 +8,10 @@ from typing import Any
 from .errors import InvalidValue
 from .units import MAX_BYTES, format_cpu, format_size_arg, parse_count, parse_cpu, parse_size
 
+#: the smallest memory limit a user may give: below it not even ``true`` starts (exec fails inside the leaf, or
+#: the kernel OOM-kills it at once), and the caller would see a bare exit 127 or 137
+MIN_MEMORY_LIMIT = 1 << 20
+
 #: cgroup v2 cpu.weight range; v1 cpu.shares is derived from it (100 <-> 1024)
 WEIGHT_MIN, WEIGHT_MAX = 1, 10_000
 
@@ -71,9 +75,11 @@ class Limits:
         weight = None
         if cpu_weight is not None:
             weight = parse_count(cpu_weight, "cpu-weight")
+            if not WEIGHT_MIN <= weight <= WEIGHT_MAX:
+                raise InvalidValue("cpu-weight", cpu_weight, f"must be {WEIGHT_MIN}..{WEIGHT_MAX}")
         return cls(
-            memory_max=parse_size(memory, "memory") if memory is not None else None,
-            memory_high=parse_size(memory_high, "memory-high") if memory_high is not None else None,
+            memory_max=parse_memory_limit(memory, "memory") if memory is not None else None,
+            memory_high=parse_memory_limit(memory_high, "memory-high") if memory_high is not None else None,
             memory_low=parse_size(memory_low, "memory-low") if memory_low is not None else None,
             cpu=parse_cpu(cpu) if cpu is not None else None,
             cpu_weight=weight,
@@ -103,3 +109,11 @@ class Limits:
             else:
                 out[key] = value
         return out
+
+
+def parse_memory_limit(text: str | int, what: str) -> int:
+    """A memory limit a user gave: a size of at least :data:`MIN_MEMORY_LIMIT` (or ``max``)."""
+    value = parse_size(text, what)
+    if value < MIN_MEMORY_LIMIT:
+        raise InvalidValue(what, text, "must be at least 1M: a command cannot even start in less")
+    return value

@@ -86,6 +86,25 @@ def resolve(argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str 
     return found
 
 
+def exec_paths(argv: Sequence[str], env: Mapping[str, str] | None = None) -> list[str]:
+    """Where ``argv[0]`` may be, in the order ``execvp`` tries them, without looking: the child tries them after
+    it switched user, so whoever asked learns only what that user could (a root daemon resolving a tenant's
+    command would tell it which paths exist inside root-only directories)."""
+    if not argv:
+        raise InvalidValue("command", list(argv), "must not be empty")
+    name = argv[0]
+    if not name:
+        raise FileNotFoundError(2, "command not found: ''", name)
+    if "/" in name:
+        return [name]  # relative to the cwd the child changes to
+    search = (env if env is not None else os.environ).get("PATH", os.defpath)
+    return [os.path.join(d or ".", name) for d in search.split(os.pathsep)][:256]
+
+
+def _as_other_user(uid: int | None) -> bool:
+    return uid is not None and int(uid) != os.geteuid()
+
+
 def _env_bytes(env: Mapping[str, str]) -> list[bytes]:
     """``KEY=value`` entries; this process's own environment is taken as bytes, as the kernel keeps it."""
     if env is os.environ:
@@ -252,7 +271,7 @@ def spawn(
     Raises ``FileNotFoundError``/``PermissionError`` for a bad command, :class:`SpawnError` for the rest.
     """
     argv = [os.fspath(a) for a in argv]
-    path = executable or resolve(argv, env, cwd)
+    path: str | list[str] = executable or (exec_paths(argv, env) if _as_other_user(uid) else resolve(argv, env, cwd))
     env_map = os.environ if env is None else env
     ids = _ids(uid, gid, oom_score_adj)
     child_side: list[int] = []
@@ -290,7 +309,7 @@ def _raise_spawn_error(exc: OSError, stage: str, argv: list[str]) -> None:
 
 
 def _spawn_c(
-    path: str,
+    path: str | list[str],
     argv: list[str],
     env: Mapping[str, str],
     cwd: str | None,
@@ -313,7 +332,7 @@ def _spawn_c(
         env_list = _env_bytes(env)
         try:
             pid: int = _c.spawn(
-                os.fsencode(path),
+                os.fsencode(path) if isinstance(path, str) else [os.fsencode(p) for p in path],
                 [a.encode() for a in argv],
                 env_list,
                 os.fsencode(cwd) if cwd is not None else None,
@@ -343,7 +362,7 @@ def _dup_high(fd: int) -> int:
 
 
 def _spawn_popen(
-    path: str,
+    path: str | list[str],
     argv: list[str],
     env: Mapping[str, str],
     cwd: str | None,
@@ -379,18 +398,21 @@ def _spawn_popen(
             os.setgid(gid)
         if uid >= 0:
             os.setuid(uid)
+        if late_cwd is not None:  # as the new user: a directory it may not enter stays closed to it
+            os.chdir(late_cwd)
 
+    late_cwd = cwd if uid >= 0 else None
     try:
         popen = subprocess.Popen(
             argv,
-            executable=path,
+            executable=path if isinstance(path, str) else None,  # a list: Popen's child walks PATH itself
             env=dict(env),
-            cwd=cwd,
+            cwd=None if late_cwd is not None else cwd,
             stdin=fds[0] if fds[0] >= 0 else None,
             stdout=fds[1] if fds[1] >= 0 else None,
             stderr=fds[2] if fds[2] >= 0 else None,
             start_new_session=new_session,
-            preexec_fn=place if (procs or limits or adj != NO_OOM_ADJ or uid >= 0 or gid >= 0) else None,
+            preexec_fn=place if (procs or limits or adj != NO_OOM_ADJ or uid >= 0 or gid >= 0 or late_cwd) else None,
             pass_fds=tuple(keep_fds),
         )
     except subprocess.SubprocessError as exc:

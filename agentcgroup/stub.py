@@ -22,7 +22,9 @@ from .spawn import (
     _fd_for,
     _ids,
     _raise_spawn_error,
+    _as_other_user,
     _spawn_c,
+    exec_paths,
     resolve,
 )
 
@@ -87,7 +89,9 @@ class Stub:
         if self.used:
             raise SpawnError(0, "this stub was already used", "exec")
         argv = [os.fspath(a) for a in argv]
-        path = executable or resolve(argv, env, cwd)
+        paths = [executable] if executable else exec_paths(argv, env) if _as_other_user(uid) else None
+        if paths is None:
+            paths = [resolve(argv, env, cwd)]
         env_map = os.environ if env is None else env
         child_side: list[int] = []
         ours: dict[str, int | None] = {}
@@ -101,12 +105,12 @@ class Stub:
                 if fd >= 0:
                     fds.append(fd)
                     mask |= 1 << n
-            flags = (1 if new_session else 0) | (2 if cwd is not None else 0)
+            flags = (1 if new_session else 0) | (2 if cwd is not None else 0) | (len(paths) << 8)
             parts = [struct.pack("=iiiiii", flags, mask, len(rlimits), *_ids(uid, gid, oom_score_adj))]
             parts += [struct.pack("=iqq", r, soft, hard) for r, soft, hard in rlimits]
             env_list = _env_bytes(env_map)
             parts.append(struct.pack("=ii", len(argv), len(env_list)))
-            strings = [os.fsencode(path)] + ([os.fsencode(cwd)] if cwd is not None else [])
+            strings = [os.fsencode(p) for p in paths] + ([os.fsencode(cwd)] if cwd is not None else [])
             strings += [a.encode() for a in argv] + env_list
             for item in strings:
                 if b"\0" in item:

@@ -77,6 +77,9 @@ class ToolCall:
         self._frozen_since: float | None = None
         self.frozen_s = 0.0
         self._out: dict[int, bytearray] = {}
+        #: captured output kept per stream at most (None: all); the rest is read and dropped, and said so
+        self.capture_limit = spec.capture_limit
+        self._dropped = 0
         self._last_byte = b"\n"
         self.outcome: Outcome | None = None
 
@@ -209,7 +212,13 @@ class ToolCall:
             except BrokenPipeError:  # nobody reads our stdout any more: drop the rest
                 self._relay_broken = True
         else:
-            self._out.setdefault(fd, bytearray()).extend(chunk)
+            buf = self._out.setdefault(fd, bytearray())
+            room = len(chunk) if self.capture_limit is None else max(0, self.capture_limit - len(buf))
+            buf.extend(chunk[:room])
+            if room < len(chunk):
+                if not self._dropped:
+                    self.step("note", f"captured output over {self.capture_limit} bytes a stream is dropped")
+                self._dropped += len(chunk) - room
         return True
 
     # --- finish ------------------------------------------------------------------------------------------

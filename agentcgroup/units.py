@@ -8,8 +8,10 @@ Conventions (written down once):
   ``M``/``MB``/``MiB`` = 1024**2, ``G``, ``T`` likewise; no suffix means bytes; ``max`` means unlimited.
 * CPU is a float number of cores: ``50%`` (or ``50``) is half a core, ``200%`` two cores, ``max`` unlimited
   (``None``).
-* Durations are float seconds: ``30``, ``30s``, ``500ms``, ``2m``, ``1h``; any finite positive length (the
-  controller waits for long ones in steps: a ``720h`` timeout is no clamp and no error).
+* Durations are float seconds: ``30``, ``30s``, ``500ms``, ``2m``, ``1h``; at most ``MAX_DURATION`` (7 days).
+* Bounds, so that no value a user can type reaches the kernel or a timer out of range: CPU at most
+  ``MAX_CPU_CORES`` (1000 cores, ``100000%``), durations at most ``MAX_DURATION``. NaN and infinities are refused. (The controller's loop waits for
+  long timers in steps, so what it is handed directly through the API is not bounded by epoll either.)
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ import re
 from .errors import InvalidValue
 
 MAX_BYTES = 2**63 - 1
+#: the longest duration accepted anywhere (a timeout, a grace, an intent's duration): 7 days. Timers beyond
+#: ~24.8 days overflow a poll() timeout in milliseconds; nothing an agent runs needs more than a week
+MAX_DURATION = 7 * 24 * 3600.0
+#: the largest CPU quota accepted: 1000 cores (a quota above the host's CPUs is unlimited in effect)
+MAX_CPU_CORES = 1000.0
 #: v1 reports "no limit" as LONG_MAX rounded down to a page; anything this large is unlimited.
 _UNLIMITED_FLOOR = 2**62
 
@@ -97,18 +104,27 @@ def format_size_arg(n: int) -> str:
 
 
 def _above_zero(text: str | float, what: str, expected: str, too_small: str) -> float:
+    if isinstance(text, bool):
+        raise InvalidValue(what, text, expected)
     try:
         value = float(text)
-    except ValueError:
+    except (ValueError, TypeError, OverflowError):
         raise InvalidValue(what, text, expected) from None
     if not math.isfinite(value) or value <= 0:
         raise InvalidValue(what, text, too_small)
     return value
 
 
+#: the range of a scale factor (a replay's time, memory or CPU scale)
+FACTOR_MIN, FACTOR_MAX = 1e-6, 1e6
+
+
 def parse_factor(text: str | float, what: str = "factor") -> float:
-    """A scale factor: a finite number above zero (``10``, ``0.5``)."""
-    return _above_zero(text, what, "expected a number above zero, e.g. 10 or 0.5", "must be a number above zero")
+    """A scale factor: a finite number above zero (``10``, ``0.5``), from 1e-6 to 1e6."""
+    value = _above_zero(text, what, "expected a number above zero, e.g. 10 or 0.5", "must be a number above zero")
+    if not FACTOR_MIN <= value <= FACTOR_MAX:
+        raise InvalidValue(what, text, f"must be from {FACTOR_MIN:g} to {FACTOR_MAX:g}")
+    return value
 
 
 def parse_cpu(text: str | float, what: str = "cpu") -> float | None:
@@ -121,6 +137,8 @@ def parse_cpu(text: str | float, what: str = "cpu") -> float | None:
     pct = _above_zero(s, what, "expected a percentage of one core, e.g. 50% or 200%", "must be more than 0% of a core")
     if pct < 0.1:
         raise InvalidValue(what, text, "must be at least 0.1% of a core (the kernel's 1 ms per second)")
+    if pct / 100.0 > MAX_CPU_CORES:
+        raise InvalidValue(what, text, f"must be at most {MAX_CPU_CORES * 100:.0f}% ({MAX_CPU_CORES:.0f} cores)")
     return pct / 100.0
 
 
@@ -133,28 +151,40 @@ _DUR_SCALE = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def parse_duration(text: str | float, what: str = "duration") -> float:
-    """Parse ``30``, ``30s``, ``500ms``, ``2m`` or ``1h`` into seconds (> 0)."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        if not math.isfinite(text) or text <= 0:
-            raise InvalidValue(what, text, "must be a positive number of seconds")
-        return float(text)
-    m = _DUR_RE.match(str(text))
-    if not m:
+    """Parse ``30``, ``30s``, ``500ms``, ``2m`` or ``1h`` into seconds (> 0, at most :data:`MAX_DURATION`)."""
+    if isinstance(text, bool) or not isinstance(text, (int, float, str)):
         raise InvalidValue(what, text, "expected seconds, e.g. 30, 2.5s, 500ms or 2m")
-    value = float(m.group(1)) * _DUR_SCALE[m.group(2).lower() if m.group(2) else None]
-    if value <= 0:
-        raise InvalidValue(what, text, "must be more than zero")
+    if isinstance(text, (int, float)):
+        try:
+            value = float(text)
+        except OverflowError:
+            value = math.inf
+        if not math.isfinite(value) or value <= 0:
+            raise InvalidValue(what, text, "must be a positive, finite number of seconds")
+    else:
+        m = _DUR_RE.match(text)
+        if not m:
+            raise InvalidValue(what, text, "expected seconds, e.g. 30, 2.5s, 500ms or 2m")
+        value = float(m.group(1)) * _DUR_SCALE[m.group(2).lower() if m.group(2) else None]
+        if value <= 0:
+            raise InvalidValue(what, text, "must be more than zero")
+    if value > MAX_DURATION:
+        raise InvalidValue(what, text, f"must be at most {MAX_DURATION / 86400:g} days ({MAX_DURATION:g} s)")
     return value
 
 
 def parse_count(text: str | int, what: str = "count") -> int:
-    """A positive integer (e.g. ``pids``)."""
+    """A positive integer (e.g. ``pids``), below 2**31 (what the kernel's counters take)."""
+    if isinstance(text, bool) or not isinstance(text, (int, str)):
+        raise InvalidValue(what, text, "expected a positive whole number")
     try:
         value = int(str(text).strip())
     except ValueError:
         raise InvalidValue(what, text, "expected a positive whole number") from None
     if value <= 0:
         raise InvalidValue(what, text, "must be a positive whole number")
+    if value >= 2**31:
+        raise InvalidValue(what, text, "must be below 2147483648")
     return value
 
 

@@ -12,7 +12,7 @@ import click
 
 from ..cgroupfs import check_name
 from ..errors import AgentCgroupError
-from ..units import format_size, parse_size
+from ..units import MAX_DURATION, format_size, parse_size
 from .errors import fail
 
 if TYPE_CHECKING:
@@ -21,6 +21,20 @@ if TYPE_CHECKING:
     from ..replay.plan import ReplayPlan
 
 PRIORITY_CYCLE = ("low", "normal")
+MAX_SESSIONS = 64
+MAX_RUNS = 1000
+
+
+def _check_out_dir(out_dir: str) -> None:
+    """--out names a directory we can write into (made now if missing), checked before any run."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        fail(f"invalid out {out_dir!r}: exists and is not a directory")
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except (OSError, ValueError) as exc:
+        fail(f"invalid out {out_dir!r}: {getattr(exc, 'strerror', None) or exc}")
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        fail(f"invalid out {out_dir!r}: not writable")
 
 
 @click.command()
@@ -64,14 +78,16 @@ def bench(
     from ..replay.plan import plan
     from ..traces import discover
 
-    if n_sessions < 2:
-        fail(f"invalid sessions {n_sessions!r}: need at least 2 (one high priority and another)")
-    if runs < 1:
-        fail(f"invalid runs {runs!r}: need at least 1")
+    if not 2 <= n_sessions <= MAX_SESSIONS:
+        fail(f"invalid sessions {n_sessions!r}: expected 2 (one high priority and another) to {MAX_SESSIONS}")
+    if not 1 <= runs <= MAX_RUNS:
+        fail(f"invalid runs {runs!r}: expected 1 to {MAX_RUNS}")
     if not 1 <= call_procs <= 64:
         fail(f"invalid call-procs {call_procs!r}: expected 1 to 64")
-    if not duration > 0:
-        fail(f"invalid duration {duration!r}: must be above zero seconds")
+    if not 0 < duration <= MAX_DURATION:
+        fail(f"invalid duration {duration!r}: expected more than 0 and at most {MAX_DURATION:g} seconds")
+    if out_dir is not None:  # before the runs, not after an hour of them
+        _check_out_dir(out_dir)
     try:
         arm_list = parse_arms(arms)
         peak = parse_size(peak_text, "peak")
@@ -84,10 +100,13 @@ def bench(
         if not os.path.exists(path):
             fail(f"invalid trace {path!r}: no such file or directory")
     tasks = []
-    for src in discover(list(traces)):
-        task = src.load()
-        if task.error is None and len(task.samples) >= 10 and task.calls:
-            tasks.append(task)
+    try:
+        for src in discover(list(traces)):
+            task = src.load()
+            if task.error is None and len(task.samples) >= 10 and task.calls:
+                tasks.append(task)
+    except (OSError, ValueError) as exc:
+        fail(f"invalid traces {' '.join(traces)!r}: {exc}")
     if not tasks:
         fail(f"invalid traces {' '.join(traces)!r}: no trace with resource samples and tool calls")
     chosen = [tasks[i % len(tasks)] for i in range(n_sessions)]

@@ -11,6 +11,7 @@ import click
 from ..controller.config import ControllerConfig
 from ..controller.core import Controller
 from ..daemon.client import default_socket
+from ..daemon.policy import Policy, parse_caps
 from ..daemon.server import Daemon
 from ..errors import AgentCgroupError, InvalidValue
 from .errors import RUNNER_FAILED, fail
@@ -47,6 +48,16 @@ from .errors import RUNNER_FAILED, fail
     help="Root cgroup name (apart from the embedded controllers' agentcg, so they never share sessions).",
 )
 @click.option("--backend", type=click.Choice(["auto", "v2", "hybrid", "none"]), help="Force a backend.")
+@click.option(
+    "--policy",
+    "policy_file",
+    metavar="FILE",
+    help="Operator policy (TOML): caps per uid and group (docs/security.md). Default: safe caps for non-root.",
+)
+@click.option("--tenant-max-sessions", metavar="N", help="Sessions a non-root uid may hold at once (16).")
+@click.option("--tenant-max-calls", metavar="N", help="Calls a non-root uid may run at once (32).")
+@click.option("--tenant-max-connections", metavar="N", help="Connections a non-root uid may hold open (64).")
+@click.option("--tenant-max-priority", metavar="P", help="Highest priority a non-root uid may ask for (normal).")
 def daemon(
     socket_path: str | None,
     budget: str | None,
@@ -62,6 +73,11 @@ def daemon(
     keep_calls: bool,
     root: str | None,
     backend: str | None,
+    policy_file: str | None,
+    tenant_max_sessions: str | None,
+    tenant_max_calls: str | None,
+    tenant_max_connections: str | None,
+    tenant_max_priority: str | None,
 ) -> None:
     """Serve agent sessions on a Unix socket (sessions belong to the uid that opens them; root administers
     all). Killed with SIGKILL and restarted with the same --state-dir, it adopts the calls it left running."""
@@ -79,6 +95,17 @@ def daemon(
             admission_wait=admission_wait,
             warm=warm,
         )
+        flags = {
+            "max_sessions": tenant_max_sessions,
+            "max_calls": tenant_max_calls,
+            "max_connections": tenant_max_connections,
+            "max_priority": tenant_max_priority,
+        }
+        tenant_flags = parse_caps({k: v for k, v in flags.items() if v is not None}, "--tenant")
+        policy = Policy.load(policy_file, tenant_flags=tenant_flags)
+        from ..cgroupfs import check_name
+
+        check_name(root, "root")
     except (InvalidValue, ValueError) as exc:
         fail(str(exc))
     try:
@@ -86,7 +113,7 @@ def daemon(
     except AgentCgroupError as exc:
         fail(str(exc), RUNNER_FAILED)
     try:
-        server = Daemon(socket_path or default_socket(), ctl)
+        server = Daemon(socket_path or default_socket(), ctl, policy)
     except (AgentCgroupError, OSError) as exc:
         ctl.close(keep_calls=True)
         fail(f"cannot serve {socket_path or default_socket()}: {exc}", RUNNER_FAILED)
@@ -95,6 +122,9 @@ def daemon(
         logging.getLogger("agentcgroup").info("event=daemon-stop signal=%s", signal.Signals(signum).name)
         server.stop()
 
+    # the event loop, the controller's loop and the workers share the GIL: hand it over within 1 ms, not 5 ms,
+    # so that a worker's or the controller's next step does not wait behind a busy loop (tail latency)
+    sys.setswitchinterval(0.001)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:

@@ -34,6 +34,14 @@ _ROWS = [
 @click.option("--backend", type=click.Choice(["auto", "v2", "hybrid", "none"]), help="Force a backend.")
 def doctor(as_json: bool, root: str | None, backend: str | None) -> None:
     """Show which backend this host gets and which cgroup features it has."""
+    if root is not None:
+        from ..cgroupfs import check_name
+        from ..errors import InvalidValue
+
+        try:
+            check_name(root, "root")
+        except InvalidValue as exc:
+            fail(str(exc))
     try:
         m = get_manager(root, backend=backend)
     except AgentCgroupError as exc:

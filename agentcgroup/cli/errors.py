@@ -14,6 +14,35 @@ CANNOT_EXECUTE = 126
 NOT_FOUND = 127
 
 
+def finite_range(min: float, max: float, min_open: bool = False):  # type: ignore[no-untyped-def]
+    """A click float option within [min, max] (NaN and infinities refused: click's FloatRange lets NaN by)."""
+    import math
+
+    import click
+
+    class FiniteRange(click.FloatRange):
+        def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+            rv = super().convert(value, param, ctx)
+            if not math.isfinite(rv):
+                self.fail(f"{value!r} is not a finite number.", param, ctx)
+            return rv
+
+    return FiniteRange(min=min, max=max, min_open=min_open)
+
+
+def safe_path(**kwargs):  # type: ignore[no-untyped-def]
+    """click.Path, but a name the OS cannot take (a NUL byte) is a usage error, not a traceback."""
+    import click
+
+    class SafePath(click.Path):
+        def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+            if isinstance(value, str) and "\0" in value:
+                self.fail(f"{value!r} contains a NUL byte.", param, ctx)
+            return super().convert(value, param, ctx)
+
+    return SafePath(**kwargs)
+
+
 def fail(message: str, code: int = USAGE) -> NoReturn:
     sys.stderr.write(f"agentcg: error: {message}\n")
     sys.stderr.flush()
@@ -41,6 +70,8 @@ def command_argv(command: Sequence[str], usage: str) -> list[str]:
     argv = list(command)
     if argv and argv[0] == "--":
         argv = argv[1:]
+    elif argv and argv[0].startswith("-") and argv[0] != "-":
+        fail(f"no such option: {argv[0]} (a command that starts with '-' goes after '--'; usage: {usage})")
     if not argv:
         fail(f"no command given (usage: {usage})")
     return argv

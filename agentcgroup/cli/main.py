@@ -22,7 +22,33 @@ from .status_cmd import status
 from .unit_cmd import unit
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineErrors(click.Group):
+    """Usage errors as every other error of ours: one line naming the value, exit 2 (not click's usage block)."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # type: ignore[no-untyped-def,override]
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            sys.stderr.write(f"agentcg: error: {_first_lower(exc.format_message())}{where}\n")
+            raise SystemExit(exc.exit_code) from None
+        except click.ClickException as exc:
+            sys.stderr.write(f"agentcg: error: {_first_lower(exc.format_message())}\n")
+            raise SystemExit(exc.exit_code) from None
+        except click.Abort:
+            sys.stderr.write("agentcg: aborted\n")
+            raise SystemExit(130) from None
+        if not standalone_mode:
+            return rv
+        raise SystemExit(rv if isinstance(rv, int) else 0)
+
+
+def _first_lower(text: str) -> str:
+    text = " ".join(text.split())
+    return text[:1].lower() + text[1:]
+
+
+@click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="agentcgroup")
 @click.option("-v", "--verbose", count=True, help="Log decisions (-v) or everything (-vv) to stderr.")
 def cli(verbose: int) -> None:

@@ -11,6 +11,7 @@ import click
 from ..report.paper import BATCH18, HAIKU
 from ..report.run import report_data, to_json, write_report
 from ..report.selection import MIN_DURATION_S, MIN_SAMPLES, Thresholds
+from .errors import finite_range, safe_path
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -24,38 +25,38 @@ def _progress_console() -> Console:
 
 
 @click.command("report")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=safe_path(exists=True, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with every figure on stdout.")
 @click.option(
     "--out",
     "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=safe_path(file_okay=False, path_type=Path),
     help="Write report.md, report.json and PNG plots into this directory.",
 )
 @click.option(
     "--min-duration",
-    type=click.FloatRange(min=0),
+    type=finite_range(0, 1e9),
     default=MIN_DURATION_S,
     show_default=True,
     help="A valid task was sampled for at least this many seconds.",
 )
 @click.option(
     "--min-samples",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=2**31),
     default=MIN_SAMPLES,
     show_default=True,
     help="A valid task has at least this many resource samples.",
 )
 @click.option(
     "--burst-mb",
-    type=click.FloatRange(min=0),
+    type=finite_range(0, 1e12),
     default=300.0,
     show_default=True,
     help="Samples above this many MB (decimal) count as high-memory bursts.",
 )
 @click.option(
     "--host-gb",
-    type=click.FloatRange(min=0, min_open=True),
+    type=finite_range(0, 1e9, min_open=True),
     default=128.0,
     show_default=True,
     help="Host memory (decimal GB) for the sessions-per-host estimate.",
@@ -70,7 +71,7 @@ def _progress_console() -> Console:
 )
 @click.option(
     "--timelines",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=1000),
     default=6,
     show_default=True,
     help="Per-task timeline plots to draw (highest peak-to-average first).",
@@ -97,6 +98,12 @@ def report(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+    if out_dir is not None:  # before the work: a directory we cannot make is bad input, said at once
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except (OSError, ValueError) as exc:
+            why = getattr(exc, "strerror", None) or exc
+            raise click.BadParameter(f"{str(out_dir)!r}: {why}", param_hint="'--out'") from None
     thresholds = Thresholds(min_duration_s=min_duration, min_samples=min_samples)
     with Progress(
         TextColumn("loading traces"),
@@ -104,6 +111,7 @@ def report(
         MofNCompleteColumn(),
         console=_progress_console(),
         transient=True,
+        disable=not sys.stderr.isatty(),  # a blank line otherwise, before any error line
     ) as progress:
         bar = progress.add_task("load", total=None)
         try:
@@ -117,7 +125,7 @@ def report(
                 reference=reference,
             )
         except (FileNotFoundError, ValueError) as e:
-            raise click.ClickException(str(e)) from e
+            raise click.UsageError(str(e)) from e  # a path or a file that is not a trace: bad input, exit 2
     if out_dir is not None:
         path = write_report(result, valid, out_dir, plots=not no_plots, timelines=timelines)
         click.echo(f"report: {path} ({result['tasks']} of {result['tasks_found']} tasks valid)", err=True)

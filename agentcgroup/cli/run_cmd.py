@@ -151,10 +151,8 @@ def _via_daemon(
     --json its stdout comes back through a pipe, to know whether a newline must precede the JSON)."""
     client = Client(socket_path)
     name = session_name or f"run-{os.getpid()}"
-    # as embedded: a session that does not exist is made for this call (and closed after it)
-    own_session = name not in {s["name"] for s in client.status()["sessions"]}
-    if own_session:
-        client.open_session(name)
+    # as embedded: a session that does not exist is made for this call, and the daemon closes it after the
+    # call, or as soon as this client goes away (even SIGKILLed)
     relay = _Relay() if as_json else None
     try:
         out = client.run(
@@ -167,15 +165,11 @@ def _via_daemon(
             stderr=2,
             keep_background=keep_background,
             on_started=(lambda _id: relay.start()) if relay else None,
+            own_session=True,
         )
     finally:
         if relay is not None:
             relay.finish()
-        if own_session:
-            try:
-                client.close_session(name)
-            except AgentCgroupError:
-                pass
     return out, relay.last == b"\n" if relay else True
 
 

@@ -31,6 +31,7 @@ class CallSpec:
     relay_stdout        an fd the command's stdout is copied to as it comes (the outcome can then follow it)
     keep_background     processes the command leaves running are not killed when it exits
     new_session         the command starts a new session (setsid): no controlling terminal
+    capture_limit       captured output kept per stream at most (None: all); the rest is read, dropped, noted
     launcher, parent    for calls that run elsewhere than a host process of ours (``docker exec``): how to
                         start it, and the cgroup its leaf goes beneath instead of ``<session>/tools``
     """
@@ -50,6 +51,7 @@ class CallSpec:
     relay_stdout: int | None = None
     keep_background: bool = False
     new_session: bool = False
+    capture_limit: int | None = None
     launcher: Launcher | None = None
     parent: tuple[str, ...] | None = None
 

@@ -193,6 +193,7 @@ class Controller:
         new_session: bool = False,
         launcher: Launcher | None = None,
         parent: tuple[str, ...] | None = None,
+        capture_limit: int | None = None,
     ) -> CallHandle:
         """Admit (or queue, or refuse) and start a tool call; its outcome comes from ``wait()``. The keywords
         are :class:`~.callspec.CallSpec`'s."""
@@ -214,6 +215,7 @@ class Controller:
             new_session=new_session,
             launcher=launcher,
             parent=parent,
+            capture_limit=capture_limit,
         )
         return self.submit_spec(session, spec, uid=uid)
 

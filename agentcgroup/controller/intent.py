@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..limits import Limits
-from ..units import MAX_BYTES, parse_cpu, parse_duration, parse_size
+from ..limits import Limits, parse_memory_limit
+from ..units import MAX_BYTES, MAX_DURATION, parse_cpu, parse_duration
 from .config import check_priority
 
 #: a declared peak is an estimate: the soft limit leaves this much room above it
@@ -37,7 +37,7 @@ class Intent:
         priority: str | None = None,
     ) -> Intent:
         return cls(
-            memory=parse_size(memory, "intent memory") if memory is not None else None,
+            memory=parse_memory_limit(memory, "intent memory") if memory is not None else None,
             cpu=parse_cpu(cpu, "intent cpu") if cpu is not None else None,
             duration=parse_duration(duration, "intent duration") if duration is not None else None,
             priority=check_priority(priority) if priority is not None else None,
@@ -63,9 +63,10 @@ def size_limits(intent: Intent, limits: Limits) -> Limits:
 
 
 def default_timeout(intent: Intent, timeout: float | None) -> float | None:
+    """The timeout given, else 10x the declared duration, at most :data:`~agentcgroup.units.MAX_DURATION`."""
     if timeout is not None:
         return timeout
-    return None if intent.duration is None else intent.duration * 10
+    return None if intent.duration is None else min(intent.duration * 10, MAX_DURATION)
 
 
 def declared_memory(intent: Intent, limits: Limits) -> int | None:

@@ -20,6 +20,7 @@ from ..controller.core import AccessDenied
 from ..errors import AgentCgroupError, CgroupError, InvalidValue, NotFound, PermissionDenied, Unsupported
 from ..limits import Limits
 from ..outcome import Outcome
+from .policy import NotAllowed, TooMany
 from .protocol import ProtocolError, TooLarge, encode
 
 DEFAULT_SOCKET = "/run/agentcg.sock"
@@ -34,11 +35,27 @@ _ERRORS: dict[str, type[Exception]] = {
     "CgroupError": CgroupError,
     "BadRequest": ProtocolError,
     "TooLarge": TooLarge,
+    "NotAllowed": NotAllowed,
+    "TooMany": TooMany,
 }
 
 
 class Unreachable(AgentCgroupError):
     """The daemon's socket cannot be reached."""
+
+
+class Untrusted(Unreachable):
+    """Whoever listens on the socket is neither root nor this user: nothing is sent to it."""
+
+
+def check_listener(sock: socket.socket, path: str) -> None:
+    """Before the environment and stdio fds go out: the peer must be root or ourselves (SO_PEERCRED), not
+    another user who took the socket's path."""
+    import struct
+
+    _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    if uid not in (0, os.geteuid()):
+        raise Untrusted(f"{path!r} is served by uid {uid}, neither root nor you: not sending it anything")
 
 
 def default_socket() -> str:
@@ -47,7 +64,11 @@ def default_socket() -> str:
 
 def _raise(error: dict[str, Any]) -> None:
     """Raise the daemon's error as the exception the embedded controller would have raised."""
-    kind, message = error.get("type", "AgentCgroupError"), error.get("message", "")
+    kind, message = error.get("type", "AgentCgroupError"), str(error.get("message", ""))
+    if kind == "FileNotFoundError":  # as the embedded path raises them: `agentcg run` exits 127 / 126
+        raise FileNotFoundError(2, message)
+    if kind == "PermissionError":
+        raise PermissionError(13, message)
     raise _ERRORS.get(kind, AgentCgroupError)(message)
 
 
@@ -76,18 +97,34 @@ def _limits_dict(limits: Limits | Mapping[str, Any] | None) -> dict[str, Any]:
 class Client:
     def __init__(self, socket_path: str | None = None, *, connect_timeout: float = 5.0) -> None:
         self.path = socket_path or default_socket()
+        self.shown = self.path if self.path.isprintable() else repr(self.path)  # one line, whatever the path
         self.connect_timeout = connect_timeout
         self._ids = itertools.count(1)
 
     # --- plumbing ---------------------------------------------------------------------------------------
     def _connect(self) -> socket.socket:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.connect_timeout)
+        deadline = time.monotonic() + self.connect_timeout
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.connect_timeout)
+            try:
+                sock.connect(self.path)
+                break
+            except BlockingIOError:  # its backlog is full (a busy moment): wait for room, as a blocking connect would
+                sock.close()
+                if time.monotonic() > deadline:
+                    raise Unreachable(f"the agentcgroup daemon at {self.shown} accepts no connection") from None
+                time.sleep(0.005)
+            except OSError as exc:
+                sock.close()
+                raise Unreachable(
+                    f"cannot reach the agentcgroup daemon at {self.shown}: {exc.strerror or exc}"
+                ) from None
         try:
-            sock.connect(self.path)
-        except OSError as exc:
+            check_listener(sock, self.path)
+        except BaseException:
             sock.close()
-            raise Unreachable(f"cannot reach the agentcgroup daemon at {self.path}: {exc.strerror or exc}") from None
+            raise
         sock.settimeout(None)
         return sock
 
@@ -120,10 +157,10 @@ class Client:
                     _raise(reply.get("error", {}))
                 if "event" not in reply:
                     return reply
-            raise Unreachable(f"the daemon at {self.path} closed the connection without an answer")
+            raise Unreachable(f"the daemon at {self.shown} closed the connection without an answer")
         except ConnectionError as exc:  # it went away mid-request (killed, restarting): as unreachable as above
             why = exc.strerror or exc
-            raise Unreachable(f"the daemon at {self.path} went away during the request: {why}") from None
+            raise Unreachable(f"the daemon at {self.shown} went away during the request: {why}") from None
         finally:
             sock.close()
 
@@ -178,9 +215,12 @@ class Client:
         on_disconnect: str = "kill",
         reconnect_s: float = 30.0,
         on_started: Any = None,
+        own_session: bool = False,
     ) -> Outcome:
         """Run a tool call in ``session`` and return its outcome. stdin/stdout/stderr: fds to hand over (the
-        command writes to them directly); with ``capture_output`` the outcome carries its output instead."""
+        command writes to them directly); with ``capture_output`` the outcome carries its output instead.
+        ``own_session``: the daemon opens ``session`` if it does not exist, for this call alone, and closes it
+        when the call ends or this client goes away."""
         import json
 
         stdio = [stdin, None, None] if capture_output else [stdin, stdout, stderr]
@@ -197,6 +237,8 @@ class Client:
             "on_disconnect": on_disconnect,
             "stdio": [fd is not None for fd in stdio],
         }
+        if own_session:
+            body["own_session"] = True
         if intent:
             body["intent"] = dict(intent)
         sock = self._connect()
@@ -221,7 +263,7 @@ class Client:
         finally:
             sock.close()
         if call_id is None:
-            raise Unreachable(f"the daemon at {self.path} closed the connection before starting the call")
+            raise Unreachable(f"the daemon at {self.shown} closed the connection before starting the call")
         return self._await_outcome(call_id, reconnect_s)
 
     def _await_outcome(self, call_id: str, reconnect_s: float) -> Outcome:

@@ -1,44 +1,54 @@
-"""The daemon's socket server: a thread per connection, peer credentials for every request.
+"""The daemon's socket server: one event loop for every connection, a small worker pool for the controller.
 
-A session belongs to the uid that opened it; root administers all. A non-root client's commands run as its own
-uid and gid. While a call runs, its connection's thread sleeps in ``poll()`` on the socket and on an eventfd
-the call's completion writes: an idle daemon costs no CPU, and a client that goes away is noticed at once
-(its call is killed, or left running with ``on_disconnect="detach"``).
+No thread per connection or per session: the loop (the controller's own :class:`~agentcgroup.controller.loop.Loop`
+class, a second instance on the daemon's main thread) accepts, reads and writes every socket without blocking;
+each connection is a small state machine (:mod:`.connection`) with bounded buffers. What may block (the
+controller's admission queue, creating and removing cgroups) runs on a bounded pool of worker threads, and a
+call's completion comes back onto the loop through its future's callback.
+
+Limits (docs/security.md): a request line of at most 1 MiB, and at most that much unread input per
+connection; at most 3 fds per request and per connection; per-uid caps on connections, sessions and running
+calls from the operator's :class:`~agentcgroup.daemon.policy.Policy`; a global cap on connections. When the
+process runs out of descriptors, accepting pauses for a moment and the daemon serves on.
 """
 
 from __future__ import annotations
 
-import array
-import base64
+import collections
+import errno
 import logging
 import os
 import select
 import socket
+import stat
 import struct
 import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..controller.core import Controller
+from ..controller.loop import Loop
 from ..errors import AgentCgroupError
-from ..outcome import Outcome
-from ..spawn import SpawnError
-from .protocol import (
-    MAX_LINE,
-    VERSION,
-    ProtocolError,
-    Request,
-    TooLarge,
-    encode,
-    error_reply,
-    parse_request,
-    run_from,
-    session_from,
-)
+from .connection import Connection, RunningCall
+from .policy import Policy, TooMany
+from .ratelimit import Buckets, LogBudget
 
 log = logging.getLogger("agentcgroup")
 
-ROOT = 0
-MAX_FDS = 3
+#: every connection of every uid together (each costs an fd; the controller needs its own)
+MAX_CONNECTIONS = 4096
+#: worker threads for controller operations (made on demand, up to this many)
+WORKERS = 16
+#: jobs of one uid (not root) on the workers at once
+JOBS_PER_UID = 4
+#: how long accepting pauses after EMFILE/ENFILE
+ACCEPT_BACKOFF_S = 0.1
+#: how often running calls are checked for a completion whose callback did not come (a failed outcome)
+SWEEP_S = 0.5
+#: how long SIGTERM waits for operations under way on the workers
+DRAIN_S = 5.0
 
 
 def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
@@ -47,273 +57,223 @@ def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
     return struct.unpack("3i", raw)
 
 
-def outcome_dict(out: Outcome) -> dict[str, Any]:
-    d = out.to_dict()
-    for name in ("stdout", "stderr"):
-        data = getattr(out, name)
-        if data is not None:
-            d[name + "_b64"] = base64.b64encode(data).decode()
-    return d
-
-
-class Connection:
-    """One client: its credentials, its socket, the fds it sent and not yet claimed."""
-
-    def __init__(self, daemon: Daemon, sock: socket.socket) -> None:
-        self.daemon, self.sock = daemon, sock
-        self.pid, self.uid, self.gid = peer_credentials(sock)
-        self.buf = bytearray()
-        self.fds: list[int] = []
-
-    # --- I/O --------------------------------------------------------------------------------------------
-    def send(self, obj: dict[str, Any]) -> None:
-        self.sock.sendall(encode(obj))
-
-    def read_line(self) -> bytes | None:
-        """The next request line (fds that came with it are queued); None at EOF. Raises TooLarge."""
-        while True:
-            nl = self.buf.find(b"\n")
-            if nl >= 0:
-                line = bytes(self.buf[:nl])
-                del self.buf[: nl + 1]
-                return line
-            if len(self.buf) > MAX_LINE:
-                raise TooLarge(f"request longer than {MAX_LINE} bytes")
-            data, anc, _, _ = self.sock.recvmsg(65536, socket.CMSG_SPACE(MAX_FDS * 4))
-            for level, kind, payload in anc:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    fds = array.array("i")
-                    fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
-                    self.fds.extend(fds)
-            if not data:
-                return None
-            self.buf += data
-
-    def take_fds(self, wanted: list[bool]) -> list[int | None]:
-        out: list[int | None] = []
-        for want in wanted:
-            if want:
-                if not self.fds:
-                    raise ProtocolError("the request says it sent stdio fds, but none came with it")
-                out.append(self.fds.pop(0))
-            else:
-                out.append(None)
-        return out
-
-    def close(self) -> None:
-        for fd in self.fds:
-            os.close(fd)
-        self.fds.clear()
-        self.sock.close()
-
-    # --- serving ----------------------------------------------------------------------------------------
-    def serve(self) -> None:
-        try:
-            while not self.daemon.stopping:
-                try:
-                    line = self.read_line()
-                except TooLarge as exc:
-                    self.send(error_reply(None, exc))
-                    log.warning("event=request-refused uid=%d reason=%r", self.uid, str(exc))
-                    return  # its rest would be read as requests: close the connection
-                if line is None:
-                    return
-                if not line.strip():
-                    continue
-                self.handle(line)
-        except (ConnectionError, OSError) as exc:
-            log.info("event=client-gone uid=%d pid=%d reason=%r", self.uid, self.pid, str(exc))
-        finally:
-            self.close()
-
-    def handle(self, line: bytes) -> None:
-        req_id = None
-        try:
-            req = parse_request(line)
-            req_id = req.id
-            log.info(
-                "event=request op=%s uid=%d pid=%d %s",
-                req.op,
-                self.uid,
-                self.pid,
-                " ".join(f"{k}={v!r}" for k, v in req.body.items() if k in ("name", "session", "call_id")),
-            )
-            reply = getattr(self, "op_" + req.op)(req)
-            if reply is not None:
-                self.send({"id": req_id, "ok": True, **reply})
-        except (AgentCgroupError, ValueError, SpawnError, FileNotFoundError, PermissionError) as exc:
-            self.send(error_reply(req_id, exc))
-        finally:
-            for fd in self.fds:  # fds no request claimed
-                os.close(fd)
-            self.fds.clear()
-
-    @property
-    def ctl(self) -> Controller:
-        return self.daemon.controller
-
-    def op_hello(self, req: Request) -> dict[str, Any]:
-        return {
-            "version": VERSION,
-            "backend": self.ctl.manager.kind,
-            "uid": self.uid,
-            "features": self.ctl.manager.features.to_dict(),
-        }
-
-    def op_open_session(self, req: Request) -> dict[str, Any]:
-        args = session_from(req.body)
-        s = self.ctl.open_session(
-            args["name"],
-            uid=self.uid,
-            priority=args["priority"],
-            limits=args["limits"],
-            agent_memory=args["agent_memory"],
-        )
-        return {"session": s.info()}
-
-    def op_close_session(self, req: Request) -> dict[str, Any]:
-        name = req.body.get("name")
-        if not isinstance(name, str):
-            raise ProtocolError(f"field 'name': expected a string, got {name!r}")
-        self.ctl.close_session(name, uid=self.uid)
-        return {}
-
-    def op_status(self, req: Request) -> dict[str, Any]:
-        return {"status": self.ctl.status(uid=self.uid)}
-
-    def op_outcome(self, req: Request) -> dict[str, Any]:
-        call_id = req.body.get("call_id")
-        if not isinstance(call_id, str):
-            raise ProtocolError(f"field 'call_id': expected a string, got {call_id!r}")
-        out = self.ctl.outcome(call_id, uid=self.uid)
-        return {"outcome": None if out is None else outcome_dict(out), "running": out is None}
-
-    def op_kill(self, req: Request) -> dict[str, Any]:
-        session, call_id = req.body.get("session"), req.body.get("call_id")
-        if not isinstance(session, str) or not isinstance(call_id, str):
-            raise ProtocolError("fields 'session' and 'call_id' are required strings")
-        self.ctl.kill_call(session, call_id, str(req.body.get("reason") or "killed on request"), uid=self.uid)
-        return {}
-
-    def op_run(self, req: Request) -> None:
-        a = run_from(req.body)
-        fds = self.take_fds(a["stdio"])
-        run_as = None if self.uid == ROOT else (self.uid, self.gid)
-        done = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-        try:
-            handle = self.ctl.submit(
-                a["session"],
-                a["argv"],
-                limits=a["limits"],
-                intent=a["intent"],
-                timeout=a["timeout"],
-                uid=self.uid,
-                run_as=run_as,
-                env=a["env"],
-                cwd=a["cwd"],
-                stdin=fds[0],
-                stdout=fds[1],
-                stderr=fds[2],
-                capture_output=a["capture_output"],
-                keep_background=a["keep_background"],
-            )
-        finally:
-            for fd in fds:  # the command has its own copies now
-                if fd is not None:
-                    os.close(fd)
-        done_lock, done_open = threading.Lock(), [True]
-
-        def notify(_out: object) -> None:  # never into a closed fd (its number may be another client's by then)
-            with done_lock:
-                if done_open[0]:
-                    os.eventfd_write(done, 1)
-
-        handle.future.callbacks.append(notify)
-        try:
-            self.send({"id": req.id, "event": "started", "call_id": handle.call_id})
-            if not handle.done() and not self._wait(done):
-                # the client went away while its call ran
-                if a["on_disconnect"] == "kill":
-                    handle.kill("the client disconnected")
-                log.info("event=client-gone uid=%d call=%s action=%s", self.uid, handle.call_id, a["on_disconnect"])
-                raise ConnectionResetError("client disconnected during its call")
-            out = handle.wait()
-            assert out is not None
-            self.send({"id": req.id, "ok": True, "outcome": outcome_dict(out)})
-        finally:
-            with done_lock:
-                done_open[0] = False
-                os.close(done)
-
-    def _wait(self, done: int) -> bool:
-        """Sleep until the call is done (True) or the client hangs up (False)."""
-        poller = select.poll()
-        poller.register(done, select.POLLIN)
-        poller.register(self.sock.fileno(), select.POLLIN | select.POLLRDHUP)
-        while True:
-            for fd, ev in poller.poll():
-                if fd == done:
-                    return True
-                if ev & (select.POLLRDHUP | select.POLLHUP | select.POLLERR):
-                    return False
-                if ev & select.POLLIN:  # a client may not talk during its call: read it; EOF is a hang-up
-                    if not self.sock.recv(4096, socket.MSG_PEEK):
-                        return False
-                    self.buf += self.sock.recv(65536)
+def check_socket_path(path: str) -> None:
+    """Make room for our socket at ``path``: only a stale socket (nobody answers on it) is removed. A live one,
+    or anything that is not a socket (a regular file, a symlink, a directory), is an error naming it."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "a directory" if stat.S_ISDIR(st.st_mode) else "a file"
+        raise AgentCgroupError(f"{path} exists and is {kind}: refusing to replace it (remove it or pick another path)")
+    probe = socket.socket(socket.AF_UNIX)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)  # a stale socket of a dead daemon
+        return
+    finally:
+        probe.close()
+    raise AgentCgroupError(f"another daemon is serving {path}")
 
 
 class Daemon:
-    def __init__(self, socket_path: str, controller: Controller) -> None:
+    def __init__(
+        self,
+        socket_path: str,
+        controller: Controller,
+        policy: Policy | None = None,
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        workers: int = WORKERS,
+    ) -> None:
         self.path, self.controller = socket_path, controller
+        self.policy = policy or Policy()
+        self.owner = os.geteuid()  # its own uid is no tenant of its (root; or a user's private daemon)
+        self.max_connections = max_connections
         self.stopping = False
         directory = os.path.dirname(os.path.abspath(socket_path))
         os.makedirs(directory, mode=0o755, exist_ok=True)
-        if os.path.exists(socket_path):
-            probe = socket.socket(socket.AF_UNIX)
-            try:
-                probe.connect(socket_path)
-                raise AgentCgroupError(f"another daemon is serving {socket_path}")
-            except OSError:
-                os.unlink(socket_path)  # a stale socket of a dead daemon
-            finally:
-                probe.close()
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(socket_path)
-        os.chmod(socket_path, 0o666)  # anyone may connect; peer credentials decide what they may do
-        self.sock.listen(128)
-        self._threads: set[threading.Thread] = set()
+        check_socket_path(socket_path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+        try:
+            self.sock.bind(socket_path)
+            os.chmod(socket_path, 0o666)  # anyone may connect; peer credentials decide what they may do
+            self.sock.listen(1024)
+        except BaseException:
+            self.sock.close()
+            raise
+        self.loop = Loop()
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="agentcg-op")
+        self.conns: dict[int, Connection] = {}
+        self.conns_of: collections.Counter[int] = collections.Counter()
+        self.calls: set[RunningCall] = set()
+        self.calls_of: collections.Counter[int] = collections.Counter()
+        self.lock = threading.Lock()  # sessions counted and opened as one step, across workers
+        self.buckets = Buckets()  # requests a second, per uid
+        self.logs = LogBudget()  # log lines a uid may cause
+        self._in_flight = 0
+        self._jobs_of: collections.Counter[int] = collections.Counter()  # jobs on the workers, per uid
+        self._waiting_of: dict[int, collections.deque] = {}  # jobs waiting for a worker, per uid
+        self._wake_lock = threading.Lock()
+        self._loop_closed = False
+        self._accepting = False
+        self._last_emfile = 0.0
+        self._resume_accept()
 
+    # --- the loop ---------------------------------------------------------------------------------------
     def serve_forever(self) -> None:
         log.info("event=daemon-ready socket=%s backend=%s", self.path, self.controller.manager.kind)
+        self.loop.call_later(SWEEP_S, self._sweep)
+        self.loop.thread = threading.current_thread()
         while not self.stopping:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                if self.stopping:
-                    break
-                raise
-            c = Connection(self, conn)
-            t = threading.Thread(target=self._serve, args=(c,), name=f"agentcg-client-{c.pid}", daemon=True)
-            self._threads.add(t)
-            t.start()
-
-    def _serve(self, c: Connection) -> None:
-        try:
-            c.serve()
-        finally:
-            self._threads.discard(threading.current_thread())
+            self.loop.run_once()
 
     def stop(self) -> None:
-        """Stop accepting (from a signal handler or another thread); serve_forever returns."""
+        """Stop serving (from a signal handler or another thread); serve_forever returns."""
         self.stopping = True
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        self.loop.stop()
 
+    def call_soon(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` on the loop (from any thread); after :meth:`close`, nothing (a call finishing as the
+        controller shuts down must not write to a wake-up fd that is closed, or by now another file's)."""
+        with self._wake_lock:
+            if not self._loop_closed:
+                self.loop.call_soon_threadsafe(fn)
+
+    def submit(self, job: Callable[[], Any], then: Callable[[Any, BaseException | None], None], uid: int = 0) -> None:
+        """Run ``job`` on a worker; ``then(result, error)`` runs on the loop afterwards. A uid other than root has
+        at most :data:`JOBS_PER_UID` jobs on the workers at once; the rest wait their turn (FIFO per uid), so
+        that one uid's many connections cannot hold every worker."""
+        self._in_flight += 1
+        if uid != 0 and self._jobs_of[uid] >= JOBS_PER_UID:
+            self._waiting_of.setdefault(uid, collections.deque()).append((job, then))
+            return
+        self._start_job(job, then, uid)
+
+    def _start_job(self, job: Callable[[], Any], then: Callable[[Any, BaseException | None], None], uid: int) -> None:
+        self._jobs_of[uid] += 1
+
+        def work() -> None:
+            try:
+                result, error = job(), None
+            except BaseException as exc:
+                result, error = None, exc
+            self.call_soon(lambda: self._done(then, result, error, uid))
+
+        self.pool.submit(work)
+
+    def _done(self, then: Callable[[Any, BaseException | None], None], result: Any, error: Any, uid: int) -> None:
+        self._in_flight -= 1
+        self._jobs_of[uid] -= 1
+        waiting = self._waiting_of.get(uid)
+        if waiting:
+            self._start_job(*waiting.popleft(), uid)
+            if not waiting:
+                del self._waiting_of[uid]
+        elif self._jobs_of[uid] <= 0:
+            del self._jobs_of[uid]
+        then(result, error)
+
+    def _sweep(self) -> None:
+        for rc in list(self.calls):
+            if rc.handle.done():
+                rc.finish()
+        self.loop.call_later(SWEEP_S, self._sweep)
+
+    # --- accepting --------------------------------------------------------------------------------------
+    def _resume_accept(self) -> None:
+        if not self._accepting and not self.stopping:
+            self.loop.add(self.sock.fileno(), select.EPOLLIN, self._on_accept)
+            self._accepting = True
+
+    def _pause_accept(self, why: str) -> None:
+        now = time.monotonic()
+        if now - self._last_emfile > 5:  # one line per episode, not one per attempt
+            log.warning("event=accept-paused reason=%r for_s=%g", why, ACCEPT_BACKOFF_S)
+        self._last_emfile = now
+        if self._accepting:
+            self.loop.remove(self.sock.fileno())
+            self._accepting = False
+        self.loop.call_later(ACCEPT_BACKOFF_S, self._resume_accept)
+
+    def _on_accept(self, fd: int, events: int) -> None:
+        for _ in range(64):
+            try:
+                sock, _ = self.sock.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    self._pause_accept(os.strerror(exc.errno))
+                    return
+                if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR):
+                    continue
+                self._pause_accept(str(exc))
+                return
+            self._admit(sock)
+
+    def _admit(self, sock: socket.socket) -> None:
+        try:
+            sock.setblocking(False)
+            pid, uid, gid = peer_credentials(sock)
+        except OSError:
+            sock.close()
+            return
+        caps = self.policy.caps(0 if uid == self.owner else uid, gid)
+        refusal = None
+        if len(self.conns) >= self.max_connections:
+            refusal = TooMany(f"the daemon has {len(self.conns)} connections open, its most ({self.max_connections})")
+        elif caps.max_connections is not None and self.conns_of[uid] >= caps.max_connections:
+            refusal = TooMany(
+                f"uid {uid} has {self.conns_of[uid]} connections open, the most the operator allows it "
+                f"({caps.max_connections})"
+            )
+        if refusal is not None:
+            if self.logs.allow(uid):
+                log.warning("event=connection-refused uid=%d pid=%d reason=%r", uid, pid, str(refusal))
+            if self.buckets.take(uid, caps.max_requests_per_s):
+                Connection.refuse(sock, refusal)
+            else:  # a uid over its rate too gets no answer: that would cost what the flood is refused for
+                sock.close()
+            return
+        if not self.buckets.take(uid, caps.max_requests_per_s):
+            sock.close()  # over its rate: closed at once, unread (the cheapest answer to a flood of connections)
+            return
+        c = Connection(self, sock, pid, uid, gid, caps)
+        self.conns[c.fd] = c
+        self.conns_of[uid] += 1
+        c.rearm()
+
+    def forget(self, c: Connection) -> None:
+        """A connection closed (the loop's side of :meth:`Connection.close`)."""
+        if self.conns.pop(c.fd, None) is not None:
+            self.loop.remove(c.fd)
+            self.conns_of[c.uid] -= 1
+            if self.conns_of[c.uid] <= 0:
+                del self.conns_of[c.uid]
+
+    # --- shutdown ---------------------------------------------------------------------------------------
     def close(self) -> None:
+        """After serve_forever: close every connection (calls are the controller's to stop or keep), let
+        operations under way finish (a few seconds at most), remove the socket."""
+        self.stopping = True
+        if self._accepting:
+            self.loop.remove(self.sock.fileno())
+            self._accepting = False
         self.sock.close()
         try:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
+        for c in list(self.conns.values()):
+            c.close(shutting_down=True)
+        deadline = time.monotonic() + DRAIN_S
+        while self._in_flight and time.monotonic() < deadline:
+            self.loop.run_once(0.05)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        with self._wake_lock:
+            self._loop_closed = True
+            self.loop.close()

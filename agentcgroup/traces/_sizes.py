@@ -7,6 +7,7 @@ paper's own summaries (``summary.memory_mb``) agree with the decimal reading.
 
 from __future__ import annotations
 
+import math
 import re
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*$")
@@ -37,7 +38,10 @@ def parse_trace_size(text: str) -> tuple[int, str]:
     factor = _FACTOR.get(unit.lower())
     if factor is None:
         raise ValueError(f"unknown memory unit {unit!r} in {text!r}")
-    return round(float(m.group(1)) * factor), unit or "B"
+    value = float(m.group(1)) * factor
+    if not value < 2**63:
+        raise ValueError(f"not a memory size: {text!r}")
+    return round(value), unit or "B"
 
 
 def parse_usage(text: str) -> tuple[int, str]:
@@ -50,9 +54,13 @@ def parse_percent(text: str | float | int) -> float:
     if isinstance(text, bool):
         raise ValueError(f"not a percentage: {text!r}")
     if isinstance(text, (int, float)):
-        return float(text)
-    s = text.strip().rstrip("%").strip()
-    try:
-        return float(s)
-    except ValueError:
-        raise ValueError(f"not a percentage: {text!r}") from None
+        value = float(text)
+    else:
+        s = str(text).strip().rstrip("%").strip()
+        try:
+            value = float(s)
+        except ValueError:
+            raise ValueError(f"not a percentage: {text!r}") from None
+    if not math.isfinite(value) or abs(value) > 1e9:
+        raise ValueError(f"not a percentage: {text!r}")
+    return value

@@ -23,7 +23,14 @@ class Source:
     kind: str
 
     def load(self) -> Task:
-        return load_attempt(self.path) if self.kind == PAPER else read_recording(self.path)
+        """The trace; content that cannot be read as one raises ``ValueError`` naming the file (a parser's
+        slip on a value of the wrong type or size included: a file is data, never a reason for a traceback)."""
+        try:
+            return load_attempt(self.path) if self.kind == PAPER else read_recording(self.path)
+        except (OSError, ValueError):
+            raise
+        except (TypeError, KeyError, IndexError, AttributeError, ArithmeticError, RecursionError) as exc:
+            raise ValueError(f"{self.path}: cannot be read: {type(exc).__name__}: {exc}") from None
 
 
 def _walk(root: Path) -> list[Source]:

@@ -9,6 +9,7 @@ are dropped (the paper's own ``summary.memory_mb`` leaves them out too).
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +22,7 @@ def _naive_seconds(text: str) -> float | None:
     """Seconds of a zone-less ISO time read as if it were UTC (an offset is applied by the caller)."""
     try:
         dt = datetime.fromisoformat(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return (dt.replace(tzinfo=None) - datetime(1970, 1, 1)).total_seconds()
 
@@ -29,17 +30,29 @@ def _naive_seconds(text: str) -> float | None:
 def _zone_offset(raw: list[dict[str, Any]]) -> float | None:
     """Local-minus-UTC seconds, learnt from a sample that carries both ``epoch`` and ``timestamp``."""
     for s in raw:
-        epoch, naive = s.get("epoch"), _naive_seconds(s.get("timestamp", ""))
-        if isinstance(epoch, (int, float)) and naive is not None:
+        epoch, naive = _epoch(s), _naive_seconds(s.get("timestamp", ""))
+        if epoch is not None and naive is not None:
             return round((naive - epoch) / 900) * 900.0  # zones are whole quarter hours
     return None
 
 
+def _epoch(s: dict[str, Any]) -> float | None:
+    """A sample's ``epoch``: a finite time after 1970 (NaN, infinities and the like are no time)."""
+    epoch = s.get("epoch") if isinstance(s, dict) else None
+    if isinstance(epoch, bool) or not isinstance(epoch, (int, float)):
+        return None
+    try:
+        value = float(epoch)
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) and 0 < value < 1e11 else None
+
+
 def _sample_time(s: dict[str, Any], offset: float | None) -> tuple[float | None, bool]:
     """Return (epoch seconds, taken from the local timestamp?)."""
-    epoch = s.get("epoch")
-    if isinstance(epoch, (int, float)) and not isinstance(epoch, bool) and epoch > 0:
-        return float(epoch), False
+    epoch = _epoch(s)
+    if epoch is not None:
+        return epoch, False
     naive = _naive_seconds(s.get("timestamp", ""))
     if naive is None:
         return None, False

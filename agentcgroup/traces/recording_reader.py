@@ -8,6 +8,7 @@ not errors. A file that is not a recording, or of a newer major version, raises 
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ def is_recording(path: str | Path) -> bool:
     try:
         with Path(path).open(encoding="utf-8") as f:
             head = json.loads(f.readline())
-    except (OSError, ValueError, UnicodeDecodeError):
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
         return False
     return isinstance(head, dict) and head.get("type") == "header" and head.get("format") == FORMAT
 
@@ -42,7 +43,7 @@ def _records(path: Path, task: Task) -> list[dict[str, Any]]:
     for i, line in enumerate(lines):
         try:
             rec = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             if i == len(lines) - 1 and i > 0:
                 task.note("last line truncated (the writer did not finish it)")
             else:
@@ -82,7 +83,14 @@ def _samples(rows: list[dict[str, Any]]) -> Samples:
 
 
 def _num(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    """A finite number of a plausible size (NaN, infinities and values past 2**63 are no figure), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        f = float(value)
+    except OverflowError:
+        return None
+    return f if math.isfinite(f) and abs(f) < 2**63 else None
 
 
 def _failed(outcome: dict[str, Any]) -> bool | None:

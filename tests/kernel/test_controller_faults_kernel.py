@@ -81,8 +81,17 @@ def test_durations_beyond_what_epoll_can_wait(manager) -> None:
 
 
 def test_agentcg_run_with_a_720h_timeout_does_not_hang(root_name: str) -> None:
+    """Beyond the longest duration the CLI takes (7 days): one line naming the value, exit 2, nothing made."""
     env = {**os.environ, "AGENTCG_ROOT": root_name}
-    r = subprocess.run([PY, "-m", "agentcgroup", "run", "--timeout", "720h", "--", "true"], env=env, timeout=60 * SLOW)
+    r = subprocess.run(
+        [PY, "-m", "agentcgroup", "run", "--timeout", "720h", "--", "true"],
+        env=env,
+        timeout=60 * SLOW,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2 and "720h" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = subprocess.run([PY, "-m", "agentcgroup", "run", "--timeout", "168h", "--", "true"], env=env, timeout=60 * SLOW)
     assert r.returncode == 0
     assert leftovers(root_name) == []
 

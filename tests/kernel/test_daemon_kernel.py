@@ -155,22 +155,23 @@ def test_a_10_mb_request_is_refused_and_the_daemon_serves_on(daemon) -> None:
 NOBODY = """
 import json, os, sys  # everything is imported before dropping to nobody (who cannot read root's Python)
 from agentcgroup.daemon.client import Client
-from agentcgroup.controller.core import AccessDenied
+from agentcgroup.errors import NotFound
 import agentcgroup.controller.persist
 os.setgid(65534); os.setuid(65534)
 c = Client(sys.argv[1])
 try:
     c.run("roots", ["true"])
     print("RAN")
-except AccessDenied as e:
-    print("DENIED", e)
+except NotFound as e:  # session names are per uid: root's "roots" is not even visible
+    print("UNSEEN", e)
 c.open_session("mine")
 out = c.run("mine", ["id", "-u"], capture_output=True, cwd="/")
 print("ID", out.stdout.decode().strip())
 try:
     c.close_session("roots")
-except AccessDenied:
-    print("DENIED-CLOSE")
+except NotFound:
+    print("UNSEEN-CLOSE")
+print("SEES", [s["name"] for s in c.status()["sessions"]])
 c.close_session("mine")
 """
 
@@ -187,8 +188,8 @@ def test_another_users_session_is_off_limits_and_commands_run_as_their_user(daem
     )
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0].startswith("DENIED") and "uid 0" in lines[0]
-    assert "ID 65534" in lines and "DENIED-CLOSE" in lines
+    assert lines[0] == "UNSEEN no session 'roots'"
+    assert "ID 65534" in lines and "UNSEEN-CLOSE" in lines and "SEES ['mine']" in lines
     assert [s["name"] for s in Client(sock).status()["sessions"]] == ["roots"]  # root sees all
 
 
@@ -283,3 +284,23 @@ def test_kill_9_during_a_call_then_restart_reports_the_outcome(tmp_path, root_na
         again.send_signal(signal.SIGTERM)
         again.wait(30)
     assert leftovers(root_name) == []
+
+
+def test_agentcg_run_through_the_daemon_keeps_the_exit_codes_of_a_missing_command(daemon, tmp_path) -> None:
+    _, sock = daemon
+    env = {**os.environ, "AGENTCG_SOCKET": sock}
+    r = subprocess.run([PY, "-m", "agentcgroup", "run", "--", "/nonexistent/cmd"], capture_output=True, env=env)
+    assert r.returncode == 127 and r.stderr.decode().count("\n") == 1 and b"/nonexistent/cmd" in r.stderr
+    plain = tmp_path / "not-executable"
+    plain.write_text("data\n")
+    plain.chmod(0o644)
+    r = subprocess.run([PY, "-m", "agentcgroup", "run", "--", str(plain)], capture_output=True, env=env)
+    assert r.returncode == 126 and r.stderr.decode().count("\n") == 1
+    assert Client(sock).status()["sessions"] == []
+    c = Client(sock)  # the daemon's own answers come back as the embedded path raises them
+    c.open_session("m")
+    with pytest.raises(FileNotFoundError, match="nonexistent"):
+        c.run("m", ["/nonexistent/cmd"])
+    with pytest.raises(PermissionError):
+        c.run("m", [str(plain)])
+    c.close_session("m")

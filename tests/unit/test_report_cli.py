@@ -110,5 +110,5 @@ def test_markdown_on_stdout_without_out_or_json() -> None:
 def test_bad_paths_are_clear_errors(tmp_path: Path) -> None:
     result = _runner().invoke(report, [str(tmp_path / "missing")])
     assert result.exit_code == 2 and "does not exist" in result.stderr
-    result = _runner().invoke(report, [str(tmp_path)])
-    assert result.exit_code == 1 and "no traces found under" in result.stderr
+    result = _runner().invoke(report, [str(tmp_path)])  # a directory without traces is bad input too
+    assert result.exit_code == 2 and "no traces found under" in result.stderr
