@@ -10,8 +10,9 @@ Conventions (written down once):
   (``None``).
 * Durations are float seconds: ``30``, ``30s``, ``500ms``, ``2m``, ``1h``; at most ``MAX_DURATION`` (7 days).
 * Bounds, so that no value a user can type reaches the kernel or a timer out of range: CPU at most
-  ``MAX_CPU_CORES`` (1000 cores, ``100000%``), durations at most ``MAX_DURATION``. NaN and infinities are refused. (The controller's
-  loop waits for long timers in steps, so what the API hands it directly is not bounded by epoll either.)
+  ``MAX_CPU_CORES`` (1000 cores, ``100000%``), durations at most ``MAX_DURATION``. NaN and infinities are
+  refused. (The controller's loop waits for long timers in steps: what the API hands it directly is not bounded
+  by epoll either.)
 """
 
 from __future__ import annotations
