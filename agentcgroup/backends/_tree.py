@@ -175,6 +175,9 @@ class TreeManager(TreeWatch, Manager):
     def on_created(self, cg: Cgroup) -> None:
         """Hook: a cgroup's dirs exist, before limits are set."""
 
+    def on_removed(self, role: str, path: str) -> None:
+        """Hook: the directory ``path`` (of ``role``) is being removed; forget what was known of it."""
+
     def _get_or_create(self, path: tuple[str, ...]) -> Cgroup:
         cg = self._cache.get(path)
         if cg is not None:
@@ -291,6 +294,10 @@ class TreeManager(TreeWatch, Manager):
                     child.close()
         except NotFound:
             return set()
+        except CgroupError as exc:
+            if exc.errno != errno.ENODEV:  # ENODEV: removed (by another process of ours) while we read it
+                raise
+            return set()
         return found
 
     # --- removal ---------------------------------------------------------------------------------------
@@ -322,6 +329,7 @@ class TreeManager(TreeWatch, Manager):
                     errors.append(exc)
             for role, d in list(cg.backend_data["dirs"].items()):
                 pdir = self._dir_of(cg.parent, role)
+                self.on_removed(role, d.path)
                 d.close()
                 if pdir is None:
                     continue

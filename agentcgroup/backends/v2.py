@@ -62,6 +62,10 @@ class V2Manager(TreeManager):
                     raise
         self._prepared.add(parent.path)
 
+    def on_removed(self, role: str, path: str) -> None:
+        # a cgroup made again under the same name starts with an empty subtree_control: prepare it again
+        self._prepared = {p for p in self._prepared if p != path and not p.startswith(path + "/")}
+
     # --- limits ----------------------------------------------------------------------------------------
     def set_limits(self, cg: Cgroup, limits: Limits) -> None:
         if cg.closed:

@@ -13,7 +13,7 @@ import itertools
 import os
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from ..controller.core import AccessDenied
@@ -129,7 +129,7 @@ class Client:
         return sock
 
     @staticmethod
-    def _lines(sock: socket.socket):  # type: ignore[no-untyped-def]
+    def _lines(sock: socket.socket) -> Iterator[bytes]:
         buf = b""
         while True:
             chunk = sock.recv(65536)

@@ -145,3 +145,23 @@ def test_a_freeze_the_kernel_has_not_finished_is_a_freeze_timeout(v2, fake_v2) -
     call.freeze("stalled at its soft memory limit")
     assert [s.action for s in call.steps] == ["freeze"]
     assert call._frozen_since is not None
+
+
+def test_a_cgroup_made_again_under_its_old_name_gets_its_controllers_again(v2, fake_v2, monkeypatch) -> None:
+    """The guest found it: a session removed and opened again under the same name kept a stale 'prepared' mark
+    and got no controllers, so its agent leaf had no memory.low."""
+    from agentcgroup import cgroupfs
+
+    writes: list[str] = []
+    real_write = cgroupfs.Dir.write
+
+    def recording(d, fname: str, value: str) -> None:  # type: ignore[no-untyped-def]  # as Dir.write
+        if fname == "cgroup.subtree_control":
+            writes.append(d.path)
+        real_write(d, fname, value)
+
+    v2.create(("s", "tools"))
+    v2.destroy(v2.open(("s",)))
+    monkeypatch.setattr(cgroupfs.Dir, "write", recording)
+    v2.create(("s", "agent"), Limits(memory_low=64 << 20))
+    assert writes.count(str(fake_v2.tmp / "unified/agentcg/s")) == 3  # memory, cpu, pids: enabled afresh
