@@ -227,7 +227,7 @@ def kernel_probe(
             calls=max(sum(s.calls_run for s in r.sessions) for r in results),
             high_slowdown=slowdown,
             alone_s=statistics.median(d[0] for d in done),
-            completion_s=None if None in highs else statistics.median(highs),  # type: ignore[type-var]
+            completion_s=None if None in highs else statistics.median(highs),
             cpu_busy=busy,
             mem_peak_bytes=max(r.mem_peak_bytes for r in results),
             kills=kills,

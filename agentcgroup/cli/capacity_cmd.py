@@ -144,7 +144,16 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _search(plans, names, budget, root, call_procs, runs, max_slowdown, max_sessions):  # type: ignore[no-untyped-def]
+def _search(
+    plans: Any,
+    names: Any,
+    budget: Any,
+    root: Any,
+    call_procs: Any,
+    runs: Any,
+    max_slowdown: Any,
+    max_sessions: Any,
+) -> Any:
     from ..bench.capacity import kernel_probe, search, summary
 
     def say(text: str) -> None:  # progress, on stderr (stdout stays the figures, JSON or not)

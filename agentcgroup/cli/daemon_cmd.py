@@ -105,7 +105,8 @@ def daemon(
         policy = Policy.load(policy_file, tenant_flags=tenant_flags)
         from ..cgroupfs import check_name
 
-        check_name(root, "root")
+        if root is not None:
+            check_name(root, "root")
     except (InvalidValue, ValueError) as exc:
         fail(str(exc))
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 
@@ -80,7 +81,7 @@ def doctor(as_json: bool, root: str | None, backend: str | None) -> None:
         m.close()
 
 
-def _systemd(layout: object, backend: str) -> dict:
+def _systemd(layout: object, backend: str) -> dict[str, Any]:
     """Which path this host and user get under systemd, and why (agentcgroup.systemd)."""
     from ..systemd.report import describe
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import NoReturn
+from typing import Any, NoReturn
 
 #: exit codes of the runner itself (as env(1), docker run and timeout(1) use them)
 USAGE = 2
@@ -30,7 +30,7 @@ def finite_range(min: float, max: float, min_open: bool = False):  # type: ignor
     return FiniteRange(min=min, max=max, min_open=min_open)
 
 
-def safe_path(**kwargs):  # type: ignore[no-untyped-def]
+def safe_path(**kwargs: Any) -> Any:
     """click.Path, but a name the OS cannot take (a NUL byte) is a usage error, not a traceback."""
     import click
 

@@ -25,7 +25,7 @@ from .unit_cmd import unit
 class _OneLineErrors(click.Group):
     """Usage errors as every other error of ours: one line naming the value, exit 2 (not click's usage block)."""
 
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # type: ignore[no-untyped-def,override]
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # type: ignore[no-untyped-def]
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as exc:

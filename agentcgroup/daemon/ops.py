@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import AgentCgroupError, NotFound
 from ..limits import Limits
@@ -44,7 +44,9 @@ def outcome_dict(out: Outcome, uid: int) -> dict[str, Any]:
 class RunningCall:
     """A call of the daemon's, from ``started`` until its outcome (its connection may be gone by then)."""
 
-    def __init__(self, daemon: Daemon, conn: Connection | None, handle: CallHandle, req: Request, args: dict) -> None:
+    def __init__(
+        self, daemon: Daemon, conn: Connection | None, handle: CallHandle, req: Request, args: dict[str, Any]
+    ) -> None:
         self.daemon, self.conn, self.handle = daemon, conn, handle
         self.req_id, self.uid = req.id, conn.uid if conn is not None else ROOT
         self.on_disconnect = args["on_disconnect"]
@@ -176,7 +178,12 @@ class Ops:
     def op_close_session(self, req: Request):  # type: ignore[no-untyped-def]
         name = self._name(name_from(req.body))
         ctl, uid = self.daemon.controller, self.uid
-        return lambda: (ctl.close_session(name, uid=uid), {})[1]
+
+        def close() -> dict[str, Any]:
+            ctl.close_session(name, uid=uid)
+            return {}
+
+        return close
 
     def op_status(self, req: Request):  # type: ignore[no-untyped-def]
         ctl, uid, ns = self.daemon.controller, self.uid, self.ns
@@ -205,7 +212,12 @@ class Ops:
         reason = req.body.get("reason")
         reason = str(reason)[:200] if isinstance(reason, str) and reason else "killed on request"
         ctl, uid = self.daemon.controller, self.uid
-        return lambda: (ctl.kill_call(session, call_id, reason, uid=uid), {})[1]
+
+        def kill() -> dict[str, Any]:
+            ctl.kill_call(session, call_id, reason, uid=uid)
+            return {}
+
+        return kill
 
     def _run(self, req: Request, fds: list[int]) -> None:
         """Validate, check the caps, then admit and start on a worker; the outcome comes from the call's
@@ -288,7 +300,9 @@ class Ops:
                 self.idle()
                 return
             handle, own = result
-            rc = RunningCall(d, None if self.closed else self, handle, req, {**a, "own_session_name": own})
+            rc = RunningCall(
+                d, None if self.closed else cast("Connection", self), handle, req, {**a, "own_session_name": own}
+            )
             d.calls.add(rc)
             handle.future.callbacks.append(lambda _out: d.call_soon(rc.finish))
             if self.closed:  # the client left while its call was being started

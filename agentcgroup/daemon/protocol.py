@@ -216,7 +216,8 @@ def session_from(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def name_from(body: dict[str, Any], field: str = "name") -> str:
-    return _field(body, field, str, required=True)
+    value: str = _field(body, field, str, required=True)
+    return value
 
 
 def encode(obj: dict[str, Any]) -> bytes:

@@ -31,7 +31,8 @@ from typing import Any
 from ..controller.core import Controller
 from ..controller.loop import Loop
 from ..errors import AgentCgroupError
-from .connection import Connection, RunningCall
+from .connection import Connection
+from .ops import RunningCall
 from .policy import Policy, TooMany
 from .ratelimit import Buckets, LogBudget
 
@@ -116,7 +117,9 @@ class Daemon:
         self.logs = LogBudget()  # log lines a uid may cause
         self._in_flight = 0
         self._jobs_of: collections.Counter[int] = collections.Counter()  # jobs on the workers, per uid
-        self._waiting_of: dict[int, collections.deque] = {}  # jobs waiting for a worker, per uid
+        self._waiting_of: dict[
+            int, collections.deque[tuple[Callable[[], Any], Callable[[Any, BaseException | None], None]]]
+        ] = {}  # jobs waiting for a worker, per uid
         self._wake_lock = threading.Lock()
         self._loop_closed = False
         self._accepting = False
@@ -170,7 +173,8 @@ class Daemon:
         self._jobs_of[uid] -= 1
         waiting = self._waiting_of.get(uid)
         if waiting:
-            self._start_job(*waiting.popleft(), uid)
+            job, then_next = waiting.popleft()
+            self._start_job(job, then_next, uid)
             if not waiting:
                 del self._waiting_of[uid]
         elif self._jobs_of[uid] <= 0:

@@ -107,7 +107,7 @@ class SystemdBus:
             props.append(("OOMPolicy", ("s", oom_policy)))
         if slice_name:
             props.append(("Slice", ("s", slice_name)))
-        return self.call("StartTransientUnit", "ssa(sv)a(sa(sv))", name, "fail", props, [])[0]
+        return str(self.call("StartTransientUnit", "ssa(sv)a(sa(sv))", name, "fail", props, [])[0])
 
     def start_slice(self, name: str, *, description: str, memory_max: int | None, cpu_weight: int | None) -> bool:
         """A transient slice; False when it exists already (another handle of the same session made it)."""
@@ -125,12 +125,12 @@ class SystemdBus:
         return True
 
     def stop_unit(self, name: str) -> str:
-        return self.call("StopUnit", "ss", name, "replace")[0]
+        return str(self.call("StopUnit", "ss", name, "replace")[0])
 
     def unit_path(self, name: str) -> str | None:
         """The object path of a loaded unit, None if it is not loaded."""
         try:
-            return self.call("GetUnit", "s", name)[0]
+            return str(self.call("GetUnit", "s", name)[0])
         except BusError as exc:
             if "not loaded" in str(exc) or "NoSuchUnit" in str(exc):
                 return None
@@ -157,7 +157,7 @@ def _direct(sock: Any) -> Any:
     from jeepney.io.blocking import DBusConnection, DBusConnectionBase
     from jeepney.io.common import MessageFilters
 
-    class Direct(DBusConnection):
+    class Direct(DBusConnection):  # type: ignore[misc]  # jeepney ships no type information
         def __init__(self, sock: Any) -> None:
             DBusConnectionBase.__init__(self, sock)
             self._filters = MessageFilters()

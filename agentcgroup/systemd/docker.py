@@ -19,7 +19,7 @@ Closing ends the calls, removes the container (systemd removes its scope), then 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from ..cgroupfs import Dir
 from ..errors import CgroupError
@@ -68,7 +68,8 @@ class SystemdDriver:
         from ..session import Session
 
         layout = detect()
-        if layout.unified is None:
+        unified = layout.unified
+        if unified is None:
             _fail("no cgroup2 mount: the systemd driver needs a cgroup v2 host")
         scope = f"docker-{container_id}.scope"
         want = f"{slice_path(self.slice)}/{scope}"
@@ -76,7 +77,7 @@ class SystemdDriver:
             where = next((e.path for e in parse_proc_cgroup(f.read()) if e.hierarchy_id == 0), "")
         if where != want:
             _fail(f"container {container_id[:12]} is in {where}, not in {want} (--cgroup-parent {self.slice})")
-        self.scope_dir = layout.unified.mountpoint + want
+        self.scope_dir = unified.mountpoint + want
         d = Dir.open(self.scope_dir)
         try:
             if d.xattr("trusted.delegate") != b"1":
@@ -122,7 +123,7 @@ class SystemdDriver:
             pass
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     from ..integrations.docker import DockerError
 
     raise DockerError(message)

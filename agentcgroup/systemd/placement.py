@@ -52,12 +52,14 @@ class _Bus:
     """The manager's connection, opened on first use (most placements need none)."""
 
     def __init__(self, user: bool, factory: Callable[[bool], SystemdBus]) -> None:
-        self.user, self._factory, self._bus = user, factory, None
+        self.user, self._factory = user, factory
+        self._bus: SystemdBus | None = None
 
     def __call__(self) -> SystemdBus:
-        if self._bus is None:
-            self._bus = self._factory(self.user)
-        return self._bus
+        bus = self._bus
+        if bus is None:
+            bus = self._bus = self._factory(self.user)
+        return bus
 
     def close(self) -> None:
         if self._bus is not None:
@@ -87,19 +89,21 @@ def place(
     try:
         found = unit_of(own)
         if found is not None:
-            unit, unit_cg = found
-            usable = _usable_unit(mount + unit_cg, unit, own == unit_cg, pid, bus)
+            found_unit, found_cg = found
+            usable = _usable_unit(mount + found_cg, found_unit, own == found_cg, pid, bus)
             if usable is not None:
-                if own == unit_cg:
+                if own == found_cg:
                     if not create:
                         return None
                     _into_supervisor(usable, pid)
                 usable.close()
-                return Placement(mount + unit_cg, unit, manager, f"in {unit}, which systemd delegated to it")
+                return Placement(
+                    mount + found_cg, found_unit, manager, f"in {found_unit}, which systemd delegated to it"
+                )
         if not create:
             return None
-        unit, unit_cg = _new_scope(mount, pid, bus(), proc_root)
-        return Placement(mount + unit_cg, unit, manager, f"in its own transient scope {unit} (Delegate=yes)")
+        scope, scope_cg = _new_scope(mount, pid, bus(), proc_root)
+        return Placement(mount + scope_cg, scope, manager, f"in its own transient scope {scope} (Delegate=yes)")
     finally:
         bus.close()
 
