@@ -20,7 +20,7 @@ from .errors import FreezeTimeout
 from .feedback import build_feedback, command_text
 from .limits import Limits
 from .outcome import Outcome, Step
-from .spawn import PIPE, ForeignProcess, Process
+from .spawn import PIPE, STDOUT, ForeignProcess, Process
 from .warm import new_call_id
 
 if TYPE_CHECKING:
@@ -33,6 +33,10 @@ FREEZE_WAIT = 0.5
 
 #: ``launcher(call, stdin, stdout, stderr) -> Process``: starts the command and puts it into ``call.cg`` itself
 Launcher = Callable[["ToolCall", Any, Any, Any], Process]
+
+
+def _is_stdout(spec: Any) -> bool:
+    return isinstance(spec, int) and not isinstance(spec, bool) and spec == STDOUT
 
 
 class ToolCall:
@@ -55,8 +59,8 @@ class ToolCall:
         self.leaf_limits = leaf_limits or self.limits
         self.timeout = spec.timeout
         stdin, stdout, stderr = spec.stdin, spec.stdout, spec.stderr
-        if spec.capture_output:
-            stdout = stderr = PIPE
+        if spec.capture_output:  # stderr=STDOUT: both streams in one pipe, their order kept (outcome.stdout)
+            stdout, stderr = PIPE, (STDOUT if _is_stdout(stderr) else PIPE)
         if spec.relay_stdout is not None:
             stdout = PIPE
         self._stdio = (stdin, stdout, stderr)
