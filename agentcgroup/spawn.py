@@ -283,7 +283,7 @@ def spawn(
     ids = _ids(uid, gid, oom_score_adj)
     child_side: list[int] = []
     ours: dict[str, int | None] = {}
-    fds = []
+    fds: list[int] = []
     try:
         for name, spec, mode in (("stdin", stdin, "r"), ("stdout", stdout, "w"), ("stderr", stderr, "w")):
             fd, mine = _fd_for(spec, mode, child_side, fds[1] if len(fds) > 1 else -1)

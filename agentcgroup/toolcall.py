@@ -237,11 +237,15 @@ class ToolCall:
                 self._left_leaf(proc.pid)  # read before it is reaped: a zombie still shows its cgroup (cgroup2)
             proc.wait()
         duration = (proc.ended or time.monotonic()) - self._t0
-        leftover = 0
+        leftover = kept = 0
         st = m.stats(cg)
         if st.populated and not self.keep_background:
             leftover = m.kill(cg)
             st = m.stats(cg)
+        elif st.populated and isinstance(getattr(self.session, "kept", None), list) and self.parent is None:
+            kept = len(m.pids(cg))
+            if kept:
+                self.step("note", f"{kept} background process(es) kept running in its cgroup until the session closes")
         for fd in list(pipes or {}):  # what the tree wrote before it ended (non-blocking: may be held open)
             while self._read_pipe(fd):
                 pass
@@ -250,13 +254,16 @@ class ToolCall:
             self._frozen_since = None
         try:
             pool = self.session.pool if self.parent is None else None
-            if pool is not None:
+            if kept:
+                self.session.kept.append(cg)  # the session removes it when it closes
+            elif pool is not None:
                 pool.reap(cg)  # removed in the background: off the caller's path
             else:
                 m.destroy(cg)
         finally:
             self.cg = None
         self.outcome = self._outcome(proc, st, duration, leftover)
+        self.outcome.background_kept = kept
         proc.close()
         return self.outcome
 

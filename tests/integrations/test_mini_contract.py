@@ -16,8 +16,8 @@ from tests.conftest import SLOW, kernel_skip_reason, leftovers, wait_for
 
 pytest.importorskip("minisweagent", reason="mini-swe-agent is not installed (pip install 'agentcgroup[mini]')")
 
-from minisweagent.environments.local import LocalEnvironment  # noqa: E402
-from minisweagent.exceptions import Submitted  # noqa: E402
+from minisweagent.environments.local import LocalEnvironment
+from minisweagent.exceptions import Submitted
 
 pytestmark = [pytest.mark.kernel]
 
@@ -103,6 +103,7 @@ def test_env_and_cwd_are_minis(ours, tmp_path) -> None:
                 ("pwd", {"cwd": str(sub)}),  # the call's cwd wins
             ],
             expected,
+            strict=True,
         ):
             mine, theirs = _both(mine_env, local_env, command, **kw)
             assert theirs["output"] == want
@@ -184,6 +185,7 @@ def test_background_processes_end_with_the_call_unless_kept(ours, tmp_path) -> N
     env = ours(keep_background=True)
     r = env.execute({"command": started})
     assert r["returncode"] == 0 and r["extra"]["agentcgroup"]["leftover_killed"] == 0
+    assert r["extra"]["agentcgroup"]["background_kept"] == 1  # the outcome says so
     pid = int(pid_file.read_text())
     assert _alive(pid)  # kept, as mini's own environment keeps it
     assert env.execute({"command": "echo next"})["output"] == "next\n"
