@@ -9,6 +9,7 @@ import threading
 
 import click
 
+from .. import supervise
 from ..daemon.client import Client
 from ..errors import AgentCgroupError, InvalidValue
 from ..limits import Limits
@@ -16,6 +17,7 @@ from ..outcome import Outcome
 from ..session import Session
 from ..spawn import SpawnError
 from ..units import parse_duration
+from ..warm import new_call_id
 from .errors import CANNOT_EXECUTE, NOT_FOUND, RUNNER_FAILED, bad_input, check_command_line, command_argv, fail
 
 
@@ -124,18 +126,42 @@ def _embedded(
     as_json: bool,
     keep_background: bool,
 ) -> tuple[Outcome, bool]:
-    """In this process: a private controller, no warm pool (one call)."""
-    with Session(session_name, root=root, backend=backend, warm=0) as s:
-        call = s.start(
-            argv,
-            limits=limits,
-            timeout=tmo,
-            relay_stdout=sys.stdout.fileno() if as_json else None,
-            keep_background=keep_background,
-        )
-        outcome = call.wait()
-        assert outcome is not None
-        return outcome, call.call is None or call.call.stdout_ended_with_newline
+    """In this process: a private controller, no warm pool (one call). A supervisor, forked before the
+    controller's threads start, ends the call if this process dies without doing so (SIGKILL)."""
+    sup = supervise.start()
+    try:
+        with Session(session_name, root=root, backend=backend, warm=0) as s:
+            call_id = new_call_id()
+            if sup is not None:
+                _tell_supervisor(sup, s, call_id)
+            call = s.start(
+                argv,
+                limits=limits,
+                timeout=tmo,
+                relay_stdout=sys.stdout.fileno() if as_json else None,
+                keep_background=keep_background,
+                call_id=call_id,
+            )
+            outcome = call.wait()
+            assert outcome is not None
+            return outcome, call.call is None or call.call.stdout_ended_with_newline
+    finally:
+        if sup is not None:
+            sup.done()
+
+
+def _tell_supervisor(sup: supervise.Supervisor, s: Session, call_id: str) -> None:
+    """The call's directories in every hierarchy (known before it starts: its id is ours), the session's when
+    this runner made it, and the root."""
+    m = s.manager
+    roles = getattr(m, "roles", ())
+    if not roles or not hasattr(m, "root_path"):
+        return  # no cgroups (the no-cgroup backend): nothing a supervisor could remove
+    roots = [m.root_path(role) for role in roles]
+    sup.own(f"{r}/{s.name}/tools/{call_id}" for r in roots)
+    if s.controller.session(s.name).created:
+        sup.remove_session(f"{r}/{s.name}" for r in roots)
+    sup.remove_if_empty(roots)
 
 
 def _via_daemon(
