@@ -3,11 +3,13 @@ without cleaning up (SIGKILL, an OOM kill of the runner itself), its call still 
 second nothing of it runs and its cgroups are gone.
 
 The runner forks the supervisor before it starts any thread (:func:`start`), then tells it over a pipe which
-cgroup directories are the call's (:meth:`Supervisor.own`, before the command starts) and, at a normal end,
-that all is done (:meth:`Supervisor.done`). The supervisor waits for the pipe's end: the kernel closes the
-runner's end however the runner dies, so a SIGKILL is seen at once. Without ``done`` first, it kills every
-process in those directories (thawing them first: a frozen task cannot die), removes them bottom-up, and
-removes the directories it was told may go when empty (the session's, the root).
+cgroup directories are the call's (:meth:`Supervisor.own`, before the command starts) and, at the end, either
+that all is done (:meth:`Supervisor.done`) or that the call's background processes are kept
+(:meth:`Supervisor.keep`: it then waits for them to end and removes the call's cgroups after them). The
+supervisor waits for the pipe's end: the kernel closes the runner's end however the runner dies, so a SIGKILL
+is seen at once. Without ``done`` or ``keep`` first, it kills every process in those directories (thawing them
+first: a frozen task cannot die), removes them bottom-up, then removes the session's directories if no other
+call is in them, and the root if it is empty.
 
 The child touches the kernel with plain ``os`` calls, not :mod:`agentcgroup.cgroupfs`: it is a fork of a Python
 process and must not need anything a lock of the parent's could hold. It runs in a session of its own with
@@ -52,6 +54,13 @@ class Supervisor:
     def remove_if_empty(self, paths: Iterable[str]) -> None:
         """Directories to remove last, if nothing is in them (the root)."""
         self._send("R", paths)
+
+    def keep(self) -> None:
+        """The call's processes were kept (keep_background) and the runner goes: once they have all ended,
+        remove the call's directories (then the session's and the root, if empty). The supervisor stays for that
+        long, on its own."""
+        self._send("K", [""])
+        self.close()
 
     def done(self) -> None:
         """The runner ended normally: the supervisor exits without touching anything."""
@@ -102,6 +111,7 @@ def _child(fd: int) -> None:
     trees: list[str] = []
     sessions: list[str] = []
     empties: list[str] = []
+    keep = False
     buf = b""
     while True:
         chunk = os.read(fd, 65536)
@@ -113,8 +123,18 @@ def _child(fd: int) -> None:
             kind, _, path = line.decode(errors="surrogateescape").partition(" ")
             if kind == "D":
                 return
+            if kind == "K":
+                keep = True
+                continue
             {"T": trees, "S": sessions}.get(kind, empties).append(path)
+    if keep:
+        while any(_populated(t) for t in trees):
+            time.sleep(0.2)
     end_trees(trees, sessions, empties)
+
+
+def _populated(top: str) -> bool:
+    return any(_pids(d) for d in _dirs_bottom_up(top)) if os.path.isdir(top) else False
 
 
 def _dirs_bottom_up(top: str) -> list[str]:

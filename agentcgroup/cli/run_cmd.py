@@ -38,7 +38,11 @@ def _on_signal(signum: int, _frame: object) -> None:
 @click.option("--pids", metavar="N", help="Most processes/threads at once.")
 @click.option("--timeout", metavar="SEC", help="Kill the whole tree after this long: 30, 2.5s, 500ms, 2m.")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as one JSON object on stdout's last line.")
-@click.option("--keep-background", is_flag=True, help="Do not kill processes the command leaves running.")
+@click.option(
+    "--keep-background",
+    is_flag=True,
+    help="Keep processes the command leaves running, in its cgroup with its limits, until they end.",
+)
 @click.option("--root", metavar="NAME", help="Root cgroup name (default agentcg, or $AGENTCG_ROOT).")
 @click.option("--backend", type=click.Choice(["auto", "v2", "hybrid", "none"]), help="Force a backend.")
 @click.option(
@@ -109,6 +113,12 @@ def run(
         sys.stdout.flush()
     elif outcome.feedback:
         sys.stderr.write(f"agentcg: {outcome.feedback}\n")
+    if outcome.background_kept and not as_json:
+        if socket_path and not session_name:
+            kept = "were stopped when its session (made for this call alone) closed: give --session NAME to keep them"
+        else:
+            kept = "kept running in the call's cgroup, with its limits, until they end or the session is closed"
+        sys.stderr.write(f"agentcg: note: {outcome.background_kept} background process(es) {kept}\n")
     if not outcome.enforced and not as_json and not limits.is_empty():
         sys.stderr.write(
             "agentcg: note: no cgroups here; limits were applied per process only (see `agentcg doctor`)\n"
@@ -144,6 +154,12 @@ def _embedded(
             )
             outcome = call.wait()
             assert outcome is not None
+            if outcome.background_kept and sup is not None:
+                # kept beyond this process: the session's close leaves the leaf, the supervisor removes it
+                # (then the session, if nothing else uses it) once the last kept process has ended
+                s.controller.session(s.name).kept.clear()
+                sup.keep()
+                sup = None
             return outcome, call.call is None or call.call.stdout_ended_with_newline
     finally:
         if sup is not None:
