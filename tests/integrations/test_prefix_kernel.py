@@ -61,13 +61,24 @@ class FakeClaude:
         return r
 
 
-@pytest.fixture
-def claude_env(root_name):
+@pytest.fixture(params=["embedded", "daemon"])
+def claude_env(request, root_name, tmp_path):
+    """Claude Code's environment with the prefix's settings: an embedded controller, or AGENTCG_SOCKET."""
     if kernel_skip_reason():
         pytest.skip(kernel_skip_reason())
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCG_")}
     env |= {"AGENTCG_ROOT": root_name, "AGENTCG_SESSION": "claude-t1", "AGENTCG_SHIM_ARGS": "--memory 64M"}
+    daemon = None
+    if request.param == "daemon":
+        from tests.kernel.daemon_fixtures import start_daemon
+
+        daemon = start_daemon(tmp_path, root_name)
+        env["AGENTCG_SOCKET"] = daemon.sock
     yield env
+    if daemon is not None:
+        from tests.kernel.daemon_fixtures import stop_daemon
+
+        stop_daemon(daemon, root_name)
     assert leftovers(root_name) == []
 
 
