@@ -194,8 +194,9 @@ def test_background_processes_end_with_the_call_unless_kept(ours, tmp_path) -> N
     wait_for(lambda: not _alive(pid), "the kept background process to end with the session", 10)
 
 
-def test_the_scripted_mini_cli_run_matches_local(tmp_path, root_name) -> None:
-    """mini's own `mini` entry point, with a scripted model, once per class: the same trajectory messages."""
+def test_a_scripted_mini_run_matches_local(tmp_path, root_name) -> None:
+    """mini's DefaultAgent with a scripted model, once per class (resolved by name, as `mini --environment-class`
+    does): the same result and the same observations, ours with the feedback added to the timeout's."""
     if kernel_skip_reason():
         pytest.skip(kernel_skip_reason())
     script = r"""
