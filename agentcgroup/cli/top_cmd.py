@@ -76,7 +76,10 @@ def top(
     from rich.console import Console
 
     if once or not sys.stdin.isatty():
-        Console(width=max(120, Console().width)).print(render(view, order, not collapse, source))
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=160)  # a script's or a test's: wide enough for every column
+        console.print(render(view, order, not collapse, source))
         return
     _live(fetch, view, order, not collapse, source, interval)
 

@@ -99,7 +99,7 @@ def render(view: dict[str, Any], order: str = "memory", expanded: bool = True, s
                 _secs(c.get("cpu_s")),
                 "",
                 _secs(c.get("age_s")),
-                c.get("command", "")[:60],
+                " ".join(str(c.get("command", "")).split())[:70],  # one line, whatever the command
             )
     actions = Table(box=None, pad_edge=False, show_header=True, header_style="bold", title_justify="left")
     for col in ("TIME", "ACTION", "SESSION/CALL", "BY", "REASON"):
