@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, disable_cre
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from ..backends.base import Cgroup, Stats
 from ..controller.config import PRIORITIES
 from ..controller.events import ACTIONS, OUTCOME_KINDS, Event
 from ..errors import CgroupError, InvalidValue
@@ -179,11 +180,12 @@ class _Live(Collector):
 
     def collect(self) -> Iterator[Any]:
         ctl = self.controller
-        snap = ctl.snapshot()
         labels = ["session", "priority"]
         sessions = GaugeMetricFamily("agentcg_sessions", "Sessions open, by priority.", labels=["priority"])
         running = GaugeMetricFamily(
-            "agentcg_calls_running", "Tool calls running now, by phase.", labels=[*labels, "phase"]
+            "agentcg_calls_running",
+            "Tool calls running now, by phase (throttled and frozen only while a call is).",
+            labels=[*labels, "phase"],
         )
         mem = GaugeMetricFamily("agentcg_session_memory_bytes", "A session's memory in use.", labels=labels)
         peak = GaugeMetricFamily("agentcg_session_memory_peak_bytes", "A session's peak memory.", labels=labels)
@@ -205,8 +207,9 @@ class _Live(Collector):
                 if cs.phase in phases:
                     phases[cs.phase] += 1
             for phase, n in phases.items():
-                running.add_metric([*key, phase], n)
-            st = snap.cgroup_stats(s.cg)
+                if n or phase == "running":  # throttled and frozen only while a call is: fewer lines to scrape
+                    running.add_metric([*key, phase], n)
+            st = _usage(ctl, s.cg)
             if st.memory_current is not None:
                 mem.add_metric(key, st.memory_current)
             if st.memory_peak is not None:
@@ -226,19 +229,19 @@ class _Live(Collector):
         for p, n in counts.items():
             sessions.add_metric([p], n)
         yield from (sessions, running, mem, peak, budget, cpu, psi)
-        yield from self._root(snap)
+        yield from self._root()
         queue = GaugeMetricFamily("agentcg_admission_queue_length", "Calls waiting for admission now.")
         queue.add_metric([], ctl.admission.waiting)
         yield queue
 
-    def _root(self, snap: Any) -> Iterator[Any]:
+    def _root(self) -> Iterator[Any]:
         ctl = self.controller
-        root = snap.root
+        root = ctl.root.cg
         mem = GaugeMetricFamily("agentcg_root_memory_bytes", "Memory in use by every session together.")
         peak = GaugeMetricFamily("agentcg_root_memory_peak_bytes", "Peak memory of every session together.")
         budget = GaugeMetricFamily("agentcg_root_memory_budget_bytes", "The host budget (--budget), if set.")
         if root is not None:
-            st = snap.cgroup_stats(root)
+            st = _usage(ctl, root)
             if st.memory_current is not None:
                 mem.add_metric([], st.memory_current)
             if st.memory_peak is not None:
@@ -246,3 +249,11 @@ class _Live(Collector):
         if ctl.config.budget is not None:
             budget.add_metric([], ctl.config.budget)
         yield from (mem, peak, budget)
+
+
+def _usage(ctl: Controller, cg: Cgroup) -> Stats:
+    """Memory, peak, CPU of ``cg`` in a few reads (empty if it is gone)."""
+    try:
+        return ctl.manager.usage_stats(cg)
+    except CgroupError:
+        return Stats()

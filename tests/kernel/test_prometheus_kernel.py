@@ -11,12 +11,13 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from agentcgroup.daemon.client import Client
 from tests.conftest import SLOW
-from tests.kernel.daemon_fixtures import PY, start_daemon, stop_daemon, wait_for
+from tests.kernel.daemon_fixtures import PY, REPO, start_daemon, stop_daemon, wait_for
 from tests.kernel.test_observe_kernel import HOG, free_port
 
 pytestmark = [pytest.mark.kernel]
@@ -140,6 +141,13 @@ def test_a_real_prometheus_sees_the_kill_and_the_throttle(tmp_path, root_name) -
         # a range query over what prometheus stored: the frozen call was seen frozen by some scrape
         assert scalar(api, 'max_over_time(agentcg_calls_running{phase="frozen"}[5m])') == 1
         assert throttle_seen_s < 15 * SLOW
+        # every query of the Grafana dashboard in docs/ is valid PromQL over series that exist
+        dashboard = json.loads((Path(REPO) / "docs" / "grafana-dashboard.json").read_text())
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                expr = target["expr"].replace("$__rate_interval", "1m").replace("$session", ".*")
+                query(api, expr)  # status success, or the assertion names the query
+        assert query(api, "agentcg_session_memory_bytes"), "the dashboard's session variable has no values"
         c.close_session("p")
     finally:
         prom.terminate()

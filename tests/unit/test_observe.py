@@ -154,3 +154,61 @@ def test_the_screen_shows_states_sorts_and_collapses() -> None:
     console = Console(width=160, record=True)
     console.print(render(view, expanded=False))
     assert "└" not in console.export_text()
+
+
+def _families() -> set[str]:
+    """The agentcg_* families a Metrics exposes, over a fake controller with one session."""
+    pytest.importorskip("prometheus_client")
+    from types import SimpleNamespace
+
+    from prometheus_client import generate_latest
+
+    from agentcgroup.backends.base import Stats
+    from agentcgroup.observe.metrics import Metrics
+
+    session = SimpleNamespace(name="s1", priority="high", calls={}, cg=object(), budget=1 << 30)
+    snap = SimpleNamespace(root=object(), cgroup_stats=lambda cg: Stats(memory_current=5, memory_peak=9, cpu_usec=7))
+    ctl = SimpleNamespace(
+        events=EventBus(),
+        snapshot=lambda: snap,
+        session_states=lambda: [session],
+        manager=SimpleNamespace(memory_pressure=lambda cg: (1.5, 0.5)),
+        config=SimpleNamespace(budget=2 << 30),
+        admission=SimpleNamespace(waiting=0),
+    )
+    m = Metrics(ctl)  # type: ignore[arg-type]
+    ctl.events.emit("kill", "s1", 0, "c1", priority="high", latency_s=0.001, reason="r")
+    text = generate_latest(m.registry).decode()
+    m.close()
+    assert 'agentcg_policy_actions_total{action="kill",priority="high"} 1.0' in text
+    assert 'agentcg_session_memory_pressure_ratio{kind="some",priority="high",session="s1"} 0.015' in text
+    assert "c1" not in text
+    import re
+
+    names = set(re.findall(r"^# TYPE (agentcg_\w+) ", text, re.M))
+    return {n for n in names}
+
+
+def _mentioned(text: str) -> set[str]:
+    import re
+
+    found = set(re.findall(r"agentcg_[a-z_]+", text))
+    return {re.sub(r"_(bucket|sum|count)$", "", n) for n in found}
+
+
+def test_every_metric_is_documented_and_the_dashboard_uses_only_real_ones() -> None:
+    from pathlib import Path
+
+    fams = _families()
+    assert len(fams) >= 18
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    exposed = fams | {f + "_total" for f in fams}
+    documented = _mentioned((docs / "metrics.md").read_text())
+    assert not {f for f in fams if f not in documented and f + "_total" not in documented}, documented
+    assert documented <= exposed, documented - exposed
+    dashboard = json.loads((docs / "grafana-dashboard.json").read_text())
+    used = set()
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            used |= _mentioned(target["expr"])
+    assert used and used <= exposed, used - exposed
