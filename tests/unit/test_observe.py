@@ -167,12 +167,14 @@ def _families() -> set[str]:
     from agentcgroup.observe.metrics import Metrics
 
     session = SimpleNamespace(name="s1", priority="high", calls={}, cg=object(), budget=1 << 30)
-    snap = SimpleNamespace(root=object(), cgroup_stats=lambda cg: Stats(memory_current=5, memory_peak=9, cpu_usec=7))
     ctl = SimpleNamespace(
         events=EventBus(),
-        snapshot=lambda: snap,
+        root=SimpleNamespace(cg=object()),
         session_states=lambda: [session],
-        manager=SimpleNamespace(memory_pressure=lambda cg: (1.5, 0.5)),
+        manager=SimpleNamespace(
+            memory_pressure=lambda cg: (1.5, 0.5),
+            usage_stats=lambda cg: Stats(memory_current=5, memory_peak=9, cpu_usec=7),
+        ),
         config=SimpleNamespace(budget=2 << 30),
         admission=SimpleNamespace(waiting=0),
     )
@@ -183,6 +185,8 @@ def _families() -> set[str]:
     assert 'agentcg_policy_actions_total{action="kill",priority="high"} 1.0' in text
     assert 'agentcg_session_memory_pressure_ratio{kind="some",priority="high",session="s1"} 0.015' in text
     assert "c1" not in text
+    assert 'agentcg_session_cpu_seconds_total{priority="high",session="s1"} 7e-06' in text
+    assert "agentcg_root_memory_peak_bytes 9.0" in text and "agentcg_root_memory_budget_bytes 2.147483648e+09" in text
     import re
 
     names = set(re.findall(r"^# TYPE (agentcg_\w+) ", text, re.M))
