@@ -58,19 +58,19 @@ def render(view: dict[str, Any], order: str = "memory", expanded: bool = True, s
     keys = Text("q quit  s sort  e expand/collapse calls", style="dim")
 
     table = Table(box=None, pad_edge=False, expand=False, header_style="bold reverse")
-    for col, justify in (
-        ("SESSION / CALL", "left"),
-        ("PRIO", "left"),
-        ("STATE", "left"),
-        ("BUDGET", "right"),
-        ("MEM", "right"),
-        ("PEAK", "right"),
-        ("CPU", "right"),
-        ("PSI s/f", "right"),
-        ("AGE/CALLS", "right"),
-        ("COMMAND", "left"),
+    for col, justify, width in (  # every figure keeps its width; the command takes what is left
+        ("SESSION / CALL", "left", 16),
+        ("PRIO", "left", 6),
+        ("STATE", "left", 9),
+        ("BUDGET", "right", 9),
+        ("MEM", "right", 10),
+        ("PEAK", "right", 10),
+        ("CPU", "right", 7),
+        ("PSI s/f", "right", 9),
+        ("AGE/CALLS", "right", 9),
     ):
-        table.add_column(col, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+        table.add_column(col, justify=justify, no_wrap=True, min_width=width)  # type: ignore[arg-type]
+    table.add_column("COMMAND", no_wrap=True, overflow="ellipsis", max_width=60)
     for s in sort_sessions(sessions, order):
         calls = s.get("calls", [])
         phases = sorted({c["phase"] for c in calls})
@@ -99,7 +99,7 @@ def render(view: dict[str, Any], order: str = "memory", expanded: bool = True, s
                 _secs(c.get("cpu_s")),
                 "",
                 _secs(c.get("age_s")),
-                " ".join(str(c.get("command", "")).split())[:70],  # one line, whatever the command
+                " ".join(str(c.get("command", "")).split())[:60],  # one line, whatever the command
             )
     actions = Table(box=None, pad_edge=False, show_header=True, header_style="bold", title_justify="left")
     for col in ("TIME", "ACTION", "SESSION/CALL", "BY", "REASON"):
