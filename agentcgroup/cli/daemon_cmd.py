@@ -158,5 +158,6 @@ def daemon(
         server.serve_forever()
     finally:
         server.close()
+        observing.stop_metrics()
         ctl.close(keep_calls=keep_calls)
-        observing.close()
+        observing.close()  # the event log last: it records the sessions closing

@@ -61,10 +61,14 @@ class Observing:
                 raise AgentCgroupError(f"cannot serve metrics at {host}:{port}: {exc.strerror or exc}") from None
             log.info("event=metrics-ready address=%s:%d", *bound)
 
-    def close(self) -> None:
+    def stop_metrics(self) -> None:
+        """Before the controller closes: no scrape reads a cgroup that is being removed."""
         if self.metrics is not None:
             self.metrics.close()
             self.metrics = None
+
+    def close(self) -> None:
+        self.stop_metrics()
         if self.eventlog is not None:
             self.eventlog.close()
             self.eventlog = None

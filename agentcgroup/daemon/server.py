@@ -127,6 +127,7 @@ class Daemon:
         self._loop_closed = False
         self._accepting = False
         self._last_emfile = 0.0
+        self._own_log = eventlog is None  # made here: closed here (one passed in is its maker's)
         self.followers = Followers(self, eventlog or EventLog(controller.events))  # `agentcg events`, `top`
         self._resume_accept()
 
@@ -278,6 +279,8 @@ class Daemon:
         except FileNotFoundError:
             pass
         self.followers.close()
+        if self._own_log:
+            self.followers.log.close()
         for c in list(self.conns.values()):
             c.close(shutting_down=True)
         deadline = time.monotonic() + DRAIN_S
