@@ -60,10 +60,16 @@ class Pressure:
 def parse_psi(text: str) -> dict[str, Pressure]:
     """``some avg10=0.00 avg60=0.00 avg300=0.00 total=0`` (and ``full ...``) into ``{"some": Pressure}``."""
     out: dict[str, Pressure] = {}
-    for name, row in parse_nested_keyed(text).items():
+    for line in text.splitlines():  # read for every session at every metrics scrape: no int-then-float guessing
+        name, _, rest = line.strip().partition(" ")
+        row = {}
+        for word in rest.split():
+            key, sep, value = word.partition("=")
+            if sep:
+                row[key] = value
         try:
             out[name] = Pressure(float(row["avg10"]), float(row["avg60"]), float(row["avg300"]), int(row["total"]))
-        except (KeyError, ValueError, TypeError):
+        except (KeyError, ValueError):
             continue
     return out
 

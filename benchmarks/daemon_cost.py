@@ -3,10 +3,14 @@
 
 Starts ``agentcg daemon`` on a socket of its own, opens N sessions (default 100), starts one long tool call
 (``sleep``) in each and detaches from it, waits for the daemon to settle (its warm pools refilled), then reads the
-daemon's CPU time (utime + stime, /proc/<pid>/stat) across a window. Everything is removed afterwards.
+daemon's CPU time (utime + stime, /proc/<pid>/stat) across a window. Then a second window of the same length
+while /metrics (``--metrics``, issue 15) is scraped every second, as Prometheus would: the difference is what
+the metrics cost. Everything is removed afterwards.
 
 The daemon does not poll: it sleeps in epoll on pidfds, eventfds and PSI triggers until the kernel has
-something to say. Last line, machine-readable: ``daemon_cpu_pct=0.4 sessions=100 window_s=20``.
+something to say. Last line, machine-readable:
+``daemon_cpu_pct=0.4 sessions=100 window_s=20 scraped_cpu_pct=0.9 metrics_cost_pct=0.5 scrape_ms_p50=9
+scrape_cpu_ms=5``.
 
 Usage: python benchmarks/daemon_cost.py [--sessions 100] [--window 20] [--root agentcg-bench-daemon]
 """
@@ -22,7 +26,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 
 from agentcgroup.daemon.client import Client
 
@@ -59,6 +65,22 @@ def start_detached(sock: str, session: str, seconds: int) -> str:
     return reply["call_id"]
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def scrape_every_second(url: str, stop: threading.Event, took: list[float]) -> None:
+    """Prometheus's part: GET /metrics once a second, read it all."""
+    while not stop.is_set():
+        t0 = time.monotonic()
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            resp.read()
+        took.append(time.monotonic() - t0)
+        stop.wait(max(0.0, 1.0 - (time.monotonic() - t0)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sessions", type=int, default=100)
@@ -67,6 +89,7 @@ def main() -> None:
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="agentcg-daemon-cost-")
     sock = os.path.join(tmp, "s.sock")
+    port = free_port()
     log = open(os.path.join(tmp, "daemon.log"), "w")  # noqa: SIM115
     daemon = subprocess.Popen(
         [
@@ -80,6 +103,8 @@ def main() -> None:
             args.root,
             "--state-dir",
             os.path.join(tmp, "state"),
+            "--metrics",
+            f"127.0.0.1:{port}",
         ],
         stderr=log,
     )
@@ -112,6 +137,26 @@ def main() -> None:
             f"RSS {status_of(daemon.pid, 'VmRSS')})",
             file=sys.stderr,
         )
+        stop, took = threading.Event(), []
+        scraper = threading.Thread(
+            target=scrape_every_second, args=(f"http://127.0.0.1:{port}/metrics", stop, took), daemon=True
+        )
+        a, t = cpu_seconds(daemon.pid), time.monotonic()
+        scraper.start()
+        time.sleep(args.window)
+        stop.set()
+        scraper.join(15)
+        used2, wall2 = cpu_seconds(daemon.pid) - a, time.monotonic() - t
+        scraped = 100 * used2 / wall2
+        per_scrape = (used2 - used * wall2 / wall) / max(1, len(took)) * 1000  # ms of daemon CPU, quiet part off
+        took.sort()
+        p50 = took[len(took) // 2] * 1000 if took else float("nan")
+        print(
+            f"the same, scraped every second ({len(took)} scrapes, median {p50:.1f} ms each): "
+            f"{used2 * 1000:.0f} ms of CPU in {wall2:.1f} s = {scraped:.3f} % of one core; "
+            f"the metrics cost {scraped - pct:.3f} % of one core ({per_scrape:.1f} ms of daemon CPU per scrape)",
+            file=sys.stderr,
+        )
         for i in range(args.sessions):
             c.close_session(f"s{i:03d}")
     finally:
@@ -119,7 +164,11 @@ def main() -> None:
         daemon.wait(60)
         log.close()
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"daemon_cpu_pct={pct:.3f} sessions={args.sessions} running_calls={running} window_s={wall:.0f}")
+    print(
+        f"daemon_cpu_pct={pct:.3f} sessions={args.sessions} running_calls={running} window_s={wall:.0f} "
+        f"scraped_cpu_pct={scraped:.3f} metrics_cost_pct={scraped - pct:.3f} scrape_ms_p50={p50:.1f} "
+        f"scrape_cpu_ms={per_scrape:.1f}"
+    )
 
 
 if __name__ == "__main__":

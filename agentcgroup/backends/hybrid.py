@@ -143,16 +143,12 @@ class HybridManager(TreeManager):
             s.memory_high_events = failcnt
         else:
             s.memory_max_events = failcnt
+        s.cpu_usec = self._cpu_usec(dirs)
         if "unified" in dirs:
             u = dirs["unified"]
-            cpu = parse_flat_keyed(u.read("cpu.stat"))
-            s.cpu_usec = int(cpu.get("usage_usec", 0))
             ev = parse_flat_keyed(u.read("cgroup.events"))
             s.populated = bool(ev.get("populated", 0))
             s.frozen = bool(ev.get("frozen", 0))
-        elif "cpuacct" in dirs or ("cpu" in dirs and dirs["cpu"].has("cpuacct.usage")):
-            d = dirs.get("cpuacct") or dirs["cpu"]
-            s.cpu_usec = int(d.read("cpuacct.usage")) // 1000
         if "cpu" in dirs and cg.limits.cpu is not None:  # throttling exists only under a quota
             st = parse_flat_keyed(dirs["cpu"].read("cpu.stat"))
             s.nr_throttled = int(st.get("nr_throttled", 0))
@@ -167,6 +163,24 @@ class HybridManager(TreeManager):
         if s.populated is None:
             s.populated = bool(self.pids(cg))
         return s
+
+    def usage_stats(self, cg: Cgroup) -> Stats:
+        dirs = cg.backend_data["dirs"]
+        mem = dirs["memory"]
+        s = Stats()
+        s.memory_current = int(mem.read("memory.usage_in_bytes"))
+        s.memory_peak = int(mem.read("memory.max_usage_in_bytes"))
+        s.cpu_usec = self._cpu_usec(dirs)
+        return s
+
+    @staticmethod
+    def _cpu_usec(dirs: dict[str, Dir]) -> int | None:
+        if "unified" in dirs:
+            return int(parse_flat_keyed(dirs["unified"].read("cpu.stat")).get("usage_usec", 0))
+        if "cpuacct" in dirs or ("cpu" in dirs and dirs["cpu"].has("cpuacct.usage")):
+            d = dirs.get("cpuacct") or dirs["cpu"]
+            return int(d.read("cpuacct.usage")) // 1000
+        return None
 
     # --- freeze / thaw / kill --------------------------------------------------------------------------
     def freeze(self, cg: Cgroup, timeout: float = 1.0) -> None:

@@ -104,13 +104,7 @@ class V2Manager(TreeManager):
     def stats(self, cg: Cgroup) -> Stats:
         d = cg.backend_data["dirs"]["unified"]
         s = Stats()
-        cur = d.read_optional("memory.current")
-        if cur is not None:
-            s.memory_current = int(cur)
-            peak = d.read_optional("memory.peak")
-            seen = max(cg.backend_data.get("peak_seen", 0), s.memory_current)
-            cg.backend_data["peak_seen"] = seen
-            s.memory_peak = int(peak) if peak is not None else seen
+        if self._memory(cg, d, s):
             ev = parse_flat_keyed(d.read("memory.events"))
             s.oom_kills = int(ev.get("oom_kill", 0))
             s.memory_max_events = int(ev.get("max", 0))
@@ -128,6 +122,26 @@ class V2Manager(TreeManager):
         s.populated = bool(ev.get("populated", 0))
         s.frozen = bool(ev.get("frozen", 0))
         return s
+
+    def usage_stats(self, cg: Cgroup) -> Stats:
+        d = cg.backend_data["dirs"]["unified"]
+        s = Stats()
+        self._memory(cg, d, s)
+        s.cpu_usec = int(parse_flat_keyed(d.read("cpu.stat")).get("usage_usec", 0))
+        return s
+
+    @staticmethod
+    def _memory(cg: Cgroup, d: Dir, s: Stats) -> bool:
+        """memory.current and the peak into ``s`` (False: no memory controller here)."""
+        cur = d.read_optional("memory.current")
+        if cur is None:
+            return False
+        s.memory_current = int(cur)
+        peak = d.read_optional("memory.peak")
+        seen = max(cg.backend_data.get("peak_seen", 0), s.memory_current)
+        cg.backend_data["peak_seen"] = seen
+        s.memory_peak = int(peak) if peak is not None else seen
+        return True
 
     # --- the controller's verbs --------------------------------------------------------------------------
     def set_soft_limit(self, cg: Cgroup, value: int | None) -> None:

@@ -15,6 +15,7 @@ from ..daemon.policy import Policy, parse_caps
 from ..daemon.server import Daemon
 from ..errors import AgentCgroupError, InvalidValue
 from .errors import RUNNER_FAILED, fail
+from .observing import Observing
 
 
 @click.command()
@@ -54,6 +55,20 @@ from .errors import RUNNER_FAILED, fail
     metavar="FILE",
     help="Operator policy (TOML): caps per uid and group (docs/security.md). Default: safe caps for non-root.",
 )
+@click.option(
+    "--metrics",
+    "metrics_at",
+    metavar="HOST:PORT",
+    help="Serve Prometheus metrics (agentcg_*, docs/metrics.md) at http://HOST:PORT/metrics; HOST defaults to "
+    "127.0.0.1. Off by default. Needs prometheus-client (pip install 'agentcgroup[metrics]').",
+)
+@click.option(
+    "--events",
+    "events_file",
+    metavar="FILE",
+    help="Write every step the controller takes to FILE as JSON lines (mode 0600), rotated by size.",
+)
+@click.option("--events-max-size", metavar="SIZE", default="64M", show_default=True, help="Rotate --events past this.")
 @click.option("--tenant-max-sessions", metavar="N", help="Sessions a non-root uid may hold at once (16).")
 @click.option("--tenant-max-calls", metavar="N", help="Calls a non-root uid may run at once (32).")
 @click.option("--tenant-max-connections", metavar="N", help="Connections a non-root uid may hold open (64).")
@@ -74,6 +89,9 @@ def daemon(
     root: str | None,
     backend: str | None,
     policy_file: str | None,
+    metrics_at: str | None,
+    events_file: str | None,
+    events_max_size: str,
     tenant_max_sessions: str | None,
     tenant_max_calls: str | None,
     tenant_max_connections: str | None,
@@ -107,6 +125,7 @@ def daemon(
 
         if root is not None:
             check_name(root, "root")
+        observing = Observing.parse(metrics_at, events_file, events_max_size)
     except (InvalidValue, ValueError) as exc:
         fail(str(exc))
     try:
@@ -114,8 +133,15 @@ def daemon(
     except AgentCgroupError as exc:
         fail(str(exc), RUNNER_FAILED)
     try:
-        server = Daemon(socket_path or default_socket(), ctl, policy)
+        observing.start(ctl)
     except (AgentCgroupError, OSError) as exc:
+        observing.close()
+        ctl.close(keep_calls=True)
+        fail(str(exc), RUNNER_FAILED)
+    try:
+        server = Daemon(socket_path or default_socket(), ctl, policy, eventlog=observing.eventlog)
+    except (AgentCgroupError, OSError) as exc:
+        observing.close()
         ctl.close(keep_calls=True)
         fail(f"cannot serve {socket_path or default_socket()}: {exc}", RUNNER_FAILED)
 
@@ -132,4 +158,6 @@ def daemon(
         server.serve_forever()
     finally:
         server.close()
+        observing.stop_metrics()
         ctl.close(keep_calls=keep_calls)
+        observing.close()  # the event log last: it records the sessions closing

@@ -12,6 +12,7 @@ from .bench_cmd import bench
 from .capacity_cmd import capacity
 from .daemon_cmd import daemon
 from .doctor_cmd import doctor
+from .events_cmd import events
 from .predict_cmd import predict
 from .record_cmd import record
 from .replay_cmd import replay_cmd
@@ -19,6 +20,7 @@ from .run_cmd import run
 from .session_cmd import session
 from .shim_cmd import hook, shim
 from .status_cmd import status
+from .top_cmd import top
 from .unit_cmd import unit
 
 
@@ -75,6 +77,8 @@ cli.add_command(bench)
 cli.add_command(unit)  # systemd hosts: agentcg.service
 cli.add_command(predict)
 cli.add_command(capacity)
+cli.add_command(events)
+cli.add_command(top)
 
 try:  # optional sub-commands, each in its own module
     from .report_cmd import report

@@ -36,9 +36,10 @@ class Admission:
         self._cv = threading.Condition(lock)
         self._reserved: dict[str, int] = {}  # call id (or pending token) -> declared bytes
         self._tokens = itertools.count()
+        self.waiting = 0  # calls in the queue now (waiting for room)
 
     def admit(self, s: SessionState, spec: CallSpec) -> tuple[float, str] | Outcome:
-        """(seconds spent queued, reservation token), or a refusal outcome."""
+        """(seconds spent waiting in the queue, 0 when admitted at once; reservation token), or a refusal."""
         token = f"pending-{next(self._tokens)}"
         decl = declared_memory(spec.intent, spec.limits)
         if decl is None:
@@ -55,20 +56,28 @@ class Admission:
         t0 = time.monotonic()
         deadline = t0 + self.config.admission_wait
         with self._cv:
-            while True:
-                free = self._free_for(s)
-                if decl <= free:
-                    self._reserved[token] = decl
-                    return time.monotonic() - t0, token
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return self._refusal(
-                        s,
-                        spec,
-                        f"`{cmd}` declares {format_size(decl)} but only {format_size(max(free, 0))} "
-                        f"was free after waiting {self.config.admission_wait:g} s; retry later or declare less",
-                    )
-                self._cv.wait(min(left, 0.5))
+            queued = False
+            try:
+                while True:
+                    free = self._free_for(s)
+                    if decl <= free:
+                        self._reserved[token] = decl
+                        return (time.monotonic() - t0 if queued else 0.0), token
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return self._refusal(
+                            s,
+                            spec,
+                            f"`{cmd}` declares {format_size(decl)} but only {format_size(max(free, 0))} "
+                            f"was free after waiting {self.config.admission_wait:g} s; retry later or declare less",
+                        )
+                    if not queued:
+                        queued = True
+                        self.waiting += 1
+                    self._cv.wait(min(left, 0.5))
+            finally:
+                if queued:
+                    self.waiting -= 1
 
     def _free_for(self, s: SessionState) -> int:
         """What a new call may count on: each budget's room, less what admitted calls declared but have not

@@ -13,15 +13,19 @@ policy's actions before asking the next (so the next sees the phases the first o
     timer     the policy that asked gets ``on_timer(key)`` after ``delay`` (one timer per policy and key)
 
 A call that is done, or killed, takes no more actions (a note still reaches a killed call's outcome).
+Every action applied is also an :class:`~.events.Event` (with, for a reaction to a kernel event, the time from
+the event's handling to the action done: ``latency_s``).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from ..errors import InvalidValue
 from .actions import Action, Actuator
+from .events import EventBus
 from .loop import Timer
 from .policies.base import Policy
 from .snapshot import Snapshot
@@ -39,6 +43,7 @@ class Enforcer:
         snapshot: Callable[[], Snapshot],
         call_later: Schedule,
         on_error: Callable[[CallState, Exception], None] | None = None,
+        events: EventBus | None = None,
     ) -> None:
         names = [p.name for p in policies]
         if len(set(names)) != len(names):
@@ -49,6 +54,8 @@ class Enforcer:
         self._snapshot = snapshot
         self._call_later = call_later
         self._on_error = on_error  # a timer's policy failed for a call (dispatch fails that call)
+        self.events = events or EventBus()
+        self._event_at: float | None = None  # when the kernel event being handled was taken up
 
     # --- events ---------------------------------------------------------------------------------------------
     def started(self, cs: CallState) -> None:
@@ -58,16 +65,24 @@ class Enforcer:
 
     def memory(self, cs: CallState) -> int:
         """A memory notification for ``cs``; its usage as this event read it."""
-        snap = self._snapshot()
-        st = snap.stats(cs)
-        for p in self.policies:
-            self.apply(p.on_memory(snap, cs, st), snap.now)
-        return st.memory_current or 0
+        self._event_at = time.monotonic()
+        try:
+            snap = self._snapshot()
+            st = snap.stats(cs)
+            for p in self.policies:
+                self.apply(p.on_memory(snap, cs, st), snap.now)
+            return st.memory_current or 0
+        finally:
+            self._event_at = None
 
     def pressure(self) -> None:
-        snap = self._snapshot()
-        for p in self.policies:
-            self.apply(p.on_pressure(snap), snap.now)
+        self._event_at = time.monotonic()
+        try:
+            snap = self._snapshot()
+            for p in self.policies:
+                self.apply(p.on_pressure(snap), snap.now)
+        finally:
+            self._event_at = None
 
     def kill(self, cs: CallState, by: str, reason: str, source: str = "request") -> None:
         """A kill nobody's policy decided (a client's request, a closing session, a controller error)."""
@@ -97,6 +112,25 @@ class Enforcer:
             self._move(a, cs, now)
             if a.verb != "recover":
                 self.actuator.execute(a, cs)
+            if self.events.active:
+                self._emit(a, cs)
+
+    def _emit(self, a: Action, cs: CallState) -> None:
+        fields: dict[str, Any] = {
+            "reason": a.reason,
+            "policy": a.policy,
+            "priority": cs.session.priority,
+            "phase": cs.phase,
+        }
+        if a.level is not None:
+            fields["level"] = a.level
+        if a.verb == "kill":
+            fields["by"] = a.by
+        if a.figures:
+            fields["figures"] = dict(a.figures)
+        if self._event_at is not None:
+            fields["latency_s"] = time.monotonic() - self._event_at
+        self.events.emit(a.verb, cs.session.name, cs.session.uid, cs.id, **fields)
 
     @staticmethod
     def _move(a: Action, cs: CallState, now: float) -> None:

@@ -34,6 +34,7 @@ from .budget import RootBudget
 from .callspec import CallSpec
 from .config import ControllerConfig
 from .dispatch import Dispatch
+from .events import EventBus
 from .handle import CallHandle
 from .intent import Intent
 from .loop import Loop
@@ -89,6 +90,7 @@ class Controller:
             self.config, self.sessions.lock, self.snapshot, self.sessions.calls, self.manager.kind
         )
         self.outcomes = Outcomes(self.sessions, self.state)
+        self.events = EventBus()  # every step, for the event log, metrics and top (controller/events.py)
         self.dispatch = Dispatch(
             self.loop,
             self.manager,
@@ -99,6 +101,7 @@ class Controller:
             self.admission,
             self.outcomes,
             self.state,
+            self.events,
         )
         try:
             self.root.setup()
@@ -139,7 +142,9 @@ class Controller:
         """Create a session (or join one of the same owner). Its budget is ``limits.memory_max``."""
         if self.closed:
             raise AgentCgroupError("the controller is closed")
-        return self.sessions.open(name, uid, priority, limits, agent_memory)
+        s = self.sessions.open(name, uid, priority, limits, agent_memory)
+        self.events.emit("session-open", s.name, s.uid, priority=s.priority, budget=s.budget)
+        return s
 
     def session(self, name: str, uid: int = ROOT_UID) -> SessionState:
         return self.sessions.get(name, uid)
@@ -158,6 +163,7 @@ class Controller:
         self.sessions.drop(s)
         self.sessions.forget(name)
         log.info("event=session-close session=%s", name)
+        self.events.emit("session-close", s.name, s.uid, priority=s.priority)
 
     # --- the agent runtime ------------------------------------------------------------------------------
     def spawn_agent(self, session: str, argv: Sequence[str], *, uid: int = ROOT_UID, **kwargs: Any) -> Process:
@@ -226,8 +232,10 @@ class Controller:
         spec = spec.resolved()
         admitted = self.admission.admit(s, spec)
         if isinstance(admitted, Outcome):
+            self.events.emit("refuse", s.name, s.uid, admitted.call_id, priority=s.priority, reason=admitted.feedback)
             return CallHandle.refused(admitted)
         queued, token = admitted
+        self.events.emit("admit", s.name, s.uid, priority=s.priority, queued_s=round(queued, 6))
         cs = self.dispatch.start(s, spec, queued, token)
         return CallHandle(cs, self.dispatch.kill)
 

@@ -31,6 +31,7 @@ from .admission import Admission
 from .apply import Enforcer
 from .callspec import CallSpec
 from .config import ControllerConfig
+from .events import EventBus, outcome_kind
 from .loop import READ, Loop
 from .outcomes import Outcomes
 from .persist import StateDir
@@ -85,11 +86,13 @@ class Dispatch:
         admission: Admission,
         outcomes: Outcomes,
         store: StateDir | None,
+        events: EventBus | None = None,
     ) -> None:
         self.loop, self.manager, self.config = loop, manager, config
         self.admission, self.outcomes, self.store = admission, outcomes, store
         self.lock = outcomes.sessions.lock
-        self.enforcer = Enforcer(policies, actuator, snapshot, loop.call_later, self.fail)
+        self.events = events or EventBus()
+        self.enforcer = Enforcer(policies, actuator, snapshot, loop.call_later, self.fail, self.events)
 
     # --- starting (the caller's thread) ----------------------------------------------------------------------
     def start(self, s: SessionState, spec: CallSpec, queued: float, token: str) -> CallState:
@@ -113,6 +116,10 @@ class Dispatch:
         except BaseException:
             self._undo(cs)
             raise
+        if self.events.active:
+            self.events.emit(
+                "call-start", s.name, s.uid, cs.id, priority=s.priority, command=command_text(call.argv)[:200]
+            )
         if self.loop.in_loop() or self.loop.thread is None:
             self.register(cs)
         else:
@@ -343,6 +350,22 @@ class Dispatch:
             out.memory_peak,
             out.duration_s,
         )
+        if self.events.active:
+            self.events.emit(
+                "call-end",
+                cs.session.name,
+                cs.session.uid,
+                cs.id,
+                priority=cs.session.priority,
+                outcome=outcome_kind(out),
+                returncode=out.returncode,
+                killed_by=out.killed_by,
+                reason=out.kill_reason,
+                memory_peak=out.memory_peak,
+                cpu_s=out.cpu_s,
+                oom_kills=out.oom_kills,
+                duration_s=out.duration_s,
+            )
         cs.future.set(out)
 
     def _error_outcome(self, cs: CallState) -> Outcome:

@@ -194,6 +194,35 @@ class Client:
         status: dict[str, Any] = self.request("status")["status"]
         return status
 
+    def top(self) -> dict[str, Any]:
+        """What ``agentcg top`` draws (agentcgroup.observe.view): your sessions (all, as root), the last actions."""
+        view: dict[str, Any] = self.request("top")["view"]
+        return view
+
+    def events(self, *, follow: bool = False, session: str | None = None, last: int = 200) -> Iterator[dict[str, Any]]:
+        """The event log's records (yours; all, as root): the last ``last``, then, with ``follow``, each new one
+        as it happens (until the daemon goes away or the caller stops iterating)."""
+        import json
+
+        body: dict[str, Any] = {"follow": follow, "last": last}
+        if session is not None:
+            body["session"] = session
+        sock = self._connect()
+        try:
+            sock.sendall(encode({"op": "events", "id": next(self._ids), **body}))
+            for line in self._lines(sock):
+                reply: dict[str, Any] = json.loads(line)
+                if reply.get("ok") is False:
+                    _raise(reply.get("error", {}))
+                if reply.get("event") == "log":
+                    yield reply["record"]
+                elif "event" not in reply:
+                    return
+        except ConnectionError as exc:
+            raise Unreachable(f"the daemon at {self.shown} went away: {exc.strerror or exc}") from None
+        finally:
+            sock.close()
+
     def kill(self, session: str, call_id: str, reason: str = "killed on request") -> None:
         self.request("kill", session=session, call_id=call_id, reason=reason)
 

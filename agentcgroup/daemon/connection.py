@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import AgentCgroupError
 from ..spawn import SpawnError
 from . import tenants
+from .observe_ops import ObserveOps
 from .ops import ROOT, Ops, RunningCall
 from .policy import Caps, TooMany
 from .protocol import MAX_FDS, MAX_LINE, ProtocolError, Request, TooLarge, encode, error_reply, parse_request
@@ -42,7 +43,7 @@ INLINE = ("outcome", "kill")
 EXPECTED = (AgentCgroupError, ValueError, SpawnError, FileNotFoundError, PermissionError)
 
 
-class Connection(Ops):
+class Connection(Ops, ObserveOps):
     def __init__(self, daemon: Daemon, sock: socket.socket, pid: int, uid: int, gid: int, caps: Caps) -> None:
         self.daemon, self.sock = daemon, sock
         self.fd = sock.fileno()
@@ -115,6 +116,8 @@ class Connection(Ops):
                 self.eof = True
                 if self.call is not None:
                     self.close(reason="hung up during its call")
+                elif self in self.daemon.followers.conns:
+                    self.close(reason="hung up")
                 else:
                     self.rearm()
                 return
@@ -202,7 +205,9 @@ class Connection(Ops):
                         f"{k}={str(v)[:80]!r}" for k, v in req.body.items() if k in ("name", "session", "call_id")
                     ),
                 )
-            if req.op == "run":
+            if req.op == "events":  # answered here, or followed until the client hangs up
+                self.op_events(req)
+            elif req.op == "run":
                 owned, fds = fds, []  # _run owns them now: it closes them on every path (never twice)
                 self._run(req, owned)
             elif req.op in INLINE:  # a dict lookup or a message to the controller's loop: no worker needed

@@ -25,7 +25,7 @@ VERSION = 1
 MAX_LINE = 1 << 20  # a request line longer than this is refused (TooLarge) and the connection closed
 MAX_FDS = 3  # stdin, stdout, stderr: the most fds one request (and one connection, at once) may carry
 MAX_ARGS = 65536  # argv and env entries
-OPS = ("hello", "open_session", "close_session", "status", "run", "outcome", "kill")
+OPS = ("hello", "open_session", "close_session", "status", "run", "outcome", "kill", "events", "top")
 LIMIT_KEYS = ("memory", "memory_high", "memory_low", "cpu", "cpu_weight", "pids")
 INTENT_KEYS = ("memory", "cpu", "duration", "priority")
 

@@ -31,7 +31,9 @@ from typing import Any
 from ..controller.core import Controller
 from ..controller.loop import Loop
 from ..errors import AgentCgroupError
+from ..observe.eventlog import EventLog
 from .connection import Connection
+from .observe_ops import Followers
 from .ops import RunningCall
 from .policy import Policy, TooMany
 from .ratelimit import Buckets, LogBudget
@@ -89,6 +91,7 @@ class Daemon:
         *,
         max_connections: int = MAX_CONNECTIONS,
         workers: int = WORKERS,
+        eventlog: EventLog | None = None,
     ) -> None:
         self.path, self.controller = socket_path, controller
         self.policy = policy or Policy()
@@ -124,6 +127,8 @@ class Daemon:
         self._loop_closed = False
         self._accepting = False
         self._last_emfile = 0.0
+        self._own_log = eventlog is None  # made here: closed here (one passed in is its maker's)
+        self.followers = Followers(self, eventlog or EventLog(controller.events))  # `agentcg events`, `top`
         self._resume_accept()
 
     # --- the loop ---------------------------------------------------------------------------------------
@@ -253,6 +258,7 @@ class Daemon:
 
     def forget(self, c: Connection) -> None:
         """A connection closed (the loop's side of :meth:`Connection.close`)."""
+        self.followers.drop(c)
         if self.conns.pop(c.fd, None) is not None:
             self.loop.remove(c.fd)
             self.conns_of[c.uid] -= 1
@@ -272,6 +278,9 @@ class Daemon:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
+        self.followers.close()
+        if self._own_log:
+            self.followers.log.close()
         for c in list(self.conns.values()):
             c.close(shutting_down=True)
         deadline = time.monotonic() + DRAIN_S

@@ -49,6 +49,16 @@ def test_psi_lines() -> None:
     assert p["some"].avg10 == 1.53 and p["some"].total_us == 1234567 and p["full"].avg300 == 0.0
 
 
+def test_psi_lines_malformed_or_extended() -> None:
+    text = (
+        "\nsome avg10=2.00 avg60=1.00 avg300=0.50 total=7 newkey=1 stray\n"
+        "full avg10=x avg60=0 avg300=0 total=0\nweird avg10=1.0\n  full2 avg10=1 avg60=2 avg300=3 total=4\n"
+    )
+    p = parse_psi(text)
+    assert set(p) == {"some", "full2"}  # a bad number or a missing field drops that line alone
+    assert p["some"].avg10 == 2.0 and p["some"].total_us == 7 and p["full2"].avg300 == 3.0
+
+
 def test_nested_keyed_keeps_unknown_keys() -> None:
     text = "8:0 rbytes=90112 wbytes=0 rios=3 wios=0 dbytes=0 dios=0 newkey=7\n253:0 rbytes=1\n"
     d = parse_nested_keyed(text)

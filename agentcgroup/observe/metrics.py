@@ -1,0 +1,259 @@
+"""The controller's ``agentcg_*`` metrics in Prometheus's format, through prometheus-client (docs/metrics.md).
+
+Two kinds of families: counters and histograms fed by the controller's events (calls finished, policy actions,
+kernel OOM kills, admission decisions and waits, reaction latency) and by a probe of its loop's lag; gauges
+read when Prometheus scrapes (sessions, running calls, memory, CPU, PSI, the admission queue), from the same
+figures ``agentcg status`` reads. Labels stay bounded: a session's name and priority, a call's phase, an
+outcome or action from a fixed set; never a call id or a command. Counters outlive their sessions, so they
+carry the priority, not the session.
+
+The HTTP server is prometheus-client's own, on a thread of its own; the daemon serves it only when asked
+(``--metrics HOST:PORT``), on loopback unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from ..backends.base import Cgroup, Stats
+from ..controller.config import PRIORITIES
+from ..controller.events import ACTIONS, OUTCOME_KINDS, Event
+from ..errors import CgroupError, InvalidValue
+from ..units import MAX_BYTES
+
+if TYPE_CHECKING:
+    from ..controller.core import Controller
+
+#: how often the loop-lag probe asks the controller's loop for a timer
+LAG_PROBE_S = 0.5
+#: reaction (event to action) buckets: the goal is p50 <= 1 ms, p99 <= 10 ms
+REACTION_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+LAG_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
+WAIT_BUCKETS = (0.001, 0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+PHASES = ("running", "throttled", "frozen")
+DECISIONS = ("admitted", "queued", "refused")
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``:PORT`` (loopback) or ``PORT`` (loopback); ``[::1]:PORT`` for IPv6."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "", text
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        number = int(port)
+    except ValueError:
+        raise InvalidValue("--metrics", text, "expected HOST:PORT, e.g. 127.0.0.1:9464") from None
+    if not 0 <= number <= 65535:
+        raise InvalidValue("--metrics", text, "the port must be 0..65535")
+    return host, number
+
+
+class Metrics:
+    """The agentcg_* families of one controller, in a registry of their own."""
+
+    def __init__(self, controller: Controller, registry: CollectorRegistry | None = None) -> None:
+        self.controller = controller
+        # no ``*_created`` series: they double every family and nobody reads them (prometheus-client: untyped)
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.finished = Counter(
+            "agentcg_calls_finished", "Tool calls finished, by how they ended.", ["priority", "outcome"], registry=r
+        )
+        self.actions = Counter(
+            "agentcg_policy_actions", "Actions taken on tool calls, by action.", ["action", "priority"], registry=r
+        )
+        self.oom_kills = Counter(
+            "agentcg_kernel_oom_kills",
+            "Processes the kernel's OOM killer killed in tool calls.",
+            ["priority"],
+            registry=r,
+        )
+        self.admissions = Counter(
+            "agentcg_admission_decisions",
+            "Admission decisions: admitted at once, admitted after a wait (queued), refused.",
+            ["decision"],
+            registry=r,
+        )
+        self.admission_wait = Histogram(
+            "agentcg_admission_wait_seconds",
+            "Time admitted calls waited in the queue.",
+            buckets=WAIT_BUCKETS,
+            registry=r,
+        )
+        self.reaction = Histogram(
+            "agentcg_reaction_seconds",
+            "From a kernel event's handling to the controller's action done (throttle, freeze, kill, ...).",
+            buckets=REACTION_BUCKETS,
+            registry=r,
+        )
+        self.loop_lag = Histogram(
+            "agentcg_loop_lag_seconds",
+            "How late the controller's loop ran a timer (a busy or starved loop reacts late).",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
+        for p in PRIORITIES:  # every bounded series from 0, so that rate() and increase() see the first one
+            for o in OUTCOME_KINDS:
+                self.finished.labels(p, o)
+            for a in ACTIONS:
+                self.actions.labels(a, p)
+            self.oom_kills.labels(p)
+        for d in DECISIONS:
+            self.admissions.labels(d)
+        self.registry.register(_Live(controller))
+        self._server: Any = None
+        self._probing = False
+        controller.events.subscribe(self.on_event)
+
+    # --- fed by events ------------------------------------------------------------------------------------
+    def on_event(self, ev: Event) -> None:
+        f = ev.fields
+        prio = f.get("priority", "normal")
+        if ev.kind in ACTIONS:
+            self.actions.labels(ev.kind, prio).inc()
+            latency = f.get("latency_s")
+            if latency is not None:
+                self.reaction.observe(latency)
+        elif ev.kind == "call-end":
+            self.finished.labels(prio, f["outcome"]).inc()
+            if f.get("oom_kills"):
+                self.oom_kills.labels(prio).inc(f["oom_kills"])
+        elif ev.kind == "refuse":
+            self.finished.labels(prio, "refused").inc()
+            self.admissions.labels("refused").inc()
+        elif ev.kind == "admit":
+            queued = f.get("queued_s") or 0.0
+            self.admissions.labels("queued" if queued > 0 else "admitted").inc()
+            if queued > 0:
+                self.admission_wait.observe(queued)
+
+    # --- the loop's lag -----------------------------------------------------------------------------------
+    def start_probe(self) -> None:
+        """Ask the controller's loop for a timer every LAG_PROBE_S and record how late it came."""
+        if not self._probing:
+            self._probing = True
+            self.controller.loop.call_soon_threadsafe(self._arm)
+
+    def _arm(self) -> None:
+        if not self._probing:
+            return
+        due = time.monotonic() + LAG_PROBE_S
+        self.controller.loop.call_at(due, lambda: self._tick(due))
+
+    def _tick(self, due: float) -> None:
+        self.loop_lag.observe(max(0.0, time.monotonic() - due))
+        self._arm()
+
+    # --- serving ------------------------------------------------------------------------------------------
+    def serve(self, host: str, port: int) -> tuple[str, int]:
+        """Serve /metrics on ``host:port`` (its own thread); the address bound (port 0: one the kernel chose)."""
+        from prometheus_client import start_http_server
+
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        self._server = server
+        self.start_probe()
+        bound = server.server_address
+        return str(bound[0]), int(bound[1])
+
+    def close(self) -> None:
+        self._probing = False
+        self.controller.events.unsubscribe(self.on_event)
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+class _Live(Collector):
+    """The gauges, read when scraped."""
+
+    def __init__(self, controller: Controller) -> None:
+        self.controller = controller
+
+    def collect(self) -> Iterator[Any]:
+        ctl = self.controller
+        labels = ["session", "priority"]
+        sessions = GaugeMetricFamily("agentcg_sessions", "Sessions open, by priority.", labels=["priority"])
+        running = GaugeMetricFamily(
+            "agentcg_calls_running",
+            "Tool calls running now, by phase (throttled and frozen only while a call is).",
+            labels=[*labels, "phase"],
+        )
+        mem = GaugeMetricFamily("agentcg_session_memory_bytes", "A session's memory in use.", labels=labels)
+        peak = GaugeMetricFamily("agentcg_session_memory_peak_bytes", "A session's peak memory.", labels=labels)
+        budget = GaugeMetricFamily(
+            "agentcg_session_memory_budget_bytes", "A session's memory budget (its hard limit).", labels=labels
+        )
+        cpu = CounterMetricFamily("agentcg_session_cpu_seconds", "CPU time used by a session's cgroup.", labels=labels)
+        psi = GaugeMetricFamily(
+            "agentcg_session_memory_pressure_ratio",
+            "A session's memory PSI (avg10, as a ratio), where the host has per-cgroup PSI.",
+            labels=[*labels, "kind"],
+        )
+        counts = dict.fromkeys(PRIORITIES, 0)
+        for s in ctl.session_states():
+            counts[s.priority] = counts.get(s.priority, 0) + 1
+            key = [s.name, s.priority]
+            phases = dict.fromkeys(PHASES, 0)
+            for cs in list(s.calls.values()):
+                if cs.phase in phases:
+                    phases[cs.phase] += 1
+            for phase, n in phases.items():
+                if n or phase == "running":  # throttled and frozen only while a call is: fewer lines to scrape
+                    running.add_metric([*key, phase], n)
+            st = _usage(ctl, s.cg)
+            if st.memory_current is not None:
+                mem.add_metric(key, st.memory_current)
+            if st.memory_peak is not None:
+                peak.add_metric(key, st.memory_peak)
+            if s.budget is not None and s.budget < MAX_BYTES:
+                budget.add_metric(key, s.budget)
+            if st.cpu_usec is not None:
+                cpu.add_metric(key, st.cpu_usec / 1e6)
+            try:
+                some, full = ctl.manager.memory_pressure(s.cg)
+            except CgroupError:
+                some = full = None
+            if some is not None:
+                psi.add_metric([*key, "some"], some / 100)
+            if full is not None:
+                psi.add_metric([*key, "full"], full / 100)
+        for p, n in counts.items():
+            sessions.add_metric([p], n)
+        yield from (sessions, running, mem, peak, budget, cpu, psi)
+        yield from self._root()
+        queue = GaugeMetricFamily("agentcg_admission_queue_length", "Calls waiting for admission now.")
+        queue.add_metric([], ctl.admission.waiting)
+        yield queue
+
+    def _root(self) -> Iterator[Any]:
+        ctl = self.controller
+        root = ctl.root.cg
+        mem = GaugeMetricFamily("agentcg_root_memory_bytes", "Memory in use by every session together.")
+        peak = GaugeMetricFamily("agentcg_root_memory_peak_bytes", "Peak memory of every session together.")
+        budget = GaugeMetricFamily("agentcg_root_memory_budget_bytes", "The host budget (--budget), if set.")
+        if root is not None:
+            st = _usage(ctl, root)
+            if st.memory_current is not None:
+                mem.add_metric([], st.memory_current)
+            if st.memory_peak is not None:
+                peak.add_metric([], st.memory_peak)
+        if ctl.config.budget is not None:
+            budget.add_metric([], ctl.config.budget)
+        yield from (mem, peak, budget)
+
+
+def _usage(ctl: Controller, cg: Cgroup) -> Stats:
+    """Memory, peak, CPU of ``cg`` in a few reads (empty if it is gone)."""
+    try:
+        return ctl.manager.usage_stats(cg)
+    except CgroupError:
+        return Stats()
