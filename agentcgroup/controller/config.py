@@ -31,8 +31,10 @@ class ControllerConfig:
                     running waits on the memory lower-priority ones hold: their deadlines shrink to urgent_grace
     urgent_grace    the throttle and freeze deadlines then (the steps stay in order: throttle, freeze, kill)
     admission_wait  how long a call whose declared memory does not fit may wait in the queue
-    tool_oom_score_adj   oom_score_adj of tool-call processes: the kernel's OOM killer takes them first
-                         (half of it for a high-priority session's tools: the others' go before them)
+    tool_oom_score_adj   oom_score_adj of a low-priority call's processes; normal-priority calls get 2/3 of
+                         it, high-priority calls 1/3 (see :meth:`tool_adj`): if the kernel's OOM killer fires
+                         anyway it takes low tools first, then normal, then high; agents (left at their own,
+                         normally 0) last
     agent_memory_low     protection of each session's agent leaf from reclaim
     psi_stall_ms / psi_window_ms   host PSI trigger (memory "some"): pressure even below the budget
     checkpoint      v2: usage step at which a growing call notifies the controller (None: budget/32, >= 16 MiB)
@@ -71,6 +73,19 @@ class ControllerConfig:
             raise InvalidValue("tool_oom_score_adj", self.tool_oom_score_adj, "must be -1000..1000")
         if self.warm < 0:
             raise InvalidValue("warm", self.warm, "must be 0 or more")
+
+    def tool_adj(self, priority: str) -> int:
+        """oom_score_adj for the processes of a call of ``priority``: low > normal > high > agents (0).
+
+        The kernel's badness adds ``adj / 1000`` of the OOM-ing cgroup's limit to each process's size, so
+        steps of a third of the range put a third of the budget between the classes: a low call is taken
+        before a normal or high one unless it is the smaller by more than that.
+        """
+        adj = self.tool_oom_score_adj
+        if adj <= 0:
+            return adj  # not a ranking (e.g. the bench's baselines, 0 for all): the same for every class
+        rank = PRIORITIES[check_priority(priority)][0]
+        return adj * (3 - rank) // 3
 
     @property
     def urgent_at(self) -> float:
