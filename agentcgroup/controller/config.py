@@ -30,6 +30,10 @@ class ControllerConfig:
     urgent_level    fraction of a budget (never below pressure_on) at which a higher-priority call still
                     running waits on the memory lower-priority ones hold: their deadlines shrink to urgent_grace
     urgent_grace    the throttle and freeze deadlines then (the steps stay in order: throttle, freeze, kill)
+    lead_time       act this long before a budget is predicted to reach its hard limit (from how fast it and
+                    its calls grow): every growing lower-priority call is throttled then; the last quarter of
+                    it is the edge, where a higher-priority call waits on what the held calls keep
+    sample_interval how often the pressure policy reads the budgets and calls while calls run under one
     admission_wait  how long a call whose declared memory does not fit may wait in the queue
     tool_oom_score_adj   oom_score_adj of a low-priority call's processes; normal-priority calls get 2/3 of
                          it, high-priority calls 1/3 (see :meth:`tool_adj`): if the kernel's OOM killer fires
@@ -48,6 +52,8 @@ class ControllerConfig:
     kill_after: float = 2.0
     urgent_level: float = 0.97
     urgent_grace: float = 0.1
+    lead_time: float = 1.0
+    sample_interval: float = 0.05
     admission_wait: float = 30.0
     tool_oom_score_adj: int = 1000
     agent_memory_low: int = 256 << 20
@@ -65,7 +71,9 @@ class ControllerConfig:
             )
         if not 0 < self.urgent_level <= 1:
             raise InvalidValue("urgent_level", self.urgent_level, "need 0 < it <= 1")
-        for name in ("stall_grace", "kill_after", "urgent_grace", "admission_wait"):
+        if not self.sample_interval > 0:
+            raise InvalidValue("sample_interval", self.sample_interval, "must be more than zero seconds")
+        for name in ("stall_grace", "kill_after", "urgent_grace", "lead_time", "admission_wait"):
             v = getattr(self, name)
             if not v >= 0:
                 raise InvalidValue(name, v, "must be zero or more seconds")
@@ -92,6 +100,11 @@ class ControllerConfig:
         return max(self.urgent_level, self.pressure_on)
 
     @property
+    def urgent_lead(self) -> float:
+        """Predicted seconds to a budget's hard limit under which it is at the edge (like ``urgent_level``)."""
+        return self.lead_time / 4
+
+    @property
     def checkpoint_step(self) -> int:
         if self.checkpoint is not None:
             return self.checkpoint
@@ -109,7 +122,7 @@ class ControllerConfig:
                 raise InvalidValue("setting", key, f"unknown; known: {', '.join(sorted(names))}")
             if key in ("budget", "agent_memory_low", "checkpoint"):
                 out[key] = parse_size(value, key)
-            elif key in ("stall_grace", "kill_after", "urgent_grace", "admission_wait"):
+            elif key in ("stall_grace", "kill_after", "urgent_grace", "lead_time", "sample_interval", "admission_wait"):
                 out[key] = 0.0 if str(value) == "0" else parse_duration(value, key)
             else:
                 kind = float if key in ("pressure_on", "pressure_off", "urgent_level") else int
