@@ -344,7 +344,8 @@ class PressurePolicy(Policy):
         self, view: View, call: CallInfo, scope: str, usage: int, budget: int, calls: Sequence[CallInfo]
     ) -> list[Action]:
         """At the edge with a protected call waiting: the frozen call that frees most for least lost work dies."""
-        if not (self._edge(view, scope, usage, budget, calls) and self._waiting(view, scope, calls, call)):
+        in_flight = any(c.id in self.killed for c in calls)  # its memory is not back yet: no second kill for it
+        if in_flight or not (self._edge(view, scope, usage, budget, calls) and self._waiting(view, scope, calls, call)):
             return [self._deadline(view, call, "frozen", scope, usage, budget, calls)[1]]  # it waits on, frozen
         victims = self.victims.get(scope, [])
         frozen = [v for v in victims if v.phase == "frozen" and v.id not in self.killed]
