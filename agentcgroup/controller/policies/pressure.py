@@ -11,10 +11,11 @@ priority present (never victims of the host budget: high-priority ones; of a ses
 one priority: the oldest). Still short after ``stall_grace``, a throttled call is frozen.
 
 A frozen call is killed only when a protected call is still running and the budget is at its *edge*
-(``urgent_level`` of it, or its hard limit less than ``urgent_lead`` away): the protected call waits on memory
-that, without swap, only a held call's end gives back. Then the frozen call whose death frees the most for the
-least lost work goes: lowest priority first, then the most memory per second it has run. Otherwise it stays
-frozen. At the edge the deadlines shrink to ``urgent_grace``; the steps stay in order: throttle, freeze, kill.
+(``urgent_level`` of it, or its hard limit less than ``urgent_lead`` away), or still over ``pressure_on`` at
+its kill deadline with a higher-priority call running: that call waits on memory that, without swap, only a held
+call's end gives back. Then the frozen call whose death frees the most for the least lost work goes: lowest
+priority first, then the most memory per second it has run. Otherwise it stays frozen. At the edge the
+deadlines shrink to ``urgent_grace``; the steps stay in order: throttle, freeze, kill.
 
 When the budget is under ``pressure_off`` and not predicted to be short within twice ``lead_time``, the held
 calls are released one at a time, highest priority (then oldest) first, each at least a sampling window after
@@ -52,6 +53,7 @@ class PressurePolicy(Policy):
         self.series: Series | None = None
         self.released_at: dict[str, float] = {}  # scope -> when its last held call was released
         self.killed: set[str] = set()  # call ids this policy killed (draining)
+        self.held_rate: dict[str, float] = {}  # call id -> how fast it grew when it was throttled (B/s)
         self.tick_due: float | None = None
         self.tick_call: str | None = None
 
@@ -71,11 +73,14 @@ class PressurePolicy(Policy):
         return 0.0 if self.series is None else self.series.rate(f"call:{call.id}")
 
     def _growth(self, scope: str, calls: Sequence[CallInfo]) -> float:
-        """B/s the budget grows at: its own trend, or what its running calls add, whichever is more."""
+        """B/s the budget grows at: what its running calls add, plus what grows in it apart from the calls
+        (agents, caches; its own trend less all the calls'). Held calls do not count: their past growth is
+        over."""
         if self.series is None:
             return 0.0
         running = sum(max(0.0, self.rate(c)) for c in calls if c.phase == "running" and not self._is_victim(c))
-        return max(self.series.rate(f"budget:{scope}"), running)
+        other = self.series.rate(f"budget:{scope}") - sum(self.rate(c) for c in calls)
+        return running + max(0.0, other)
 
     def _tte(self, scope: str, usage: int, budget: int, calls: Sequence[CallInfo]) -> float:
         return time_to_limit(usage, budget, self._growth(scope, calls))
@@ -142,6 +147,7 @@ class PressurePolicy(Policy):
                 victims.remove(call)
         self.hurried -= {(call.id, "throttled"), (call.id, "frozen")}
         self.killed.discard(call.id)
+        self.held_rate.pop(call.id, None)
         if self.series is not None:
             self.series.forget(f"call:{call.id}")
         if call.id == self.tick_call:
@@ -240,6 +246,7 @@ class PressurePolicy(Policy):
         for call in sorted(chosen, key=lambda c: (view.rank_of(c), -self.rate(c))):
             used = view.call_usage(call)
             victims.append(call)
+            self.held_rate[call.id] = max(0.0, self.rate(call))
             actions.append(
                 self.act(
                     "throttle",
@@ -297,6 +304,10 @@ class PressurePolicy(Policy):
         call = self._first_held(view, victims)
         if call is None:
             return []
+        # as memory frees: growing again as it did, would it leave the budget lead_time to spare?
+        again = self._growth(scope, calls) + self.held_rate.get(call.id, 0.0)
+        if time_to_limit(usage, budget, again) < cfg.lead_time:
+            return []
         return self._release(view, call, scope, f"pressure passed ({self._where(scope, usage, budget)})")
 
     def _unstick(
@@ -345,7 +356,11 @@ class PressurePolicy(Policy):
     ) -> list[Action]:
         """At the edge with a protected call waiting: the frozen call that frees most for least lost work dies."""
         in_flight = any(c.id in self.killed for c in calls)  # its memory is not back yet: no second kill for it
-        if in_flight or not (self._edge(view, scope, usage, budget, calls) and self._waiting(view, scope, calls, call)):
+        edge = self._edge(view, scope, usage, budget, calls) and self._waiting(view, scope, calls, call)
+        # or still over pressure_on a whole kill_after later with a higher-priority call running: it cannot grow
+        # without the memory the held calls keep, and a burst of it would meet the kernel's OOM killer
+        full = usage >= view.config.pressure_on * budget and self._waiting(view, scope, calls, call, True)
+        if in_flight or not (edge or full):
             return [self._deadline(view, call, "frozen", scope, usage, budget, calls)[1]]  # it waits on, frozen
         victims = self.victims.get(scope, [])
         frozen = [v for v in victims if v.phase == "frozen" and v.id not in self.killed]
