@@ -304,9 +304,11 @@ class PressurePolicy(Policy):
         call = self._first_held(view, victims)
         if call is None:
             return []
-        # as memory frees: growing again as it did, would it leave the budget lead_time to spare?
+        # as memory frees: growing again as it did, would it leave the budget lead_time to spare? (a burst is
+        # not held against it for ever: after stall_grace + kill_after it goes on anyway, lest it time out)
         again = self._growth(scope, calls) + self.held_rate.get(call.id, 0.0)
-        if time_to_limit(usage, budget, again) < cfg.lead_time:
+        held_for = view.now - (call.throttled_at if call.throttled_at is not None else view.now)
+        if time_to_limit(usage, budget, again) < cfg.lead_time and held_for < cfg.stall_grace + cfg.kill_after:
             return []
         return self._release(view, call, scope, f"pressure passed ({self._where(scope, usage, budget)})")
 
