@@ -247,7 +247,7 @@ def test_pressure_takes_the_low_priority_call_first_and_spares_high() -> None:
     acts = p.on_pressure(view)
     assert verbs(acts)[:2] == [("throttle", "l1"), ("timer", "l1")]
     assert ("note", "h1") in verbs(acts)  # the protected call is told
-    assert acts[0].level == 300 * MiB  # throttled where it stands
+    assert acts[0].level == 300 * MiB + 1000 * MiB // 64  # where it stands, with room for its kernel allocations
     enf, clock, rec = applier(view, p)
     enf.apply(acts, view.now)
     assert (c_lo.phase, c_lo.throttled_by) == ("throttled", "pressure") and c_hi.phase == "running"

@@ -245,6 +245,7 @@ class PressurePolicy(Policy):
         where = self._where(scope, usage, budget)
         for call in sorted(chosen, key=lambda c: (view.rank_of(c), -self.rate(c))):
             used = view.call_usage(call)
+            level = used + budget // 64  # room for what a held call's kernel needs (v1: else fork/exec fail)
             victims.append(call)
             self.held_rate[call.id] = max(0.0, self.rate(call))
             actions.append(
@@ -252,7 +253,7 @@ class PressurePolicy(Policy):
                     "throttle",
                     call,
                     f"{why}: lower-priority calls give way",
-                    level=used,
+                    level=level,
                     figures={"usage": used, "scope": scope or "host", "growth": int(self.rate(call))},
                 )
             )
