@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import shlex
 
+from .feedback_shared import killed_for_shared_budget, own_limit_hit, shared_step, slowed_for_shared_budget
 from .outcome import Outcome
 from .units import MAX_BYTES, format_duration, format_size, format_size_arg
 
@@ -76,6 +77,8 @@ def build_feedback(o: Outcome) -> str | None:
     if o.killed_by == "memory" and controller_killed and o.memory_high and o.kill_reason:
         parts.append(f"{frozen}killed: {cmd} {o.kill_reason} (peak {peak}, after {took}).")
         parts.append(f"Try: {_hint(o.command, 'memory')}, or declare memory={_more(o.memory_high)}.")
+    elif o.killed_by == "memory" and not own_limit_hit(o):
+        parts += killed_for_shared_budget(o, cmd, frozen, peak, took)
     elif o.killed_by == "memory":
         limit = o.memory_limit
         if limit is not None and limit < MAX_BYTES:
@@ -93,12 +96,20 @@ def build_feedback(o: Outcome) -> str | None:
             f"child processes (peak memory {peak}, CPU {o.cpu_s or 0:.1f} s)."
         )
         parts.append("Try: a narrower command, a longer timeout, or check that it is not waiting for input or a lock.")
+    elif o.killed_by == "policy" and shared_step(o, "kill") is not None:
+        parts += killed_for_shared_budget(o, cmd, frozen, peak, took)
     elif o.killed_by == "policy":
         parts.append(f"{frozen}killed: {o.kill_reason or 'by the resource controller'}. {cmd} peak {peak}.")
         if o.memory_peak:
             parts.append(f"Try: {_hint(o.command, 'memory')}, or declare memory={_more(o.memory_peak)}.")
     elif o.killed_by == "signal":
         parts.append(f"{cmd} was ended by {o.signal_name} from outside (peak {peak}, after {took}).")
+    elif o.oom_kills and not own_limit_hit(o):
+        parts.append(
+            f"{o.oom_kills} process(es) of {cmd} were OOM-killed when the shared memory budget ran out (its peak "
+            f"{peak} was within its own limits); the command itself exited with {o.returncode}."
+        )
+        parts.append("Try: retry it when the host has room, or use fewer workers or processes at once.")
     elif o.oom_kills:
         parts.append(
             f"{o.oom_kills} process(es) of {cmd} were OOM-killed at the memory limit "
@@ -123,6 +134,9 @@ def build_feedback(o: Outcome) -> str | None:
         parts.append(
             f"{cmd} went over its {format_size(o.memory_high)} soft memory limit and was slowed down (peak {peak})."
         )
+    slowed = slowed_for_shared_budget(o, cmd)
+    if slowed is not None:
+        parts.append(slowed)
     throttled = o.cpu_throttled_s or 0.0
     if o.killed_by is None and throttled >= max(0.5, 0.25 * o.duration_s) and "cpu" in o.limits:
         parts.append(f"{cmd} was held to {o.limits['cpu']} of a CPU core and spent {throttled:.1f} s waiting for CPU.")

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..backends.base import Cgroup, Manager
 from ..controller.core import Controller
 from ..errors import AgentCgroupError
 from ..parsers import parse_psi
@@ -51,6 +52,7 @@ class SessionRun:
     kills: list[str] = field(default_factory=list)
     calls_queued: int = 0  # calls that waited for admission
     queued_s: float = 0.0  # and how long, together
+    oom_kills: int = 0  # processes of its calls the kernel's OOM killer took
 
 
 @dataclass
@@ -66,6 +68,8 @@ class RunResult:
     #: the most that had to fit at once for agentcgroup to keep its promise: every agent's memory and the
     #: whole high-priority (first) session, sampled together
     protected_peak_bytes: int = 0
+    #: processes the kernel's OOM killer took inside the budget (tools and agents): the controller's to prevent
+    kernel_oom_kills: int = 0
 
     @property
     def agents_lost(self) -> int:
@@ -153,6 +157,7 @@ def run_once(
             results.append(SessionRun(name, prio, len(p.calls)))
         m = ctl.manager
         root_cg = ctl.root_cg if ctl.root_cg is not None else m.root_cgroup()
+        oom_before = _oom_kills(m, root_cg)
         t0 = time.monotonic() + 0.2
 
         agent_cgs = [ctl.session(n).agent_cg for n in names]
@@ -225,6 +230,7 @@ def run_once(
                     ).wait()
                     assert out is not None
                     res.calls_run += 1
+                    res.oom_kills += out.oom_kills
                     if out.queued_s > 0:
                         res.calls_queued += 1
                         res.queued_s += out.queued_s
@@ -259,6 +265,10 @@ def run_once(
             stop.set()
             raise
         makespan = time.monotonic() - t0
+        # v2 counts a subtree's OOM kills at its root (removed leaves included); v1 only each cgroup's own: the
+        # calls' (read before their leaves went) and the agents' (their leaves are still there)
+        agents = sum(_oom_kills(m, cg) for cg in agent_cgs if cg is not None)
+        kernel_kills = max(_oom_kills(m, root_cg) - oom_before, agents + sum(r.oom_kills for r in results))
     finally:
         stop.set()
         ctl.close()
@@ -273,4 +283,12 @@ def run_once(
         max(usage, default=0),
         oomd_kills[0],
         protected[0],
+        kernel_kills,
     )
+
+
+def _oom_kills(m: Manager, cg: Cgroup) -> int:
+    try:
+        return m.stats(cg).oom_kills
+    except AgentCgroupError:
+        return 0

@@ -25,6 +25,7 @@ class ArmFigures:
     completion_s: Estimate  # makespan
     mem_util: Estimate  # mean memory in use / budget
     oomd_kills: int
+    kernel_oom_kills: Estimate  # per run: processes the kernel's OOM killer took inside the budget
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -39,6 +40,7 @@ class ArmFigures:
             "completion_s": self.completion_s.to_dict(),
             "mem_util": self.mem_util.to_dict(),
             "oomd_kills": self.oomd_kills,
+            "kernel_oom_kills": self.kernel_oom_kills.to_dict(),
         }
 
 
@@ -74,6 +76,7 @@ def figures(runs: Sequence[RunResult], alone_s: Sequence[float], high_index: int
                 completion_s=estimate([r.makespan_s for r in rs]),
                 mem_util=estimate(util),
                 oomd_kills=sum(r.oomd_kills for r in rs),
+                kernel_oom_kills=estimate([r.kernel_oom_kills for r in rs]),
             )
         )
     return out
@@ -89,6 +92,7 @@ def table_rows(figs: Sequence[ArmFigures]) -> tuple[list[str], list[list[str]]]:
         "runs",
         "agents lost / run",
         "calls killed / run",
+        "kernel OOM kills / run",
         "high: lost runs",
         "high slowdown median",
         "high slowdown P95",
@@ -103,6 +107,7 @@ def table_rows(figs: Sequence[ArmFigures]) -> tuple[list[str], list[list[str]]]:
                 str(f.runs),
                 f.agents_lost.text(),
                 f.calls_killed.text(),
+                f.kernel_oom_kills.text(),
                 str(f.high_lost_runs),
                 _pct(f.high_slowdown_median),
                 "-" if math.isnan(f.high_slowdown_p95) else f"{f.high_slowdown_p95:+.1%}",

@@ -30,9 +30,15 @@ class ControllerConfig:
     urgent_level    fraction of a budget (never below pressure_on) at which a higher-priority call still
                     running waits on the memory lower-priority ones hold: their deadlines shrink to urgent_grace
     urgent_grace    the throttle and freeze deadlines then (the steps stay in order: throttle, freeze, kill)
+    lead_time       act this long before a budget is predicted to reach its hard limit (from how fast it and
+                    its calls grow): every growing lower-priority call is throttled then; the last quarter of
+                    it is the edge, where a higher-priority call waits on what the held calls keep
+    sample_interval how often the pressure policy reads the budgets and calls while calls run under one
     admission_wait  how long a call whose declared memory does not fit may wait in the queue
-    tool_oom_score_adj   oom_score_adj of tool-call processes: the kernel's OOM killer takes them first
-                         (half of it for a high-priority session's tools: the others' go before them)
+    tool_oom_score_adj   oom_score_adj of a low-priority call's processes; normal-priority calls get 2/3 of
+                         it, high-priority calls 1/3 (see :meth:`tool_adj`): if the kernel's OOM killer fires
+                         anyway it takes low tools first, then normal, then high; agents (left at their own,
+                         normally 0) last
     agent_memory_low     protection of each session's agent leaf from reclaim
     psi_stall_ms / psi_window_ms   host PSI trigger (memory "some"): pressure even below the budget
     checkpoint      v2: usage step at which a growing call notifies the controller (None: budget/32, >= 16 MiB)
@@ -46,6 +52,8 @@ class ControllerConfig:
     kill_after: float = 2.0
     urgent_level: float = 0.97
     urgent_grace: float = 0.1
+    lead_time: float = 1.0
+    sample_interval: float = 0.05
     admission_wait: float = 30.0
     tool_oom_score_adj: int = 1000
     agent_memory_low: int = 256 << 20
@@ -63,7 +71,9 @@ class ControllerConfig:
             )
         if not 0 < self.urgent_level <= 1:
             raise InvalidValue("urgent_level", self.urgent_level, "need 0 < it <= 1")
-        for name in ("stall_grace", "kill_after", "urgent_grace", "admission_wait"):
+        if not self.sample_interval > 0:
+            raise InvalidValue("sample_interval", self.sample_interval, "must be more than zero seconds")
+        for name in ("stall_grace", "kill_after", "urgent_grace", "lead_time", "admission_wait"):
             v = getattr(self, name)
             if not v >= 0:
                 raise InvalidValue(name, v, "must be zero or more seconds")
@@ -72,9 +82,27 @@ class ControllerConfig:
         if self.warm < 0:
             raise InvalidValue("warm", self.warm, "must be 0 or more")
 
+    def tool_adj(self, priority: str) -> int:
+        """oom_score_adj for the processes of a call of ``priority``: low > normal > high > agents (0).
+
+        The kernel's badness adds ``adj / 1000`` of the OOM-ing cgroup's limit to each process's size, so
+        steps of a third of the range put a third of the budget between the classes: a low call is taken
+        before a normal or high one unless it is the smaller by more than that.
+        """
+        adj = self.tool_oom_score_adj
+        if adj <= 0:
+            return adj  # not a ranking (e.g. the bench's baselines, 0 for all): the same for every class
+        rank = PRIORITIES[check_priority(priority)][0]
+        return adj * (3 - rank) // 3
+
     @property
     def urgent_at(self) -> float:
         return max(self.urgent_level, self.pressure_on)
+
+    @property
+    def urgent_lead(self) -> float:
+        """Predicted seconds to a budget's hard limit under which it is at the edge (like ``urgent_level``)."""
+        return self.lead_time / 4
 
     @property
     def checkpoint_step(self) -> int:
@@ -94,7 +122,7 @@ class ControllerConfig:
                 raise InvalidValue("setting", key, f"unknown; known: {', '.join(sorted(names))}")
             if key in ("budget", "agent_memory_low", "checkpoint"):
                 out[key] = parse_size(value, key)
-            elif key in ("stall_grace", "kill_after", "urgent_grace", "admission_wait"):
+            elif key in ("stall_grace", "kill_after", "urgent_grace", "lead_time", "sample_interval", "admission_wait"):
                 out[key] = 0.0 if str(value) == "0" else parse_duration(value, key)
             else:
                 kind = float if key in ("pressure_on", "pressure_off", "urgent_level") else int

@@ -100,7 +100,8 @@ class Dispatch:
         nothing is left: no leaf, no process, no reservation."""
         soft = spec.limits.memory_high
         leaf = self._with_checkpoint(spec, soft)
-        call = ToolCall(SessionRef(s, self.manager), spec, leaf_limits=leaf, oom_score_adj=self._tool_adj(s))
+        adj = self.config.tool_adj(spec.intent.priority or s.priority)
+        call = ToolCall(SessionRef(s, self.manager), spec, leaf_limits=leaf, oom_score_adj=adj)
         cs = CallState(call, s, spec.intent, CallFuture(), soft=soft, queued_s=queued)
         try:
             call.start()
@@ -160,11 +161,6 @@ class Dispatch:
                 "run_as": call.spec.run_as,
             },
         )
-
-    def _tool_adj(self, s: SessionState) -> int:
-        """Tools go first to the kernel's OOM killer; a high-priority session's tools after the others'."""
-        adj = self.config.tool_oom_score_adj
-        return adj // 2 if s.priority == "high" and adj > 0 else adj
 
     def _with_checkpoint(self, spec: CallSpec, soft: int | None) -> Limits:
         """v2 has no usage thresholds: a growing call's memory.high doubles as one (raised as it is crossed)."""

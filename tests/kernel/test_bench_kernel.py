@@ -34,6 +34,7 @@ def test_bench_agentcgroup_keeps_agents_and_the_high_session(root_name, tmp_path
     assert doc["budget"] > 0 and [s["priority"] for s in doc["sessions"]] == ["high", "low", "normal"]
     ours = next(run for run in doc["runs"] if run["arm"] == "agentcgroup")
     assert ours["agents_lost"] == 0, ours
+    assert all("kernel_oom_kills" in run for run in doc["runs"]) and all("kernel_oom_kills" in a for a in doc["arms"])
     high = ours["sessions"][0]
     assert high["calls_run"] == high["calls"] and high["calls_killed"] == 0, high
     assert doc["alone_s"]["median"] > 0

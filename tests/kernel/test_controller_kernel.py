@@ -75,15 +75,21 @@ def test_low_priority_gives_way_high_completes_agents_survive(controller) -> Non
     assert not [s for s in out_hi.steps if s.action in ("throttle", "freeze", "kill")]
     assert any(s.action == "note" and "protected" in s.reason for s in out_hi.steps)
 
-    # the low call was throttled, then frozen, then killed, each step in order, and says so. On a slow host
-    # the pressure may ebb while the high call faults its pages in: a throttle may then be lifted and come
-    # back, but a kill only ever follows a freeze that follows a throttle, and nothing follows a kill
+    # the low call gave way: throttled, then frozen, each step in order. A kill is the last resort: only if the
+    # high call, still running, came to the budget's edge (or was about to, at its rate of growth) while the low
+    # one held its memory; otherwise the low call is released when the high one ends and finishes, slowed. On a
+    # slow host the pressure may ebb while the high call faults its pages in: a throttle may then be lifted and
+    # come back, but a kill only ever follows a freeze that follows a throttle, and nothing follows a kill
     actions = [s.action for s in out_lo.steps if s.action != "note"]
-    assert actions[0] == "throttle" and actions[-3:] == ["throttle", "freeze", "kill"], out_lo.steps
-    # frozen for a while: kill_after (1 s), or less if the high call at the budget's edge was waiting for that
-    # memory and the deadlines were brought forward (urgent_grace; when it is seen depends on the host's events)
-    assert out_lo.killed_by == "policy" and 0 < out_lo.frozen_s < 1.5, out_lo.steps
-    assert "host budget" in out_lo.feedback and "frozen" in out_lo.feedback
+    assert actions[0] == "throttle" and "freeze" in actions, out_lo.steps
+    if out_lo.killed_by is not None:
+        assert actions[-3:] == ["throttle", "freeze", "kill"], out_lo.steps
+        assert out_lo.killed_by == "policy" and 0 < out_lo.frozen_s < 1.5, out_lo.steps
+        assert "host's memory budget" in out_lo.feedback and "not at fault" in out_lo.feedback
+    else:
+        assert out_lo.exit_code == 0 and out_lo.stdout == b"done\n" and actions[-1] in ("release", "thaw"), out_lo
+        assert "slowed down" in out_lo.feedback and "not at fault" in out_lo.feedback
+    assert out_lo.oom_kills == 0  # the kernel's OOM killer never had to
 
     # both agent runtimes are alive
     assert [a.poll() for a in agents] == [None, None]
@@ -145,12 +151,14 @@ def test_another_users_session_is_off_limits(controller) -> None:
     assert controller.run("mine", ["true"], uid=1000).exit_code == 0
 
 
-def test_tools_go_first_to_the_oom_killer_a_high_sessions_after_the_others(controller) -> None:
+def test_tools_go_first_to_the_oom_killer_low_then_normal_then_high(controller) -> None:
     controller.open_session("hi", priority="high")
     controller.open_session("lo", priority="low")
     read = ["cat", "/proc/self/oom_score_adj"]
-    assert controller.run("hi", read, capture_output=True).stdout.strip() == b"500"
+    assert controller.run("hi", read, capture_output=True).stdout.strip() == b"333"
     assert controller.run("lo", read, capture_output=True).stdout.strip() == b"1000"
+    normal = controller.run("lo", read, capture_output=True, intent=Intent(priority="normal"))
+    assert normal.stdout.strip() == b"666"  # a call's own priority, not only its session's
     agent = controller.spawn_agent("lo", ["sleep", "5"])
     try:
         with open(f"/proc/{agent.pid}/oom_score_adj") as f:

@@ -16,7 +16,7 @@ def _run(arm: str, i: int, high_s: float | None, lost_low: int, killed: int, mem
     for k in range(3):
         lost = k < lost_low
         sessions.append(SessionRun(f"s{k + 1}", "low", 3, 3, killed if k == 0 else 0, lost, None if lost else 9.0))
-    return RunResult(arm, i, 1000, sessions, 10.0 + i, mem, int(mem * 1.2))
+    return RunResult(arm, i, 1000, sessions, 10.0 + i, mem, int(mem * 1.2), kernel_oom_kills=3 if arm == "none" else 0)
 
 
 def test_figures_count_losses_kills_and_slowdown_against_alone() -> None:
@@ -33,8 +33,10 @@ def test_figures_count_losses_kills_and_slowdown_against_alone() -> None:
     assert math.isclose(ours.high_slowdown_p95, 0.0285, abs_tol=1e-9)
     assert math.isclose(ours.mem_util.value, 0.8)
     json.dumps([f.to_dict() for f in (none, ours)])  # serialisable
+    assert none.kernel_oom_kills.value == 3 and ours.kernel_oom_kills.value == 0
+    assert [f.to_dict()["kernel_oom_kills"]["value"] for f in (none, ours)] == [3, 0]
     table = markdown_table([none, ours])
-    assert "| no isolation | 4 |" in table and "agentcgroup" in table
+    assert "| no isolation | 4 |" in table and "agentcgroup" in table and "kernel OOM kills / run" in table
 
 
 def test_plot_writes_a_png(tmp_path) -> None:

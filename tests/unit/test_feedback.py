@@ -80,3 +80,54 @@ def test_outcome_json_round_trip() -> None:
     d = json.loads(o.to_json())
     assert d["returncode"] == 0 and "stdout" not in d and d["call_id"] == "c1"
     assert json.loads(o.to_json(include_output=True))["stdout"] == "hi"
+
+
+def test_kernel_oom_kill_under_a_shared_budget_does_not_blame_the_command() -> None:
+    # no limit of its own: the host budget ran out with other work in it
+    o = outcome(
+        command="python3 load.py", argv=["python3", "load.py"], signal=9, killed_by="memory", oom_kills=1,
+        memory_peak=400 << 20, duration_s=1.5,
+    )  # fmt: skip
+    text = build_feedback(o)
+    assert "smaller chunks" not in text and "not at fault" in text and "shared with other sessions" in text
+    assert "retry it when the host has room" in text and "memory=400M" in text and "fewer workers" in text
+    # a limit of its own far above its peak: the same
+    o.memory_limit = 2 << 30
+    assert "not at fault" in build_feedback(o) and "under its own 2 GiB limit" in build_feedback(o)
+    # its own limit reached: its own doing, the usual advice
+    o.memory_limit, o.memory_peak = 400 << 20, 400 << 20
+    text = build_feedback(o)
+    assert "exceeded its 400 MiB memory limit" in text and "smaller chunks" in text and "not at fault" not in text
+
+
+def test_pressure_kill_says_the_shared_budget_and_never_names_other_commands() -> None:
+    kill = Step(2.0, "kill", "the host budget 1 GiB at 98%: no memory for it", {"usage": 300 << 20, "scope": "host"})
+    o = outcome(
+        command="python3 -c 'x'", argv=["python3", "-c", "x"], signal=9, killed_by="policy", memory_peak=300 << 20,
+        kill_reason=kill.reason, steps=[Step(0.5, "throttle", "t", {"scope": "host"}), kill], frozen_s=1.0,
+    )  # fmt: skip
+    text = build_feedback(o)
+    assert text.startswith("frozen 1.0 s, then killed to free memory for higher-priority work")
+    assert "host's memory budget" in text and "not at fault" in text and "smaller chunks" not in text
+    assert "pytest" not in text and "retry it when the host has room" in text
+    # a session's own budget: the session's other calls took it
+    kill.figures["scope"] = "s"
+    text = build_feedback(o)
+    assert "session s" in text and "once your session's other calls are done" in text
+
+
+def test_a_call_slowed_for_the_shared_budget_is_told_so() -> None:
+    o = outcome(exit_code=0, steps=[Step(0.5, "throttle", "the host budget at 93%", {"scope": "host"})], frozen_s=0.4)
+    text = build_feedback(o)
+    assert "slowed down and frozen 0.4 s" in text and "not at fault" in text
+    assert build_feedback(outcome(exit_code=0, steps=[Step(0.5, "throttle", "own soft limit")])) is None
+
+
+def test_oom_score_adj_ranks_priorities() -> None:
+    from agentcgroup.controller.config import ControllerConfig
+
+    cfg = ControllerConfig()
+    adj = {p: cfg.tool_adj(p) for p in ("low", "normal", "high")}
+    assert adj["low"] > adj["normal"] > adj["high"] > 0  # agents keep 0: last
+    assert adj == {"low": 1000, "normal": 666, "high": 333}
+    assert {ControllerConfig(tool_oom_score_adj=0).tool_adj(p) for p in adj} == {0}
