@@ -1,28 +1,59 @@
-"""The ``agentcg`` command: one group, one file per sub-command."""
+"""The ``agentcg`` command: one group, one file per sub-command, each imported only when it is used.
+
+An agent may start a process per tool call (``agentcg run``, the shim, the Claude Code prefix), so what
+``agentcg run`` imports is paid on every call: the group knows its commands by module name and imports the
+one asked for (``agentcg --help`` imports them all, for their one-line help).
+"""
 
 from __future__ import annotations
 
-import logging
+import importlib
 import os
 import sys
 
 import click
 
-from .bench_cmd import bench
-from .capacity_cmd import capacity
-from .daemon_cmd import daemon
-from .doctor_cmd import doctor
-from .predict_cmd import predict
-from .record_cmd import record
-from .replay_cmd import replay_cmd
-from .run_cmd import run
-from .session_cmd import session
-from .shim_cmd import hook, shim
-from .status_cmd import status
-from .unit_cmd import unit
+# name -> (module in agentcgroup.cli, attribute); in the order --help lists them
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("run_cmd", "run"),
+    "doctor": ("doctor_cmd", "doctor"),
+    "daemon": ("daemon_cmd", "daemon"),
+    "session": ("session_cmd", "session"),
+    "status": ("status_cmd", "status"),
+    "shim": ("shim_cmd", "shim"),
+    "hook": ("shim_cmd", "hook"),
+    "record": ("record_cmd", "record"),
+    "replay": ("replay_cmd", "replay_cmd"),
+    "bench": ("bench_cmd", "bench"),
+    "unit": ("unit_cmd", "unit"),  # systemd hosts: agentcg.service
+    "predict": ("predict_cmd", "predict"),
+    "capacity": ("capacity_cmd", "capacity"),
+    "report": ("report_cmd", "report"),
+}
 
 
-class _OneLineErrors(click.Group):
+class _LazyGroup(click.Group):
+    """Sub-commands imported on first use (click's documented lazy-loading pattern)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*COMMANDS, *(n for n in super().list_commands(ctx) if n not in COMMANDS)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands or cmd_name not in COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        module, attr = COMMANDS[cmd_name]
+        try:
+            cmd = getattr(importlib.import_module(f"{__package__}.{module}"), attr)
+        except ImportError:  # pragma: no cover - an optional module missing from a partial install
+            if cmd_name == "report":
+                return None
+            raise
+        assert isinstance(cmd, click.Command)
+        self.add_command(cmd, cmd_name)
+        return cmd
+
+
+class _OneLineErrors(_LazyGroup):
     """Usage errors as every other error of ours: one line naming the value, exit 2 (not click's usage block)."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # type: ignore[no-untyped-def]
@@ -55,33 +86,13 @@ def cli(verbose: int) -> None:
     """agentcgroup: a cgroup for every tool call of an AI agent."""
     level = os.environ.get("AGENTCG_LOG")
     if verbose or level:
+        import logging
+
         logging.basicConfig(
             stream=sys.stderr,
             level=logging.DEBUG if verbose > 1 else (level or logging.INFO),
             format="agentcg: %(message)s",
         )
-
-
-cli.add_command(run)
-cli.add_command(doctor)
-cli.add_command(daemon)
-cli.add_command(session)
-cli.add_command(status)
-cli.add_command(shim)
-cli.add_command(hook)
-cli.add_command(record)
-cli.add_command(replay_cmd)
-cli.add_command(bench)
-cli.add_command(unit)  # systemd hosts: agentcg.service
-cli.add_command(predict)
-cli.add_command(capacity)
-
-try:  # optional sub-commands, each in its own module
-    from .report_cmd import report
-
-    cli.add_command(report)
-except ImportError:  # pragma: no cover - report module missing from a partial install
-    pass
 
 
 def main() -> None:

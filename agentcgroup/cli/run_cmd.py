@@ -1,22 +1,25 @@
-"""``agentcg run``: run one command in its own tool-call cgroup."""
+"""``agentcg run``: run one command in its own tool-call cgroup.
+
+A process per tool call pays for what it imports: the embedded path imports the controller's one-call part,
+the daemon's path only the client and its wire (tests/unit/test_cli_imports.py keeps them so).
+"""
 
 from __future__ import annotations
 
 import os
 import signal
 import sys
-import threading
+from typing import TYPE_CHECKING
 
 import click
 
-from ..daemon.client import Client
 from ..errors import AgentCgroupError, InvalidValue
 from ..limits import Limits
-from ..outcome import Outcome
-from ..session import Session
-from ..spawn import SpawnError
 from ..units import parse_duration
 from .errors import CANNOT_EXECUTE, NOT_FOUND, RUNNER_FAILED, bad_input, check_command_line, command_argv, fail
+
+if TYPE_CHECKING:
+    from ..outcome import Outcome
 
 
 class _Terminated(BaseException):
@@ -94,7 +97,12 @@ def run(
         fail(exc.strerror or str(exc), CANNOT_EXECUTE)
     except InvalidValue as exc:
         fail(str(exc))
-    except (AgentCgroupError, SpawnError) as exc:
+    except AgentCgroupError as exc:
+        fail(str(exc), RUNNER_FAILED)
+    except OSError as exc:
+        spawn = sys.modules.get("agentcgroup.spawn")  # imported by the embedded path only
+        if spawn is None or not isinstance(exc, spawn.SpawnError):
+            raise
         fail(str(exc), RUNNER_FAILED)
     finally:
         for sig, handler in old.items():
@@ -125,6 +133,8 @@ def _embedded(
     keep_background: bool,
 ) -> tuple[Outcome, bool]:
     """In this process: a private controller, no warm pool (one call)."""
+    from ..session import Session
+
     with Session(session_name, root=root, backend=backend, warm=0) as s:
         call = s.start(
             argv,
@@ -149,6 +159,8 @@ def _via_daemon(
 ) -> tuple[Outcome, bool]:
     """Through the daemon: our stdio fds go with the request, so the command writes to them directly (with
     --json its stdout comes back through a pipe, to know whether a newline must precede the JSON)."""
+    from ..daemon.client import Client
+
     client = Client(socket_path)
     name = session_name or f"run-{os.getpid()}"
     # as embedded: a session that does not exist is made for this call, and the daemon closes it after the
@@ -177,6 +189,8 @@ class _Relay:
     """Copy a pipe to our stdout, untouched, remembering the last byte."""
 
     def __init__(self) -> None:
+        import threading
+
         self.read_fd, self.write_fd = os.pipe2(os.O_CLOEXEC)
         self.last = b"\n"
         self._thread = threading.Thread(target=self._copy, daemon=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..backends.base import Manager
 from ..cgroupfs import check_name
-from ..errors import AgentCgroupError, NotFound
+from ..errors import AccessDenied, AgentCgroupError, NotFound
 from ..limits import Limits
 from ..warm import WarmPool
 from .budget import RootBudget
@@ -24,9 +24,7 @@ log = logging.getLogger("agentcgroup")
 
 ROOT_UID = 0
 
-
-class AccessDenied(AgentCgroupError):
-    """A session belongs to another user."""
+__all__ = ["ROOT_UID", "AccessDenied", "Sessions"]
 
 
 class Sessions:

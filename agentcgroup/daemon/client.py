@@ -16,8 +16,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from ..controller.core import AccessDenied
-from ..errors import AgentCgroupError, CgroupError, InvalidValue, NotFound, PermissionDenied, Unsupported
+from ..errors import AccessDenied, AgentCgroupError, CgroupError, InvalidValue, NotFound, PermissionDenied, Unsupported
 from ..limits import Limits
 from ..outcome import Outcome
 from .policy import NotAllowed, TooMany
