@@ -14,7 +14,10 @@ Prints medians, p99 and ratios; the last line is machine-readable:
 
     added_p50_ms=0.41 added_p99_ms=2.3 ratio_true=1.3 ... cli_ratio=2.1 cli_daemon_ratio=1.6
 
-Usage: python benchmarks/overhead.py [--runs 300] [--cli-runs 30] [--cli-only] [--root agentcg-bench]
+The package is compiled to bytecode first (an installed package is; PYTHONDONTWRITEBYTECODE would make each
+process compile what it imports).
+
+Usage: python benchmarks/overhead.py [--runs 300] [--cli-runs 30] [--cli-only] [--agentcg CMD] [--root R]
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -48,10 +52,26 @@ def measure(session: Session, argv: list[str], runs: int, warmup: int = 20) -> t
     return bare, ours
 
 
-def agentcg_argv() -> list[str]:
-    """The installed ``agentcg`` script beside this interpreter (what an agent runs), else ``-m agentcgroup``."""
+def agentcg_argv(given: str | None) -> list[str]:
+    """``--agentcg`` if given, else the installed ``agentcg`` script beside this interpreter (what an agent runs),
+    else ``-m agentcgroup``."""
+    if given:
+        return shlex.split(given)
     script = os.path.join(os.path.dirname(sys.executable), "agentcg")
     return [script] if os.access(script, os.X_OK) else [sys.executable, "-m", "agentcgroup"]
+
+
+def bytecode_env() -> dict[str, str]:
+    """The package compiled to bytecode first, as an installed package is (pip compiles at install): with
+    PYTHONDONTWRITEBYTECODE set every process would compile every module it imports, which no user pays."""
+    import compileall
+
+    import agentcgroup
+
+    compileall.compile_dir(os.path.dirname(agentcgroup.__file__), quiet=1)
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
 
 
 def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
@@ -60,16 +80,19 @@ def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
-def measure_cli(runs: int, root: str, socket_path: str | None, warmup: int = 3) -> tuple[list[float], list[float]]:
+def measure_cli(
+    runs: int, root: str, socket_path: str | None, agentcg: list[str], warmup: int = 3
+) -> tuple[list[float], list[float]]:
     """Paired: ``python3 -c pass`` then ``agentcg run -- /bin/true`` (through the daemon if a socket is given)."""
-    env = dict(os.environ, AGENTCG_ROOT=root)
+    base = bytecode_env()
+    env = dict(base, AGENTCG_ROOT=root)
     env.pop("AGENTCG_SOCKET", None)
     if socket_path:
         env["AGENTCG_SOCKET"] = socket_path
-    ours_argv = [*agentcg_argv(), "run", "--", "/bin/true"]
+    ours_argv = [*agentcg, "run", "--", "/bin/true"]
     python, ours = [], []
     for i in range(runs + warmup):
-        p = timed([sys.executable, "-c", "pass"])
+        p = timed([sys.executable, "-c", "pass"], base)
         o = timed(ours_argv, env)
         if i >= warmup:
             python.append(p)
@@ -77,14 +100,14 @@ def measure_cli(runs: int, root: str, socket_path: str | None, warmup: int = 3) 
     return python, ours
 
 
-def cli_figures(runs: int, root: str) -> dict[str, float]:
+def cli_figures(runs: int, root: str, agentcg: list[str]) -> dict[str, float]:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from daemon_load import start_daemon  # the daemon of the load benchmark, on a socket of its own
 
-    py, emb = measure_cli(runs, root, None)
+    py, emb = measure_cli(runs, root, None, agentcg)
     proc, sock, tmp = start_daemon(root + "-daemon", [])
     try:
-        py_d, dmn = measure_cli(runs, root, sock)
+        py_d, dmn = measure_cli(runs, root, sock, agentcg)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
@@ -114,9 +137,10 @@ def main() -> None:
     ap.add_argument("--warm", type=int, default=2, help="spare pre-placed leaves (the session default is 2)")
     ap.add_argument("--cli-runs", type=int, default=30, help="paired runs of each process-per-call path (0: none)")
     ap.add_argument("--cli-only", action="store_true", help="only the process-per-call figures")
+    ap.add_argument("--agentcg", help="the agentcg command line to time (default: the installed script)")
     args = ap.parse_args()
     if args.cli_only:
-        c = cli_figures(args.cli_runs, args.root)
+        c = cli_figures(args.cli_runs, args.root, agentcg_argv(args.agentcg))
         print(f"cli_ratio={c['cli_ratio']:.2f} cli_daemon_ratio={c['cli_daemon_ratio']:.2f} cli_runs={args.cli_runs}")
         return
     cases = {"true": ["/bin/true"], "sleep50": ["/bin/sleep", "0.05"]}
@@ -147,7 +171,7 @@ def main() -> None:
     gc.enable()
     cli = ""
     if args.cli_runs:
-        c = cli_figures(args.cli_runs, args.root)
+        c = cli_figures(args.cli_runs, args.root, agentcg_argv(args.agentcg))
         cli = f" cli_ratio={c['cli_ratio']:.2f} cli_daemon_ratio={c['cli_daemon_ratio']:.2f} cli_runs={args.cli_runs}"
     t = results["true"]
     s50 = results["sleep50"]

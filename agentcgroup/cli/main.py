@@ -2,16 +2,18 @@
 
 An agent may start a process per tool call (``agentcg run``, the shim, the Claude Code prefix), so what
 ``agentcg run`` imports is paid on every call: the group knows its commands by module name and imports the
-one asked for (``agentcg --help`` imports them all, for their one-line help).
+one asked for (``agentcg --help`` imports them all, for their one-line help), and the plain forms of
+``agentcg run`` do not import click at all (fast_run.py). The click group is in group.py.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
+from typing import TYPE_CHECKING, Any
 
-import click
+if TYPE_CHECKING:
+    pass
 
 # name -> (module in agentcgroup.cli, attribute); in the order --help lists them
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -32,58 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-class _LazyGroup(click.Group):
-    """Sub-commands imported on first use (click's documented lazy-loading pattern)."""
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return [*COMMANDS, *(n for n in super().list_commands(ctx) if n not in COMMANDS)]
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name in self.commands or cmd_name not in COMMANDS:
-            return super().get_command(ctx, cmd_name)
-        module, attr = COMMANDS[cmd_name]
-        try:
-            cmd = getattr(importlib.import_module(f"{__package__}.{module}"), attr)
-        except ImportError:  # pragma: no cover - an optional module missing from a partial install
-            if cmd_name == "report":
-                return None
-            raise
-        assert isinstance(cmd, click.Command)
-        self.add_command(cmd, cmd_name)
-        return cmd
-
-
-class _OneLineErrors(_LazyGroup):
-    """Usage errors as every other error of ours: one line naming the value, exit 2 (not click's usage block)."""
-
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # type: ignore[no-untyped-def]
-        try:
-            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except click.UsageError as exc:
-            where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-            sys.stderr.write(f"agentcg: error: {_first_lower(exc.format_message())}{where}\n")
-            raise SystemExit(exc.exit_code) from None
-        except click.ClickException as exc:
-            sys.stderr.write(f"agentcg: error: {_first_lower(exc.format_message())}\n")
-            raise SystemExit(exc.exit_code) from None
-        except click.Abort:
-            sys.stderr.write("agentcg: aborted\n")
-            raise SystemExit(130) from None
-        if not standalone_mode:
-            return rv
-        raise SystemExit(rv if isinstance(rv, int) else 0)
-
-
-def _first_lower(text: str) -> str:
-    text = " ".join(text.split())
-    return text[:1].lower() + text[1:]
-
-
-@click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="agentcgroup")
-@click.option("-v", "--verbose", count=True, help="Log decisions (-v) or everything (-vv) to stderr.")
-def cli(verbose: int) -> None:
-    """agentcgroup: a cgroup for every tool call of an AI agent."""
+def _logging(verbose: int) -> None:
     level = os.environ.get("AGENTCG_LOG")
     if verbose or level:
         import logging
@@ -96,4 +47,24 @@ def cli(verbose: int) -> None:
 
 
 def main() -> None:
+    args = sys.argv[1:]
+    if args[:1] == ["run"]:  # the per-call verb: its plain forms without click (fast_run.py)
+        from .fast_run import parse
+
+        kw = parse(args[1:])
+        if kw is not None:
+            from .run_call import run_call
+
+            _logging(0)
+            run_call(**kw)  # exits
+    from .group import cli
+
     cli(prog_name="agentcg")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "cli":  # the click group, imported when asked for (the plain `run` lines never need click)
+        from .group import cli
+
+        return cli
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
