@@ -155,7 +155,7 @@ def run_once(
         root_cg = ctl.root_cg if ctl.root_cg is not None else m.root_cgroup()
         t0 = time.monotonic() + 0.2
 
-        agent_cgs = [ctl.session(n).agent_cg for n in names]
+        agent_cgs = [ctl.sessions.agent_leaf(ctl.session(n)) for n in names]
         first_cg = ctl.session(names[0]).cg
         protected = [0]
 

@@ -67,6 +67,17 @@ class SessionRef:
     def pool(self) -> WarmPool | None:
         return self._s.pool
 
+    def starting(self, warm_after: int) -> None:
+        """A call of the session starts: once ``warm_after`` calls started before it, the session keeps spare
+        leaves (warm.py); until then it holds no spare, stub or thread."""
+        s = self._s
+        if s.pool is not None or not s.warm:
+            return
+        with s.lock:
+            s.starts += 1
+            if s.pool is None and s.starts > warm_after and not s.closing:
+                s.pool = WarmPool(self.manager, (s.name, "tools"), s.warm)
+
 
 class Dispatch:
     def __init__(
@@ -92,7 +103,9 @@ class Dispatch:
         nothing is left: no leaf, no process, no reservation."""
         soft = spec.limits.memory_high
         leaf = self._with_checkpoint(spec, soft)
-        call = ToolCall(SessionRef(s, self.manager), spec, leaf_limits=leaf, oom_score_adj=self._tool_adj(s))
+        ref = SessionRef(s, self.manager)
+        ref.starting(self.config.warm_after)
+        call = ToolCall(ref, spec, leaf_limits=leaf, oom_score_adj=self._tool_adj(s))
         cs = CallState(call, s, spec.intent, CallFuture(), soft=soft, queued_s=queued)
         try:
             call.start()
