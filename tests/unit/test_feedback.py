@@ -80,3 +80,24 @@ def test_outcome_json_round_trip() -> None:
     d = json.loads(o.to_json())
     assert d["returncode"] == 0 and "stdout" not in d and d["call_id"] == "c1"
     assert json.loads(o.to_json(include_output=True))["stdout"] == "hi"
+
+
+def test_outcome_to_dict_is_what_asdict_gives_without_the_output() -> None:
+    from dataclasses import asdict
+
+    from agentcgroup.outcome import Outcome, Step
+
+    out = Outcome("s", "c1", "make", ["make", "-j"], "hybrid", exit_code=2, limits={"memory_max": 1 << 20})
+    out.intent = {"memory": 5, "nested": {"a": [1, 2]}}
+    out.steps = [Step(0.5, "kill", "memory", {"peak": 7, "list": [1]})]
+    out.stdout, out.stderr = b"x" * 10, b"err"
+    want = asdict(out)
+    del want["stdout"], want["stderr"]
+    want["returncode"], want["signal_name"] = 2, None
+    got = out.to_dict()
+    assert got == want
+    got["steps"][0]["figures"]["peak"] = 0
+    got["intent"]["nested"]["a"].append(3)
+    got["argv"].append("x")
+    assert out.steps[0].figures["peak"] == 7 and out.intent["nested"]["a"] == [1, 2] and out.argv == ["make", "-j"]
+    assert out.to_dict(include_output=True)["stdout"] == "x" * 10
