@@ -20,7 +20,8 @@ from ..errors import AccessDenied, AgentCgroupError, CgroupError, InvalidValue, 
 from ..limits import Limits
 from ..outcome import Outcome
 from .policy import NotAllowed, TooMany
-from .protocol import ProtocolError, TooLarge, encode
+from .wire import ProtocolError, TooLarge
+from .wire import encode_request as encode
 
 DEFAULT_SOCKET = "/run/agentcg.sock"
 

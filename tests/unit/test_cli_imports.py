@@ -44,6 +44,8 @@ CONTROLLER = (
     "agentcgroup.spawn",
     "agentcgroup.warm",
     "subprocess",
+    "msgspec",  # the daemon's decoder: the client encodes with the standard library (daemon/wire.py)
+    "agentcgroup.daemon.protocol",
 )
 
 _DUMP = (
