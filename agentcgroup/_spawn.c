@@ -234,19 +234,12 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
         .errpipe = pipefd[1], .oldmask = &old,
     };
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    pid_t pid;
-    int saved;
-    /* Other threads may run Python while this one is suspended in vfork(): the child places itself in its
-     * cgroups (a migration can wait for an RCU grace period, milliseconds) and execs; it touches only what was
-     * prepared above, on this thread's stack and in objects this call holds references to. */
-    Py_BEGIN_ALLOW_THREADS
-    pid = vfork();
+    pid_t pid = vfork();
     if (pid == 0) {
         child(&a);
         _exit(127); /* not reached */
     }
-    saved = errno;
-    Py_END_ALLOW_THREADS
+    int saved = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     close(pipefd[1]);
     pipefd[1] = -1;
