@@ -100,12 +100,12 @@ def measure_cli(
     return python, ours
 
 
-def cli_figures(runs: int, root: str, agentcg: list[str]) -> dict[str, float]:
+def cli_figures(runs: int, root: str, agentcg: list[str], given: str | None = None) -> dict[str, float]:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from daemon_load import start_daemon  # the daemon of the load benchmark, on a socket of its own
 
     py, emb = measure_cli(runs, root, None, agentcg)
-    proc, sock, tmp = start_daemon(root + "-daemon", [])
+    proc, sock, tmp = start_daemon(root + "-daemon", [], given)  # the same build's daemon
     try:
         py_d, dmn = measure_cli(runs, root, sock, agentcg)
     finally:
@@ -140,7 +140,7 @@ def main() -> None:
     ap.add_argument("--agentcg", help="the agentcg command line to time (default: the installed script)")
     args = ap.parse_args()
     if args.cli_only:
-        c = cli_figures(args.cli_runs, args.root, agentcg_argv(args.agentcg))
+        c = cli_figures(args.cli_runs, args.root, agentcg_argv(args.agentcg), args.agentcg)
         print(f"cli_ratio={c['cli_ratio']:.2f} cli_daemon_ratio={c['cli_daemon_ratio']:.2f} cli_runs={args.cli_runs}")
         return
     cases = {"true": ["/bin/true"], "sleep50": ["/bin/sleep", "0.05"]}
@@ -171,7 +171,7 @@ def main() -> None:
     gc.enable()
     cli = ""
     if args.cli_runs:
-        c = cli_figures(args.cli_runs, args.root, agentcg_argv(args.agentcg))
+        c = cli_figures(args.cli_runs, args.root, agentcg_argv(args.agentcg), args.agentcg)
         cli = f" cli_ratio={c['cli_ratio']:.2f} cli_daemon_ratio={c['cli_daemon_ratio']:.2f} cli_runs={args.cli_runs}"
     t = results["true"]
     s50 = results["sleep50"]
