@@ -5,7 +5,6 @@ daemon's thin client checks a command line without importing the spawner."""
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Mapping, Sequence
 
 from .errors import InvalidValue
@@ -24,10 +23,25 @@ def resolve(argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str 
             raise PermissionError(13, f"not an executable file: {name}", name)
         return path
     search = (env if env is not None else os.environ).get("PATH", os.defpath)
-    found = shutil.which(name, path=search)
+    found = _which(name, search)
     if found is None:
         raise FileNotFoundError(2, f"command not found: {name}", name)
     return found
+
+
+def _which(name: str, search: str) -> str | None:
+    """``shutil.which(name, path=search)`` on POSIX, without importing shutil (and with it bz2 and lzma)."""
+    if not search:
+        return None
+    seen: set[str] = set()
+    for d in search.split(os.pathsep):
+        if d in seen:
+            continue
+        seen.add(d)
+        path = os.path.join(d, name)
+        if os.path.exists(path) and os.access(path, os.X_OK) and not os.path.isdir(path):
+            return path
+    return None
 
 
 def exec_paths(argv: Sequence[str], env: Mapping[str, str] | None = None) -> list[str]:

@@ -15,11 +15,10 @@ from __future__ import annotations
 import os
 import select
 import signal
-import subprocess
 import time
 import types
 from collections.abc import Mapping, Sequence
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from .execpath import exec_paths, resolve
 
@@ -31,8 +30,13 @@ try:
 except ImportError:  # no compiler at install time
     _c = None
 
-PIPE = subprocess.PIPE
-DEVNULL = subprocess.DEVNULL
+if TYPE_CHECKING:
+    import subprocess
+
+# subprocess's values, without importing it (only the fallback spawner needs it: a process per call pays for
+# what it imports)
+PIPE = -1
+DEVNULL = -3
 FAST_SPAWN = _c is not None
 #: the pre-placed exec stub program (built at install next to the extension)
 STUB_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "agentcg-stub")
@@ -341,6 +345,7 @@ def _spawn_popen(
     ids: tuple[int, int, int],
 ) -> Process:
     import resource
+    import subprocess
 
     procs = list(procs_fds)
     limits = list(rlimits)
