@@ -44,8 +44,9 @@ class StateDir:
         final = self.path / kind / f"{name}.json"
         tmp = final.with_suffix(".tmp")
         try:
+            text = json.dumps(data, separators=(",", ":"))  # one shot: json.dump would encode in pure Python
             with open(tmp, "w") as f:
-                json.dump(data, f, separators=(",", ":"))
+                f.write(text)
             os.replace(tmp, final)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
