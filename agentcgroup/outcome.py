@@ -40,6 +40,7 @@ class Outcome:
     frozen_s: float = 0.0
     pids_denied: int = 0
     leftover_killed: int = 0  # background processes still running when the command ended, then killed
+    background_kept: int = 0  # ... kept running instead (keep_background), in its cgroup, until the session closes
     limits: dict[str, Any] = field(default_factory=dict)
     steps: list[Step] = field(default_factory=list)
     feedback: str | None = None

@@ -7,7 +7,8 @@ Two ways, same result:
 * the fallback: ``subprocess.Popen`` with a ``preexec_fn`` doing the same writes. Correct, but ``fork`` instead
   of ``vfork`` (~1-2 ms more per call on a small VM). ``agentcg doctor`` says which one is in use.
 
-``stdin``/``stdout``/``stderr`` take ``None`` (inherit), an fd, a file object, :data:`PIPE` or :data:`DEVNULL`.
+``stdin``/``stdout``/``stderr`` take ``None`` (inherit), an fd, a file object, :data:`PIPE` or :data:`DEVNULL`;
+``stderr`` also :data:`STDOUT` (the same pipe or file as stdout).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import types
 from collections.abc import Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
+from .errors import InvalidValue
 from .execpath import exec_paths, resolve
 
-__all__ = ["DEVNULL", "PIPE", "ForeignProcess", "Process", "SpawnError", "exec_paths", "resolve", "spawn"]
+__all__ = ["DEVNULL", "PIPE", "STDOUT", "ForeignProcess", "Process", "SpawnError", "exec_paths", "resolve", "spawn"]
 
 _c: types.ModuleType | None
 try:
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
 # what it imports)
 PIPE = -1
 DEVNULL = -3
+#: ``stderr=STDOUT``: stderr goes where stdout goes (one pipe for both: their order kept, as a terminal shows it)
+STDOUT = -2
 FAST_SPAWN = _c is not None
 #: the pre-placed exec stub program (built at install next to the extension)
 STUB_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "agentcg-stub")
@@ -92,10 +96,14 @@ def _attach_pipes(proc: Process, ours: dict[str, int | None]) -> Process:
     return proc
 
 
-def _fd_for(spec: Any, mode: str, to_close: list[int]) -> tuple[int, int | None]:
-    """(fd for the child, our end of a pipe or None)."""
+def _fd_for(spec: Any, mode: str, to_close: list[int], stdout_fd: int = -1) -> tuple[int, int | None]:
+    """(fd for the child, our end of a pipe or None). ``stdout_fd``: the child's stdout, for ``STDOUT``."""
     if spec is None:
         return -1, None
+    if isinstance(spec, int) and spec == STDOUT:
+        if mode != "w":
+            raise InvalidValue("stdin", "STDOUT", "only stderr can go where stdout goes")
+        return (stdout_fd if stdout_fd >= 0 else 1), None
     if spec == PIPE:
         r, w = os.pipe2(os.O_CLOEXEC)
         if mode == "r":
@@ -247,10 +255,10 @@ def spawn(
     ids = _ids(uid, gid, oom_score_adj)
     child_side: list[int] = []
     ours: dict[str, int | None] = {}
-    fds = []
+    fds: list[int] = []
     try:
         for name, spec, mode in (("stdin", stdin, "r"), ("stdout", stdout, "w"), ("stderr", stderr, "w")):
-            fd, mine = _fd_for(spec, mode, child_side)
+            fd, mine = _fd_for(spec, mode, child_side, fds[1] if len(fds) > 1 else -1)
             fds.append(fd)
             ours[name] = mine
         if _c is not None:

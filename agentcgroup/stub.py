@@ -96,11 +96,14 @@ class Stub:
         child_side: list[int] = []
         ours: dict[str, int | None] = {}
         fds, mask = [], 0
+        out_fd = -1
         try:
             for n, (name, spec, mode) in enumerate(
                 (("stdin", stdin, "r"), ("stdout", stdout, "w"), ("stderr", stderr, "w"))
             ):
-                fd, mine = _fd_for(spec, mode, child_side)
+                fd, mine = _fd_for(spec, mode, child_side, out_fd)
+                if name == "stdout":
+                    out_fd = fd
                 ours[name] = mine
                 if fd >= 0:
                     fds.append(fd)

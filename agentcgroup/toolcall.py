@@ -20,7 +20,7 @@ from .errors import FreezeTimeout
 from .feedback import build_feedback, command_text
 from .limits import Limits
 from .outcome import Outcome, Step
-from .spawn import PIPE, ForeignProcess, Process
+from .spawn import PIPE, STDOUT, ForeignProcess, Process
 from .warm import new_call_id
 
 if TYPE_CHECKING:
@@ -33,6 +33,10 @@ FREEZE_WAIT = 0.5
 
 #: ``launcher(call, stdin, stdout, stderr) -> Process``: starts the command and puts it into ``call.cg`` itself
 Launcher = Callable[["ToolCall", Any, Any, Any], Process]
+
+
+def _is_stdout(spec: Any) -> bool:
+    return isinstance(spec, int) and not isinstance(spec, bool) and spec == STDOUT
 
 
 class ToolCall:
@@ -55,8 +59,8 @@ class ToolCall:
         self.leaf_limits = leaf_limits or self.limits
         self.timeout = spec.timeout
         stdin, stdout, stderr = spec.stdin, spec.stdout, spec.stderr
-        if spec.capture_output:
-            stdout = stderr = PIPE
+        if spec.capture_output:  # stderr=STDOUT: both streams in one pipe, their order kept (outcome.stdout)
+            stdout, stderr = PIPE, (STDOUT if _is_stdout(stderr) else PIPE)
         if spec.relay_stdout is not None:
             stdout = PIPE
         self._stdio = (stdin, stdout, stderr)
@@ -233,11 +237,15 @@ class ToolCall:
                 self._left_leaf(proc.pid)  # read before it is reaped: a zombie still shows its cgroup (cgroup2)
             proc.wait()
         duration = (proc.ended or time.monotonic()) - self._t0
-        leftover = 0
+        leftover = kept = 0
         st = m.stats(cg)
         if st.populated and not self.keep_background:
             leftover = m.kill(cg)
             st = m.stats(cg)
+        elif st.populated and isinstance(getattr(self.session, "kept", None), list) and self.parent is None:
+            kept = len(m.pids(cg))
+            if kept:
+                self.step("note", f"{kept} background process(es) kept running in its cgroup until the session closes")
         for fd in list(pipes or {}):  # what the tree wrote before it ended (non-blocking: may be held open)
             while self._read_pipe(fd):
                 pass
@@ -246,13 +254,16 @@ class ToolCall:
             self._frozen_since = None
         try:
             pool = self.session.pool if self.parent is None else None
-            if pool is not None:
+            if kept:
+                self.session.kept.append(cg)  # the session removes it when it closes
+            elif pool is not None:
                 pool.reap(cg)  # removed in the background: off the caller's path
             else:
                 m.destroy(cg)
         finally:
             self.cg = None
         self.outcome = self._outcome(proc, st, duration, leftover)
+        self.outcome.background_kept = kept
         proc.close()
         return self.outcome
 

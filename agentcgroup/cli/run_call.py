@@ -19,6 +19,8 @@ from .errors import CANNOT_EXECUTE, NOT_FOUND, RUNNER_FAILED, bad_input, check_c
 
 if TYPE_CHECKING:
     from ..outcome import Outcome
+    from ..session import Session
+    from ..supervise import Supervisor
 
 
 class _Terminated(BaseException):
@@ -88,6 +90,12 @@ def run_call(
         sys.stdout.flush()
     elif outcome.feedback:
         sys.stderr.write(f"agentcg: {outcome.feedback}\n")
+    if outcome.background_kept and not as_json:
+        if socket_path and not session_name:
+            kept = "were stopped when its session (made for this call alone) closed: give --session NAME to keep them"
+        else:
+            kept = "kept running in the call's cgroup, with its limits, until they end or the session is closed"
+        sys.stderr.write(f"agentcg: note: {outcome.background_kept} background process(es) {kept}\n")
     if not outcome.enforced and not as_json and not limits.is_empty():
         sys.stderr.write(
             "agentcg: note: no cgroups here; limits were applied per process only (see `agentcg doctor`)\n"
@@ -105,20 +113,52 @@ def _embedded(
     as_json: bool,
     keep_background: bool,
 ) -> tuple[Outcome, bool]:
-    """In this process: a private controller, no warm pool (one call)."""
+    """In this process: a private controller, no warm pool (one call). A supervisor, forked before the
+    controller's threads start, ends the call if this process dies without doing so (SIGKILL)."""
+    from .. import supervise
     from ..session import Session
+    from ..warm import new_call_id
 
-    with Session(session_name, root=root, backend=backend, warm=0) as s:
-        call = s.start(
-            argv,
-            limits=limits,
-            timeout=tmo,
-            relay_stdout=sys.stdout.fileno() if as_json else None,
-            keep_background=keep_background,
-        )
-        outcome = call.wait()
-        assert outcome is not None
-        return outcome, call.call is None or call.call.stdout_ended_with_newline
+    sup = supervise.start()
+    try:
+        with Session(session_name, root=root, backend=backend, warm=0) as s:
+            call_id = new_call_id()
+            if sup is not None:
+                _tell_supervisor(sup, s, call_id)
+            call = s.start(
+                argv,
+                limits=limits,
+                timeout=tmo,
+                relay_stdout=sys.stdout.fileno() if as_json else None,
+                keep_background=keep_background,
+                call_id=call_id,
+            )
+            outcome = call.wait()
+            assert outcome is not None
+            if outcome.background_kept and sup is not None:
+                # kept beyond this process: the session's close leaves the leaf, the supervisor removes it
+                # (then the session, if nothing else uses it) once the last kept process has ended
+                s.controller.session(s.name).kept.clear()
+                sup.keep()
+                sup = None
+            return outcome, call.call is None or call.call.stdout_ended_with_newline
+    finally:
+        if sup is not None:
+            sup.done()
+
+
+def _tell_supervisor(sup: Supervisor, s: Session, call_id: str) -> None:
+    """The call's directories in every hierarchy (known before it starts: its id is ours), the session's when
+    this runner made it, and the root."""
+    m = s.manager
+    roles = getattr(m, "roles", ())
+    if not roles or not hasattr(m, "root_path"):
+        return  # no cgroups (the no-cgroup backend): nothing a supervisor could remove
+    roots = [m.root_path(role) for role in roles]
+    sup.own(f"{r}/{s.name}/tools/{call_id}" for r in roots)
+    if s.controller.session(s.name).created:
+        sup.remove_session(f"{r}/{s.name}" for r in roots)
+    sup.remove_if_empty(roots)
 
 
 def _via_daemon(

@@ -16,7 +16,11 @@ from . import run_call as _call
 @click.option("--pids", metavar="N", help="Most processes/threads at once.")
 @click.option("--timeout", metavar="SEC", help="Kill the whole tree after this long: 30, 2.5s, 500ms, 2m.")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as one JSON object on stdout's last line.")
-@click.option("--keep-background", is_flag=True, help="Do not kill processes the command leaves running.")
+@click.option(
+    "--keep-background",
+    is_flag=True,
+    help="Keep processes the command leaves running, in its cgroup with its limits, until they end.",
+)
 @click.option("--root", metavar="NAME", help="Root cgroup name (default agentcg, or $AGENTCG_ROOT).")
 @click.option("--backend", type=click.Choice(["auto", "v2", "hybrid", "none"]), help="Force a backend.")
 @click.option(

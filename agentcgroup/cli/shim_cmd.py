@@ -35,14 +35,13 @@ def install(directory: str, with_sh: bool) -> None:
     click.echo(f'then: export PATH="{os.path.abspath(directory)}:$PATH"', err=True)
 
 
-@click.command()
-@click.argument("event", type=click.Choice(["pre-tool-use"]))
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.argument("event", required=False, default="pre-tool-use")
 def hook(event: str) -> None:
-    """A Claude Code / Codex style hook: reads the tool call on stdin, answers on stdout.
+    """A Claude Code / Codex PreToolUse hook (EVENT: pre-tool-use): reads the tool call on stdin.
 
-    \b
-    In .claude/settings.json:
-      {"hooks": {"PreToolUse": [{"matcher": "Bash",
-         "hooks": [{"type": "command", "command": "agentcg hook pre-tool-use"}]}]}}
+    It never rewrites a command, never blocks (always exit 0, a warning on stderr), and decides a permission
+    only with AGENTCG_HOOK_DECISION=ask or allow. It warns when a Bash call runs without agentcgroup, that is
+    when CLAUDE_CODE_SHELL_PREFIX is not agentcg-prefix (the Claude Code integration: docs/integrations.md).
     """
-    raise SystemExit(_hook.main())
+    raise SystemExit(_hook.main(event=event))

@@ -28,6 +28,7 @@ class CallSpec:
     call_id             a name for the call (default: a fresh one)
     run_as              (uid, gid) to drop to after placement
     stdin/out/err       None (inherit), an fd, a file, or ``spawn.PIPE``; ``capture_output`` pipes both
+                        (stderr ``spawn.STDOUT``: one pipe for both, their order kept, all in outcome.stdout)
     relay_stdout        an fd the command's stdout is copied to as it comes (the outcome can then follow it)
     keep_background     processes the command leaves running are not killed when it exits
     new_session         the command starts a new session (setsid): no controlling terminal

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from ..backends.base import EventSource, Manager
+from ..backends.base import Cgroup, EventSource, Manager
 from ..errors import AgentCgroupError, CgroupError
 from ..feedback import build_feedback, command_text
 from ..limits import Limits
@@ -66,6 +66,11 @@ class SessionRef:
     @property
     def pool(self) -> WarmPool | None:
         return self._s.pool
+
+    @property
+    def kept(self) -> list[Cgroup]:
+        """Leaves kept for their background processes (keep_background) until the session closes."""
+        return self._s.kept
 
     def starting(self, warm_after: int) -> None:
         """A call of the session starts: once ``warm_after`` calls started before it, the session keeps spare

@@ -189,6 +189,12 @@ class Sessions:
         # the last one out removes the session: another process may have joined it by name and still run
         # calls in it (an agent of ours in the agent leaf goes with it; another's keeps it alive)
         m = self.manager
+        for kept in s.kept:  # what our calls kept running ends with the session
+            try:
+                m.destroy(kept)
+            except AgentCgroupError as exc:
+                log.warning("event=kept-remove-failed session=%s error=%r", s.name, str(exc))
+        s.kept.clear()
         try:
             foreign_calls = m.children((s.name, "tools"))
             agent_pids = m.pids(self.agent_leaf(s))

@@ -43,6 +43,9 @@ class SessionState:
     created: bool = True
     protected: int = 0  # bytes of the agent leaf's memory.low
     opened_at: float = field(default_factory=time.time)
+    #: leaves of calls run with keep_background whose processes still ran at the call's end: kept (with their
+    #: limits) until the session closes
+    kept: list[Cgroup] = field(default_factory=list)
 
     @property
     def rank(self) -> int:

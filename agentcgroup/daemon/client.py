@@ -69,6 +69,11 @@ def _raise(error: dict[str, Any]) -> None:
         raise FileNotFoundError(2, message)
     if kind == "PermissionError":
         raise PermissionError(13, message)
+    code = error.get("errno")
+    if kind == "SpawnError" and isinstance(code, int) and code > 0:
+        from ..spawn import SpawnError
+
+        raise SpawnError(code, message.removeprefix(f"[Errno {code}] "), "start")
     raise _ERRORS.get(kind, AgentCgroupError)(message)
 
 
@@ -216,14 +221,16 @@ class Client:
         reconnect_s: float = 30.0,
         on_started: Any = None,
         own_session: bool = False,
+        merge_stderr: bool = False,
     ) -> Outcome:
         """Run a tool call in ``session`` and return its outcome. stdin/stdout/stderr: fds to hand over (the
         command writes to them directly); with ``capture_output`` the outcome carries its output instead.
         ``own_session``: the daemon opens ``session`` if it does not exist, for this call alone, and closes it
-        when the call ends or this client goes away."""
+        when the call ends or this client goes away. ``merge_stderr``: stderr goes where stdout goes (one pipe
+        for both, their order kept as a terminal shows it; captured, it all comes back in ``outcome.stdout``)."""
         import json
 
-        stdio = [stdin, None, None] if capture_output else [stdin, stdout, stderr]
+        stdio = [stdin, None, None] if capture_output else [stdin, stdout, None if merge_stderr else stderr]
         fds = [fd for fd in stdio if fd is not None]
         body: dict[str, Any] = {
             "session": session,
@@ -239,6 +246,8 @@ class Client:
         }
         if own_session:
             body["own_session"] = True
+        if merge_stderr:
+            body["merge_stderr"] = True
         if intent:
             body["intent"] = dict(intent)
         sock = self._connect()

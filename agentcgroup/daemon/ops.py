@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 from ..errors import AgentCgroupError, NotFound
 from ..limits import Limits
 from ..outcome import Outcome
-from ..spawn import DEVNULL
+from ..spawn import DEVNULL, STDOUT
 from . import tenants
 from .policy import Caps, check_cap, check_count, check_priority_cap
 from .protocol import VERSION, ProtocolError, Request, name_from, run_from, session_from
@@ -279,7 +279,11 @@ class Ops:
                         cwd=a["cwd"] or "/",
                         stdin=stdio[0] if stdio[0] is not None else DEVNULL,
                         stdout=DEVNULL if stdio[1] is None and not a["capture_output"] else stdio[1],
-                        stderr=DEVNULL if stdio[2] is None and not a["capture_output"] else stdio[2],
+                        stderr=STDOUT
+                        if a["merge_stderr"]
+                        else DEVNULL
+                        if stdio[2] is None and not a["capture_output"]
+                        else stdio[2],
                         capture_output=a["capture_output"],
                         keep_background=a["keep_background"],
                         new_session=True,

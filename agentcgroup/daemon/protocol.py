@@ -183,6 +183,7 @@ def run_from(body: dict[str, Any]) -> dict[str, Any]:
         "env": env,
         "cwd": cwd,
         "capture_output": bool(_field(body, "capture_output", bool)),
+        "merge_stderr": bool(_field(body, "merge_stderr", bool)),
         "keep_background": bool(_field(body, "keep_background", bool)),
         "own_session": bool(_field(body, "own_session", bool)),
         "on_disconnect": on_disconnect,
@@ -215,4 +216,7 @@ def encode(obj: dict[str, Any]) -> bytes:
 
 def error_reply(req_id: Any, exc: BaseException, message: str | None = None) -> dict[str, Any]:
     kind = getattr(exc, "type", None) if isinstance(exc, ProtocolError) else type(exc).__name__
-    return {"id": req_id, "ok": False, "error": {"type": kind, "message": str(exc) if message is None else message}}
+    error: dict[str, Any] = {"type": kind, "message": str(exc) if message is None else message}
+    if isinstance(exc, OSError) and exc.errno:
+        error["errno"] = exc.errno  # a command that could not start: the client raises what the embedded path does
+    return {"id": req_id, "ok": False, "error": error}

@@ -1,74 +1,79 @@
-"""A pre-tool-use hook in the style of Claude Code's (and Codex's): each Bash command an agent is about to run is
-rewritten to run through ``agentcg run``, in a tool-call cgroup of the agent's session.
+"""``agentcg hook pre-tool-use``: a Claude Code (or Codex) PreToolUse hook that stays out of the agent's way.
 
-Claude Code gives the hook, on stdin, ``{"session_id": ..., "tool_name": "Bash", "tool_input": {"command": ...}}``;
-the hook answers on stdout with ``hookSpecificOutput.updatedInput`` (the rewritten command) and a permission
-decision: ``allow`` by default (Claude Code's own deny and ask rules still apply), ``ask`` with
-``AGENTCG_HOOK_DECISION=ask``. Anything that is not a Bash command is let through untouched (no output).
+The Claude Code integration is ``agentcg-prefix`` as ``CLAUDE_CODE_SHELL_PREFIX`` (see
+:mod:`agentcgroup.integrations.prefix`): it puts every Bash tool call into a tool-call cgroup while permission
+rules are still matched on the model's own command. This hook never rewrites a command (a rewritten command is
+what Claude Code's deny and ask rules would be matched against, and it breaks how the Bash tool carries its
+state between calls), never decides a permission unless the user opts in (``AGENTCG_HOOK_DECISION=ask`` or
+``allow``), and never blocks: whatever goes wrong, it exits 0 and says why on stderr.
+
+What it does: for a Bash call while ``CLAUDE_CODE_SHELL_PREFIX`` is not ``agentcg-prefix``, a warning on stderr
+that the call runs without agentcgroup's limits, and how to set the prefix.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
-import shlex
 import sys
 from typing import Any
 
 DECISIONS = ("allow", "ask")
-_UNSAFE = re.compile(r"[^A-Za-z0-9_:@+-]")
+EVENTS = ("pre-tool-use", "PreToolUse")
 
 
-def session_name(payload: dict[str, Any]) -> str:
-    """``$AGENTCG_SESSION``, else one per agent session: ``claude-<its id>``."""
-    explicit = os.environ.get("AGENTCG_SESSION")
-    if explicit:
-        return explicit
-    sid = _UNSAFE.sub("", str(payload.get("session_id") or ""))[:32]
-    return f"claude-{sid}" if sid else "claude"
-
-
-def wrap(command: str, session: str, extra: str = "", python: str | None = None) -> str:
-    """``command`` run by bash inside a tool-call cgroup of ``session``."""
-    runner = f"{shlex.quote(python or sys.executable)} -m agentcgroup run --session {shlex.quote(session)}"
-    if extra:
-        runner += f" {extra}"
-    return f"{runner} -- bash -c {shlex.quote(command)}"
+def prefix_in_use(env: dict[str, str] | None = None) -> bool:
+    value = (os.environ if env is None else env).get("CLAUDE_CODE_SHELL_PREFIX", "")
+    return os.path.basename(value.split()[0]) == "agentcg-prefix" if value.strip() else False
 
 
 def decide(payload: dict[str, Any]) -> dict[str, Any] | None:
-    """The hook's answer to one PreToolUse payload (None: let it through untouched)."""
+    """The hook's answer to one PreToolUse payload: a permission decision only when the user opted in to one
+    (``AGENTCG_HOOK_DECISION``), never a rewritten input; None: no answer (Claude Code decides as usual)."""
     if payload.get("tool_name") != "Bash":
         return None
-    tool_input = payload.get("tool_input") or {}
-    command = tool_input.get("command")
+    command = (payload.get("tool_input") or {}).get("command")
     if not isinstance(command, str) or not command.strip():
         return None
-    if "-m agentcgroup run" in command:  # already wrapped (a retried call): leave it
-        return None
-    decision = os.environ.get("AGENTCG_HOOK_DECISION", "allow")
+    decision = os.environ.get("AGENTCG_HOOK_DECISION", "")
     if decision not in DECISIONS:
-        decision = "allow"
-    updated = dict(tool_input, command=wrap(command, session_name(payload), os.environ.get("AGENTCG_SHIM_ARGS", "")))
+        return None
     return {
         "hookSpecificOutput": {
             "hookEventName": "PreToolUse",
             "permissionDecision": decision,
-            "permissionDecisionReason": "agentcgroup: run in its own tool-call cgroup",
-            "updatedInput": updated,
+            "permissionDecisionReason": f"agentcgroup (AGENTCG_HOOK_DECISION={decision})",
         }
     }
 
 
-def main(stdin: Any = None, stdout: Any = None) -> int:
-    stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
+def warn(message: str) -> None:
+    sys.stderr.write(f"agentcg hook: {message}\n")
+
+
+def main(stdin: Any = None, stdout: Any = None, event: str = "pre-tool-use") -> int:
+    """Always 0: exit 2 would tell Claude Code to block the tool call."""
     try:
-        payload = json.load(stdin)
-    except ValueError as exc:
-        sys.stderr.write(f"agentcg hook: not a hook payload ({exc}); letting the tool call through\n")
-        return 0  # never wedge the agent: a broken payload is let through (exit 2 would block the call)
-    answer = decide(payload) if isinstance(payload, dict) else None
-    if answer is not None:
-        stdout.write(json.dumps(answer) + "\n")
+        if event not in EVENTS:
+            warn(f"unknown event {event!r} (expected pre-tool-use); the tool call goes on untouched")
+            return 0
+        stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
+        try:
+            payload = json.load(stdin)
+        except ValueError as exc:
+            warn(f"not a hook payload ({exc}); the tool call goes on untouched")
+            return 0
+        if not isinstance(payload, dict):
+            warn("not a hook payload (not a JSON object); the tool call goes on untouched")
+            return 0
+        if payload.get("tool_name") == "Bash" and not prefix_in_use():
+            warn(
+                "this Bash call runs without agentcgroup's limits: set CLAUDE_CODE_SHELL_PREFIX=agentcg-prefix "
+                "(in settings.json's env) to run each one in its own tool-call cgroup"
+            )
+        answer = decide(payload)
+        if answer is not None:
+            stdout.write(json.dumps(answer) + "\n")
+    except Exception as exc:  # never block the agent for a fault of ours
+        warn(f"failed ({type(exc).__name__}: {exc}); the tool call goes on untouched")
     return 0

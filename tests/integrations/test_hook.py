@@ -1,60 +1,58 @@
-"""The pre-tool-use hook: Claude Code's JSON in, a rewritten Bash command out."""
+"""The pre-tool-use hook: it never rewrites a command, never blocks, and decides a permission only when asked."""
 
 from __future__ import annotations
 
 import io
 import json
-import shlex
 import subprocess
 import sys
 
 from agentcgroup.integrations import hook
 from agentcgroup.integrations.leaf import in_tool_leaf
 
-
-def test_a_bash_call_is_wrapped(monkeypatch) -> None:
-    monkeypatch.delenv("AGENTCG_SESSION", raising=False)
-    monkeypatch.setenv("AGENTCG_SHIM_ARGS", "--memory 2G")
-    payload = {
-        "session_id": "abc-123/..",
-        "tool_name": "Bash",
-        "tool_input": {"command": "pytest -x 'tests/a b.py'", "description": "run tests"},
-    }
-    out = hook.decide(payload)["hookSpecificOutput"]
-    assert out["hookEventName"] == "PreToolUse" and out["permissionDecision"] == "allow"
-    cmd = out["updatedInput"]["command"]
-    assert out["updatedInput"]["description"] == "run tests"  # other fields kept
-    words = shlex.split(cmd)
-    assert words[1:6] == ["-m", "agentcgroup", "run", "--session", "claude-abc-123"]  # unsafe characters dropped
-    assert words[6:8] == ["--memory", "2G"]
-    assert words[-3:] == ["bash", "-c", "pytest -x 'tests/a b.py'"]  # the original, exactly
+BASH = {"session_id": "abc-123/..", "tool_name": "Bash", "tool_input": {"command": "rm -rf build", "description": "x"}}
 
 
-def test_ask_mode_and_pass_through(monkeypatch) -> None:
-    monkeypatch.setenv("AGENTCG_HOOK_DECISION", "ask")
-    monkeypatch.setenv("AGENTCG_SESSION", "s9")
-    out = hook.decide({"tool_name": "Bash", "tool_input": {"command": "ls"}})["hookSpecificOutput"]
-    assert out["permissionDecision"] == "ask" and "--session s9" in out["updatedInput"]["command"]
+def test_no_rewrite_and_no_decision_by_default(monkeypatch) -> None:
+    monkeypatch.delenv("AGENTCG_HOOK_DECISION", raising=False)
+    assert hook.decide(BASH) is None  # Claude Code's own permission rules and prompt decide, on the original
     assert hook.decide({"tool_name": "Read", "tool_input": {"file_path": "/x"}}) is None
+
+
+def test_an_opted_in_decision_never_carries_a_rewritten_input(monkeypatch) -> None:
+    for decision in ("ask", "allow"):
+        monkeypatch.setenv("AGENTCG_HOOK_DECISION", decision)
+        out = hook.decide(BASH)["hookSpecificOutput"]
+        assert out["permissionDecision"] == decision and "updatedInput" not in out
+    monkeypatch.setenv("AGENTCG_HOOK_DECISION", "deny")  # not one it offers: no decision
+    assert hook.decide(BASH) is None
     assert hook.decide({"tool_name": "Bash", "tool_input": {"command": "  "}}) is None
-    wrapped = out["updatedInput"]["command"]
-    assert hook.decide({"tool_name": "Bash", "tool_input": {"command": wrapped}}) is None  # not twice
 
 
-def test_main_reads_stdin_and_never_blocks_on_garbage() -> None:
+def test_main_never_blocks(monkeypatch, capsys) -> None:
+    monkeypatch.delenv("AGENTCG_HOOK_DECISION", raising=False)
+    monkeypatch.delenv("CLAUDE_CODE_SHELL_PREFIX", raising=False)
     out = io.StringIO()
-    assert hook.main(io.StringIO(json.dumps({"tool_name": "Bash", "tool_input": {"command": "ls"}})), out) == 0
-    assert json.loads(out.getvalue())["hookSpecificOutput"]["updatedInput"]["command"].endswith("bash -c ls")
-    out = io.StringIO()
-    assert hook.main(io.StringIO("{nope"), out) == 0 and out.getvalue() == ""
+    assert hook.main(io.StringIO(json.dumps(BASH)), out) == 0 and out.getvalue() == ""
+    assert "without agentcgroup's limits" in capsys.readouterr().err  # the prefix is not set: said so
+    monkeypatch.setenv("CLAUDE_CODE_SHELL_PREFIX", "/usr/local/bin/agentcg-prefix")
+    assert hook.main(io.StringIO(json.dumps(BASH)), out) == 0 and capsys.readouterr().err == ""
+    for garbage in ("{nope", "[1, 2]", ""):
+        assert hook.main(io.StringIO(garbage), out) == 0 and out.getvalue() == ""
+        assert "goes on untouched" in capsys.readouterr().err
+    assert hook.main(io.StringIO(json.dumps(BASH)), out, event="PostToolUse") == 0
+    assert "unknown event" in capsys.readouterr().err
 
 
-def test_the_cli_hook() -> None:
-    payload = json.dumps({"tool_name": "Bash", "tool_input": {"command": "echo hi"}})
-    r = subprocess.run(
-        [sys.executable, "-m", "agentcgroup", "hook", "pre-tool-use"], input=payload, capture_output=True, text=True
-    )
-    assert r.returncode == 0 and "updatedInput" in json.loads(r.stdout)["hookSpecificOutput"]
+def test_the_cli_hook_exits_0_whatever_it_is_given() -> None:
+    payload = json.dumps(BASH)
+    for args in (["pre-tool-use"], ["PreToolUse"], ["post-tool-use"], []):
+        r = subprocess.run(
+            [sys.executable, "-m", "agentcgroup", "hook", *args], input=payload, capture_output=True, text=True
+        )
+        assert r.returncode == 0 and r.stdout == "", (args, r.stderr)
+    r = subprocess.run([sys.executable, "-m", "agentcgroup", "hook"], input="garbage", capture_output=True, text=True)
+    assert r.returncode == 0 and "goes on untouched" in r.stderr
 
 
 def test_leaf_detection() -> None:

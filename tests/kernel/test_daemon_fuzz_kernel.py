@@ -20,7 +20,10 @@ from agentcgroup.daemon.client import Client
 from agentcgroup.daemon.protocol import INTENT_KEYS, LIMIT_KEYS, OPS
 from tests.kernel.daemon_fixtures import start_daemon, stop_daemon
 
-pytestmark = [pytest.mark.kernel]
+pytestmark = [
+    pytest.mark.kernel,
+    pytest.mark.host_only(reason="the wire protocol is the same on every kernel; minutes of hypothesis under TCG"),
+]
 
 FUZZ = settings(
     max_examples=int(os.environ.get("AGENTCG_FUZZ_EXAMPLES", "60")),

@@ -34,6 +34,10 @@ from tests.kernel.daemon_fixtures import (
 
 pytestmark = [pytest.mark.kernel]
 
+#: the tenant tests of uid, terminal, descriptor and wire handling: the same code whatever the cgroup version, so
+#: the v2 guest (scripts/vm-test) runs only those that touch cgroups (sessions, detached calls, restarts, caps)
+SAME_ON_EVERY_KERNEL = pytest.mark.host_only(reason="uid, terminal and fd handling: the same on every cgroup version")
+
 #: an interpreter a tenant's call can run (the test's own may live where only root can reach)
 SYS_PY = shutil.which("python3", path="/usr/bin:/bin") or "/usr/bin/python3"
 
@@ -131,6 +135,7 @@ print(json.dumps(res))
 FORGE = "import os; [os.write(fd, b'FOR' + b'GED-LOG-LINE\\n') for fd in (1, 2)]; print(open('/proc/self/fd/1').name)"
 
 
+@SAME_ON_EVERY_KERNEL
 def test_a_tenant_call_cannot_reach_the_daemons_terminal_stdio_or_environment(tmp_path, root_name, tenants) -> None:
     d = start_daemon(tmp_path, root_name, tty=True, env={"AGENTCG_TEST_SECRET": "s3cr3t-i10"})
     try:
@@ -162,6 +167,7 @@ print(r[-1]["outcome"]["exit_code"])
 
 
 # --- 2. durations ------------------------------------------------------------------------------------------
+@SAME_ON_EVERY_KERNEL
 def test_durations_out_of_range_are_refused_naming_the_value(daemon, tenants) -> None:
     body = r"""
 ask({"op": "open_session", "id": 1, "name": "t"})
@@ -181,6 +187,7 @@ print(ask({"op": "run", "id": 8, "session": "t", "argv": ["true"], "timeout": "6
 
 
 # --- 3. file descriptors -----------------------------------------------------------------------------------
+@SAME_ON_EVERY_KERNEL
 def test_fd_floods_and_failed_runs_leak_no_descriptor(daemon, tenants) -> None:
     warm = r"""
 ask({"op": "open_session", "id": 1, "name": "t"})
@@ -231,6 +238,7 @@ print("ERRORS", sorted(errors))
     wait_for(lambda: daemon.fd_count() <= before + 4, f"the daemon's fds back near {before}: {daemon.fd_count()}")
 
 
+@SAME_ON_EVERY_KERNEL
 def test_caps_on_connections_sessions_and_calls(tmp_path, root_name, tenants) -> None:
     d = start_daemon(
         tmp_path, root_name, "--tenant-max-connections", "8", "--tenant-max-sessions", "3", "--tenant-max-calls", "2"
@@ -272,6 +280,7 @@ for s in running:
         stop_daemon(d, root_name)
 
 
+@SAME_ON_EVERY_KERNEL
 def test_out_of_descriptors_the_daemon_pauses_accepting_and_serves_on(daemon) -> None:
     request(daemon.sock, {"op": "hello"})
     spare = 12
@@ -291,6 +300,7 @@ def test_out_of_descriptors_the_daemon_pauses_accepting_and_serves_on(daemon) ->
 
 
 # --- 4. memory ---------------------------------------------------------------------------------------------
+@SAME_ON_EVERY_KERNEL
 def test_input_while_a_call_runs_is_bounded(daemon, tenants) -> None:
     body = r"""
 ask({"op": "open_session", "id": 1, "name": "t"})
@@ -323,6 +333,7 @@ print("KILLED", r["outcome"]["killed_by"], r["outcome"]["kill_reason"])
     assert daemon.rss_kib() - before < 32 * 1024
 
 
+@SAME_ON_EVERY_KERNEL
 def test_captured_output_is_bounded(daemon, tenants) -> None:
     body = r"""
 ask({"op": "open_session", "id": 1, "name": "t"})
@@ -464,6 +475,7 @@ print("SEES", [(x["name"], x["calls"]) for x in ask({"op": "status"})[-1]["statu
 
 
 # --- 9. the socket path ------------------------------------------------------------------------------------
+@SAME_ON_EVERY_KERNEL
 def test_the_socket_path_replaces_only_a_stale_socket(tmp_path, root_name) -> None:
     from tests.conftest import kernel_skip_reason
 
@@ -545,6 +557,7 @@ print(json.dumps(ask({"op": "hello"})[-1]["policy"]))
         stop_daemon(d, root_name)
 
 
+@SAME_ON_EVERY_KERNEL
 def test_the_client_sends_nothing_to_a_socket_another_user_serves(tenants, tmp_path) -> None:
     a = tenants[0]
     box = tempfile.mkdtemp(prefix="ag10-box-")
@@ -580,6 +593,7 @@ print("GOT", len(got), flush=True)
 
 
 # --- 11. argv[0] and cwd resolved as the tenant --------------------------------------------------------------
+@SAME_ON_EVERY_KERNEL
 def test_a_tenant_cannot_probe_root_only_paths_through_its_calls(daemon, tenants) -> None:
     secret = tempfile.mkdtemp(prefix="ag10-secret-")  # 0700 root
     exe = os.path.join(secret, "tool")
