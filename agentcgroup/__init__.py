@@ -9,10 +9,8 @@ The public API::
     out.feedback    # a short message for the LLM
 """
 
-from .backends import get_manager
-from .backends.base import Features, Manager, Stats
-from .controller import Controller, ControllerConfig, Intent
-from .detect import HostLayout, detect
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     AgentCgroupError,
     CgroupError,
@@ -23,10 +21,48 @@ from .errors import (
     PermissionDenied,
     Unsupported,
 )
-from .limits import Limits
-from .outcome import Outcome, Step
-from .session import Session, run
-from .toolcall import ToolCall
+
+if TYPE_CHECKING:
+    from .backends import get_manager
+    from .backends.base import Features, Manager, Stats
+    from .controller import Controller, ControllerConfig, Intent
+    from .detect import HostLayout, detect
+    from .limits import Limits
+    from .outcome import Outcome, Step
+    from .session import Session, run
+    from .toolcall import ToolCall
+
+# imported on first use: a process that needs only a part (``agentcg run`` through the daemon, a parser)
+# does not pay for the controller and its backends (PEP 562)
+_LAZY = {
+    "get_manager": "backends",
+    "Features": "backends.base",
+    "Manager": "backends.base",
+    "Stats": "backends.base",
+    "Controller": "controller",
+    "ControllerConfig": "controller",
+    "Intent": "controller",
+    "HostLayout": "detect",
+    "detect": "detect",
+    "Limits": "limits",
+    "Outcome": "outcome",
+    "Step": "outcome",
+    "Session": "session",
+    "run": "session",
+    "ToolCall": "toolcall",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.1.0"
 

@@ -65,6 +65,10 @@ class LimitRejected(CgroupError):
     """The kernel rejected a value written to a control file."""
 
 
+class AccessDenied(AgentCgroupError):
+    """A session belongs to another user."""
+
+
 class InvalidName(CgroupError, InvalidValue):
     """A cgroup path component is not a safe name."""
 

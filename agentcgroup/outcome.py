@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import signal as _signal
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -81,8 +81,14 @@ class Outcome:
             return f"signal {self.signal}"
 
     def to_dict(self, include_output: bool = False) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("stdout"), d.pop("stderr")
+        # as dataclasses.asdict gives it, without its deep copy (of the output too, before dropping it): the
+        # daemon writes every outcome down and sends it back, so this is on every call's path
+        d = {name: getattr(self, name) for name in _FIELDS}
+        d["argv"] = list(self.argv)
+        d["limits"], d["intent"] = _copy(self.limits), _copy(self.intent)
+        d["steps"] = [
+            {"at": s.at, "action": s.action, "reason": s.reason, "figures": _copy(s.figures)} for s in self.steps
+        ]
         if include_output:
             for name in ("stdout", "stderr"):
                 data = getattr(self, name)
@@ -93,3 +99,15 @@ class Outcome:
 
     def to_json(self, include_output: bool = False) -> str:
         return json.dumps(self.to_dict(include_output), separators=(",", ":"))
+
+
+_FIELDS = tuple(f.name for f in fields(Outcome) if f.name not in ("stdout", "stderr"))
+
+
+def _copy(value: Any) -> Any:
+    """A copy of JSON-like data (dicts, lists, scalars), as asdict copies what a dataclass holds."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_copy(v) for v in value)
+    return value

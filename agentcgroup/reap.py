@@ -10,10 +10,8 @@ The kernel refuses it (EINVAL) for a process that has not been killed, so a pid 
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
-import platform
 from collections.abc import Iterable
 
 #: process_mrelease's number in the unified syscall table (every architecture but alpha and ia64)
@@ -21,7 +19,7 @@ _NR_PROCESS_MRELEASE = 448
 _ARCHES = {"x86_64", "aarch64", "arm64", "riscv64", "ppc64le", "s390x", "loongarch64"}
 
 #: False once the kernel said it has no such call (before 5.15), or on an architecture numbered otherwise
-_supported = platform.machine() in _ARCHES
+_supported = os.uname().machine in _ARCHES
 
 
 def release_memory(pids: Iterable[int]) -> int:
@@ -30,6 +28,8 @@ def release_memory(pids: Iterable[int]) -> int:
     global _supported
     if not _supported:
         return 0
+    import ctypes  # here: a process per call that kills nothing does not pay for it
+
     syscall = ctypes.CDLL(None, use_errno=True).syscall
     done = 0
     for pid in pids:

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import os
 import select
-import shutil
 import signal
-import subprocess
 import time
 import types
 from collections.abc import Mapping, Sequence
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from .errors import InvalidValue
+from .execpath import exec_paths, resolve
+
+__all__ = ["DEVNULL", "PIPE", "STDOUT", "ForeignProcess", "Process", "SpawnError", "exec_paths", "resolve", "spawn"]
 
 _c: types.ModuleType | None
 try:
@@ -31,10 +32,15 @@ try:
 except ImportError:  # no compiler at install time
     _c = None
 
-PIPE = subprocess.PIPE
-DEVNULL = subprocess.DEVNULL
+if TYPE_CHECKING:
+    import subprocess
+
+# subprocess's values, without importing it (only the fallback spawner needs it: a process per call pays for
+# what it imports)
+PIPE = -1
+DEVNULL = -3
 #: ``stderr=STDOUT``: stderr goes where stdout goes (one pipe for both: their order kept, as a terminal shows it)
-STDOUT = subprocess.STDOUT
+STDOUT = -2
 FAST_SPAWN = _c is not None
 #: the pre-placed exec stub program (built at install next to the extension)
 STUB_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "agentcg-stub")
@@ -68,40 +74,6 @@ class SpawnError(OSError):
     def __init__(self, errno_: int, message: str, stage: str) -> None:
         super().__init__(errno_, message)
         self.stage = stage
-
-
-def resolve(argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str | None = None) -> str:
-    """The executable ``argv[0]`` names, searched on PATH like a shell; raises ``FileNotFoundError``."""
-    if not argv:
-        raise InvalidValue("command", list(argv), "must not be empty")
-    name = argv[0]
-    if "/" in name:
-        path = name if os.path.isabs(name) or cwd is None else os.path.join(cwd, name)
-        if not os.path.exists(path):
-            raise FileNotFoundError(2, f"command not found: {name}", name)
-        if os.path.isdir(path) or not os.access(path, os.X_OK):
-            raise PermissionError(13, f"not an executable file: {name}", name)
-        return path
-    search = (env if env is not None else os.environ).get("PATH", os.defpath)
-    found = shutil.which(name, path=search)
-    if found is None:
-        raise FileNotFoundError(2, f"command not found: {name}", name)
-    return found
-
-
-def exec_paths(argv: Sequence[str], env: Mapping[str, str] | None = None) -> list[str]:
-    """Where ``argv[0]`` may be, in the order ``execvp`` tries them, without looking: the child tries them after
-    it switched user, so whoever asked learns only what that user could (a root daemon resolving a tenant's
-    command would tell it which paths exist inside root-only directories)."""
-    if not argv:
-        raise InvalidValue("command", list(argv), "must not be empty")
-    name = argv[0]
-    if not name:
-        raise FileNotFoundError(2, "command not found: ''", name)
-    if "/" in name:
-        return [name]  # relative to the cwd the child changes to
-    search = (env if env is not None else os.environ).get("PATH", os.defpath)
-    return [os.path.join(d or ".", name) for d in search.split(os.pathsep)][:256]
 
 
 def _as_other_user(uid: int | None) -> bool:
@@ -381,6 +353,7 @@ def _spawn_popen(
     ids: tuple[int, int, int],
 ) -> Process:
     import resource
+    import subprocess
 
     procs = list(procs_fds)
     limits = list(rlimits)

@@ -16,6 +16,7 @@ Everything is removed afterwards (SIGTERM: the daemon closes its sessions). Prel
 machine are noisy: compare runs made side by side.
 
 Usage: python benchmarks/daemon_load.py [--clients 50 --calls 20 | --sessions 1000] [--root agentcg-bench-load]
+       [--agentcg "python /other/build/agentcg"]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shlex
 import shutil
 import signal
 import socket
@@ -37,10 +39,15 @@ from agentcgroup.daemon.client import Client
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of ``pid`` so far."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
+
+
+def cpu_seconds(pid: int) -> float:
+    return sum(cpu_split(pid))
 
 
 def rss_mib(pid: int) -> float:
@@ -71,10 +78,12 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
 
 
-def start_daemon(root: str, extra: list[str]) -> tuple[subprocess.Popen, str, str]:
+def start_daemon(root: str, extra: list[str], agentcg: str | None = None) -> tuple[subprocess.Popen, str, str]:
+    """``agentcg daemon`` (``agentcg``: another build's command line, to compare side by side)."""
     tmp = tempfile.mkdtemp(prefix="agentcg-bench-load-")
     sock = os.path.join(tmp, "agentcg.sock")
-    cmd = [sys.executable, "-m", "agentcgroup", "daemon", "--socket", sock, "--root", root]
+    base = shlex.split(agentcg) if agentcg else [sys.executable, "-m", "agentcgroup"]
+    cmd = [*base, "daemon", "--socket", sock, "--root", root]
     cmd += ["--state-dir", os.path.join(tmp, "state"), *extra]
     proc = subprocess.Popen(cmd, stderr=open(os.path.join(tmp, "daemon.log"), "w"))  # noqa: SIM115
     deadline = time.monotonic() + 30
@@ -118,14 +127,20 @@ def load(sock: str, pid: int, clients: int, calls: int) -> str:
     ts = [threading.Thread(target=one, args=(i,)) for i in range(clients)]
     for t in ts:
         t.start()
-    cpu0 = cpu_seconds(pid)
+    u0, s0 = cpu_split(pid)
     start.wait()
     t0 = time.perf_counter()
     for t in ts:
         t.join()
     wall = time.perf_counter() - t0
-    cpu = cpu_seconds(pid) - cpu0
+    u1, s1 = cpu_split(pid)
+    cpu = (u1 - u0) + (s1 - s0)
     n = clients * calls
+    print(
+        f"(daemon CPU per call: user {(u1 - u0) / n * 1e3:.2f} ms, system {(s1 - s0) / n * 1e3:.2f} ms; "
+        f"p90 {pct(lat, 0.9) * 1e3:.1f} ms)",
+        file=sys.stderr,
+    )
     for i in range(clients):
         c.close_session(f"load{i}")
     return (
@@ -179,10 +194,11 @@ def main() -> None:
     ap.add_argument("--sessions", type=int, default=0, help="measure K idle sessions and connections instead")
     ap.add_argument("--root", default="agentcg-bench-load")
     ap.add_argument("--daemon-arg", action="append", default=[], help="passed on to agentcg daemon")
+    ap.add_argument("--agentcg", help="the agentcg command line whose daemon to measure (default: this one's)")
     args = ap.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # this process holds the idle connections
-    proc, sock, tmp = start_daemon(args.root, args.daemon_arg)
+    proc, sock, tmp = start_daemon(args.root, args.daemon_arg, args.agentcg)
     try:
         line = idle(sock, proc.pid, args.sessions) if args.sessions else load(sock, proc.pid, args.clients, args.calls)
     finally:

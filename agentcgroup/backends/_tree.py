@@ -342,6 +342,14 @@ class TreeManager(TreeWatch, Manager):
             if errors:
                 raise errors[0]
 
+    def release(self, cg: Cgroup) -> None:
+        with self._lock:
+            n = len(cg.path)
+            if not n or self._cache.get(cg.path) is not cg or any(len(p) > n and p[:n] == cg.path for p in self._cache):
+                return
+            del self._cache[cg.path]
+            self._close_handle(cg)
+
     def _close_handle(self, cg: Cgroup) -> None:
         if not cg.backend_data.get("root"):  # the root's dirs belong to self._roots
             for d in cg.backend_data["dirs"].values():

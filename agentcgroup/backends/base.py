@@ -134,6 +134,10 @@ class Manager(abc.ABC):
     def destroy(self, cg: Cgroup, timeout: float = 5.0) -> None:
         """Kill what is left in ``cg`` and its children, then remove them, waiting for them to drain."""
 
+    def release(self, cg: Cgroup) -> None:  # noqa: B027 - optional, a no-op where handles hold nothing
+        """Let go of the handle's open files (the cgroup stays: :meth:`open` gives a new handle). Left alone while
+        a handle beneath it is open. An idle session holds only its own directory this way."""
+
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release fds; remove the root if it is empty (another process may still be using it)."""
 

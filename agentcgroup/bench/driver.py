@@ -160,7 +160,7 @@ def run_once(
         oom_before = _oom_kills(m, root_cg)
         t0 = time.monotonic() + 0.2
 
-        agent_cgs = [ctl.session(n).agent_cg for n in names]
+        agent_cgs = [ctl.sessions.agent_leaf(ctl.session(n)) for n in names]
         first_cg = ctl.session(names[0]).cg
         protected = [0]
 

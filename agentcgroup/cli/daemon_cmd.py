@@ -112,7 +112,7 @@ def daemon(
             urgent_grace=urgent_grace,
             admission_wait=admission_wait,
             warm=warm,
-        )
+        ).with_(warm_after=1)  # spares for the sessions that make calls, none for idle ones
         flags = {
             "max_sessions": tenant_max_sessions,
             "max_calls": tenant_max_calls,

@@ -80,7 +80,7 @@ def command_argv(command: Sequence[str], usage: str) -> list[str]:
 def check_command_line(session: str | None, root: str | None, argv: Sequence[str]) -> None:
     """The checks every command that starts a command in a session makes before it creates anything."""
     from ..cgroupfs import check_name
-    from ..spawn import resolve
+    from ..execpath import resolve
 
     if session is not None:
         check_name(session, "session")

@@ -1,10 +1,32 @@
-"""The controller: sessions, intents, admission, graduated enforcement, kernel events."""
+"""The controller: sessions, intents, admission, graduated enforcement, kernel events.
 
-from .actions import Action, Actuator
-from .callspec import CallSpec
-from .config import PRIORITIES, ControllerConfig
-from .core import AccessDenied, CallHandle, Controller
-from .intent import Intent
+Its names are imported on first use (PEP 562): ``controller.config`` and ``controller.intent`` are small and
+the daemon's client and wire need them, without the controller itself.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..errors import AccessDenied
+
+if TYPE_CHECKING:
+    from .actions import Action, Actuator
+    from .callspec import CallSpec
+    from .config import PRIORITIES, ControllerConfig
+    from .core import CallHandle, Controller
+    from .intent import Intent
+
+_LAZY = {
+    "Action": "actions",
+    "Actuator": "actions",
+    "CallSpec": "callspec",
+    "PRIORITIES": "config",
+    "ControllerConfig": "config",
+    "CallHandle": "core",
+    "Controller": "core",
+    "Intent": "intent",
+}
 
 __all__ = [
     "PRIORITIES",
@@ -17,3 +39,14 @@ __all__ = [
     "ControllerConfig",
     "Intent",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

@@ -4,6 +4,7 @@ usage thresholds of each budget (v1), and the protection the root grants its ses
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -26,6 +27,9 @@ class RootBudget:
         self.cg: Cgroup | None = None
         self.sources: list[EventSource] = []
         self.last_psi: float | None = None
+        self._psi: EventSource | None = None
+        self._psi_tried = False
+        self._psi_lock = threading.Lock()  # sessions are opened on callers' threads
 
     def setup(self) -> None:
         m = self.manager
@@ -36,16 +40,28 @@ class RootBudget:
         if budget is not None:
             m.set_limits(self.cg, Limits(memory_max=budget))
             self.watch(self.cg, budget, self.sources)
-        cfg = self.config
-        psi = m.psi_trigger(None, "memory", cfg.psi_stall_ms * 1000, cfg.psi_window_ms * 1000)
-        if psi is not None:
-            self.sources.append(psi)
-            self.loop.add(psi.fd, psi.events, lambda fd, ev: self._on_psi())
+
+    def _watch_psi(self) -> None:
+        """The host's PSI trigger, once there is a budget for it to hasten (the host's or a session's). Without
+        one nothing reads it, and closing a trigger waits for an RCU grace period (~10 ms here): a one-call
+        controller (``agentcg run``) neither makes nor closes one."""
+        with self._psi_lock:
+            if self._psi_tried:
+                return
+            self._psi_tried = True
+            cfg = self.config
+            psi = self.manager.psi_trigger(None, "memory", cfg.psi_stall_ms * 1000, cfg.psi_window_ms * 1000)
+            if psi is not None:
+                self._psi = psi
+                self.sources.append(psi)
+                self.loop.add(psi.fd, psi.events, lambda fd, ev: self._on_psi())
 
     def watch(self, cg: Cgroup, budget: int, into: list[EventSource]) -> None:
         """Usage thresholds at the pressure levels (v1); v2 relies on the calls' checkpoints and PSI."""
         if budget >= MAX_BYTES:
             return
+        if self.cg is not None:
+            self._watch_psi()
         for frac in sorted({self.config.pressure_on, self.config.pressure_off, self.config.urgent_at}):
             src = self.manager.usage_threshold(cg, int(budget * frac))
             if src is None:
@@ -84,6 +100,7 @@ class RootBudget:
         for src in self.sources:
             src.close()
         self.sources.clear()
+        self._psi = None
         if self.cg is not None and self.config.budget is not None and not sessions_left:
             try:
                 self.manager.set_limits(self.cg, Limits(memory_max=MAX_BYTES))

@@ -43,6 +43,8 @@ class ControllerConfig:
     psi_stall_ms / psi_window_ms   host PSI trigger (memory "some"): pressure even below the budget
     checkpoint      v2: usage step at which a growing call notifies the controller (None: budget/32, >= 16 MiB)
     warm            spare pre-placed leaves per session (0: off)
+    warm_after      calls a session starts before its spares are made (0: at open). The daemon uses 1: an idle
+                    session, or one opened for a single call (``agentcg run``), holds no spare, stub or thread
     """
 
     budget: int | None = None
@@ -61,6 +63,7 @@ class ControllerConfig:
     psi_window_ms: int = 2000
     checkpoint: int | None = None
     warm: int = 2
+    warm_after: int = 0
 
     def __post_init__(self) -> None:
         if self.budget is not None and self.budget <= 0:
@@ -81,6 +84,8 @@ class ControllerConfig:
             raise InvalidValue("tool_oom_score_adj", self.tool_oom_score_adj, "must be -1000..1000")
         if self.warm < 0:
             raise InvalidValue("warm", self.warm, "must be 0 or more")
+        if self.warm_after < 0:
+            raise InvalidValue("warm_after", self.warm_after, "must be 0 or more")
 
     def tool_adj(self, priority: str) -> int:
         """oom_score_adj for the processes of a call of ``priority``: low > normal > high > agents (0).

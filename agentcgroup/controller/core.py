@@ -168,13 +168,11 @@ class Controller:
     # --- the agent runtime ------------------------------------------------------------------------------
     def spawn_agent(self, session: str, argv: Sequence[str], *, uid: int = ROOT_UID, **kwargs: Any) -> Process:
         s = self.session(session, uid)
-        assert s.agent_cg is not None
-        return self.manager.spawn(s.agent_cg, argv, **kwargs)
+        return self.manager.spawn(self.sessions.agent_leaf(s), argv, **kwargs)
 
     def attach_agent(self, session: str, pid: int, *, uid: int = ROOT_UID) -> None:
         s = self.session(session, uid)
-        assert s.agent_cg is not None
-        self.manager.attach(s.agent_cg, pid)
+        self.manager.attach(self.sessions.agent_leaf(s), pid)
 
     # --- calls ------------------------------------------------------------------------------------------
     def submit(

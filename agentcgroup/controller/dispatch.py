@@ -73,6 +73,17 @@ class SessionRef:
         """Leaves kept for their background processes (keep_background) until the session closes."""
         return self._s.kept
 
+    def starting(self, warm_after: int) -> None:
+        """A call of the session starts: once ``warm_after`` calls started before it, the session keeps spare
+        leaves (warm.py); until then it holds no spare, stub or thread."""
+        s = self._s
+        if s.pool is not None or not s.warm:
+            return
+        with s.lock:
+            s.starts += 1
+            if s.pool is None and s.starts > warm_after and not s.closing:
+                s.pool = WarmPool(self.manager, (s.name, "tools"), s.warm)
+
 
 class Dispatch:
     def __init__(
@@ -100,8 +111,10 @@ class Dispatch:
         nothing is left: no leaf, no process, no reservation."""
         soft = spec.limits.memory_high
         leaf = self._with_checkpoint(spec, soft)
+        ref = SessionRef(s, self.manager)
+        ref.starting(self.config.warm_after)
         adj = self.config.tool_adj(spec.intent.priority or s.priority)
-        call = ToolCall(SessionRef(s, self.manager), spec, leaf_limits=leaf, oom_score_adj=adj)
+        call = ToolCall(ref, spec, leaf_limits=leaf, oom_score_adj=adj)
         cs = CallState(call, s, spec.intent, CallFuture(), soft=soft, queued_s=queued)
         try:
             call.start()

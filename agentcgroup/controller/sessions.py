@@ -10,9 +10,9 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from ..backends.base import Manager
+from ..backends.base import Cgroup, Manager
 from ..cgroupfs import check_name
-from ..errors import AgentCgroupError, NotFound
+from ..errors import AccessDenied, AgentCgroupError, NotFound
 from ..limits import Limits
 from ..warm import WarmPool
 from .budget import RootBudget
@@ -24,9 +24,7 @@ log = logging.getLogger("agentcgroup")
 
 ROOT_UID = 0
 
-
-class AccessDenied(AgentCgroupError):
-    """A session belongs to another user."""
+__all__ = ["ROOT_UID", "AccessDenied", "Sessions"]
 
 
 class Sessions:
@@ -112,14 +110,16 @@ class Sessions:
         s = SessionState(name, uid, priority, limits, cg, created=made if created is None else created)
         try:
             low = agent_memory if agent_memory is not None else self.config.agent_memory_low
-            s.agent_cg = m.create((name, "agent"), Limits(memory_low=low) if low else None)
+            agent = m.create((name, "agent"), Limits(memory_low=low) if low else None)
             s.protected = low or 0
             if low and (limits.memory_low is None or limits.memory_low < low):
                 # protection counts only as far as every ancestor grants it (cgroup v2 memory.low)
                 m.set_limits(cg, Limits(memory_low=low))
                 s.limits = s.limits.merged(Limits(memory_low=low))
             self.root.protect(s.protected + self.protected())
-            m.create((name, "tools"))
+            # the agent leaf and tools/ are opened again when used: an idle session holds only its own dirs
+            m.release(agent)
+            m.release(m.create((name, "tools")))
             if s.budget is not None:
                 self.root.watch(cg, s.budget, s.sources)
             with self.lock:
@@ -127,11 +127,20 @@ class Sessions:
             if before_pool is not None:
                 before_pool(s)
             if self.config.warm and WarmPool.supported(m):
-                s.pool = WarmPool(m, (name, "tools"), self.config.warm)
+                if self.config.warm_after:
+                    s.warm = self.config.warm  # made on demand, by the call that needs it (SessionRef.starting)
+                else:
+                    s.pool = WarmPool(m, (name, "tools"), self.config.warm)
         except BaseException:
             self.drop(s)
             raise
         return s
+
+    def agent_leaf(self, s: SessionState) -> Cgroup:
+        """The session's agent leaf (opened on first use: an idle session holds no handle on it)."""
+        if s.agent_cg is None or s.agent_cg.closed:
+            s.agent_cg = self.manager.open((s.name, "agent"))
+        return s.agent_cg
 
     def protected(self) -> int:
         with self.lock:
@@ -167,6 +176,8 @@ class Sessions:
 
     def drop(self, s: SessionState) -> None:
         """Stop the session's spares and watches; remove its cgroups unless another process still uses them."""
+        with s.lock:
+            s.closing = True  # no pool is made after this
         if s.pool is not None:
             s.pool.close()
             s.pool = None
@@ -186,7 +197,7 @@ class Sessions:
         s.kept.clear()
         try:
             foreign_calls = m.children((s.name, "tools"))
-            agent_pids = m.pids(s.agent_cg) if s.agent_cg else []
+            agent_pids = m.pids(self.agent_leaf(s))
         except AgentCgroupError:
             foreign_calls, agent_pids = [], []
         agent_busy = bool(agent_pids) and (not s.created or os.getpid() in agent_pids)  # never kill ourselves

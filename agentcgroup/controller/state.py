@@ -34,6 +34,10 @@ class SessionState:
     cg: Cgroup
     agent_cg: Cgroup | None = None
     pool: WarmPool | None = None
+    warm: int = 0  # spare leaves to make on demand (ControllerConfig.warm_after; SessionRef.starting)
+    starts: int = 0
+    closing: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     calls: dict[str, CallState] = field(default_factory=dict)
     sources: list[EventSource] = field(default_factory=list)
     created: bool = True

@@ -16,12 +16,12 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from ..controller.core import AccessDenied
-from ..errors import AgentCgroupError, CgroupError, InvalidValue, NotFound, PermissionDenied, Unsupported
+from ..errors import AccessDenied, AgentCgroupError, CgroupError, InvalidValue, NotFound, PermissionDenied, Unsupported
 from ..limits import Limits
 from ..outcome import Outcome
 from .policy import NotAllowed, TooMany
-from .protocol import ProtocolError, TooLarge, encode
+from .wire import ProtocolError, TooLarge
+from .wire import encode_request as encode
 
 DEFAULT_SOCKET = "/run/agentcg.sock"
 

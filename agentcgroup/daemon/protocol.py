@@ -17,9 +17,12 @@ import msgspec
 
 from ..controller.config import check_priority
 from ..controller.intent import Intent
-from ..errors import AgentCgroupError, InvalidValue
+from ..errors import InvalidValue
 from ..limits import Limits
 from ..units import parse_duration, parse_size
+from .wire import ProtocolError, TooLarge
+
+__all__ = ["ProtocolError", "Request", "TooLarge", "encode", "error_reply", "parse_request"]
 
 VERSION = 1
 MAX_LINE = 1 << 20  # a request line longer than this is refused (TooLarge) and the connection closed
@@ -28,20 +31,6 @@ MAX_ARGS = 65536  # argv and env entries
 OPS = ("hello", "open_session", "close_session", "status", "run", "outcome", "kill", "events", "top")
 LIMIT_KEYS = ("memory", "memory_high", "memory_low", "cpu", "cpu_weight", "pids")
 INTENT_KEYS = ("memory", "cpu", "duration", "priority")
-
-
-class ProtocolError(AgentCgroupError):
-    """A request that cannot be understood (``type`` is sent as the error's type)."""
-
-    type = "BadRequest"
-
-    def __init__(self, message: str, req_id: Any = None) -> None:
-        super().__init__(message)
-        self.req_id = req_id
-
-
-class TooLarge(ProtocolError):
-    type = "TooLarge"
 
 
 @dataclass

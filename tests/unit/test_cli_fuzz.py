@@ -128,10 +128,10 @@ def no_work(monkeypatch):
     import agentcgroup.cli.daemon_cmd as daemon_cmd
     import agentcgroup.cli.record_cmd as record_cmd
     import agentcgroup.cli.replay_cmd as replay_cmd
-    import agentcgroup.cli.run_cmd as run_cmd
+    import agentcgroup.cli.run_call as run_call
 
-    monkeypatch.setattr(run_cmd, "_embedded", _reached)
-    monkeypatch.setattr(run_cmd, "_via_daemon", _reached)
+    monkeypatch.setattr(run_call, "_embedded", _reached)
+    monkeypatch.setattr(run_call, "_via_daemon", _reached)
     monkeypatch.setattr(record_cmd, "_record", _reached)
     monkeypatch.setattr(replay_cmd, "_run", _reached)
     monkeypatch.setattr(bench_cmd, "_bench", _reached)

@@ -105,3 +105,17 @@ def test_too_large_and_replies() -> None:
     assert encode({"a": 1}) == b'{"a":1}\n'
     assert error_reply(4, TooLarge("big")) == {"id": 4, "ok": False, "error": {"type": "TooLarge", "message": "big"}}
     assert error_reply(5, InvalidValue("memory", "x", "bad"))["error"]["type"] == "InvalidValue"
+
+
+def test_the_clients_encoding_is_what_the_daemon_parses() -> None:
+    import math
+
+    from agentcgroup.daemon.protocol import encode
+    from agentcgroup.daemon.wire import encode_request
+
+    req = {"op": "run", "id": 7, "session": "s1", "argv": ["python3", "-c", "print('é')"], "timeout": 2.5}
+    line = encode_request(req)
+    assert line == encode(req) and line.endswith(b"\n") and line.count(b"\n") == 1
+    assert parse_request(line).op == "run"
+    with pytest.raises(InvalidValue, match="run"):
+        encode_request({"op": "run", "timeout": math.nan})

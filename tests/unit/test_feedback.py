@@ -131,3 +131,24 @@ def test_oom_score_adj_ranks_priorities() -> None:
     assert adj["low"] > adj["normal"] > adj["high"] > 0  # agents keep 0: last
     assert adj == {"low": 1000, "normal": 666, "high": 333}
     assert {ControllerConfig(tool_oom_score_adj=0).tool_adj(p) for p in adj} == {0}
+
+
+def test_outcome_to_dict_is_what_asdict_gives_without_the_output() -> None:
+    from dataclasses import asdict
+
+    from agentcgroup.outcome import Outcome, Step
+
+    out = Outcome("s", "c1", "make", ["make", "-j"], "hybrid", exit_code=2, limits={"memory_max": 1 << 20})
+    out.intent = {"memory": 5, "nested": {"a": [1, 2]}}
+    out.steps = [Step(0.5, "kill", "memory", {"peak": 7, "list": [1]})]
+    out.stdout, out.stderr = b"x" * 10, b"err"
+    want = asdict(out)
+    del want["stdout"], want["stderr"]
+    want["returncode"], want["signal_name"] = 2, None
+    got = out.to_dict()
+    assert got == want
+    got["steps"][0]["figures"]["peak"] = 0
+    got["intent"]["nested"]["a"].append(3)
+    got["argv"].append("x")
+    assert out.steps[0].figures["peak"] == 7 and out.intent["nested"]["a"] == [1, 2] and out.argv == ["make", "-j"]
+    assert out.to_dict(include_output=True)["stdout"] == "x" * 10

@@ -123,3 +123,18 @@ def test_paper_format_calls() -> None:
     assert [o.memory for o in quirky.calls] == [1_000_000_000, 0, None]
     assert [o.memory for o in by_label["retry__task-2#2"].calls] == [130_000_000, 140_000_000, 120_000_000]
     assert by_label["failed__task-4"].calls == []
+
+
+def test_outcome_files_are_pruned_in_batches_to_the_newest(tmp_path, monkeypatch) -> None:
+    from agentcgroup.controller import persist
+
+    monkeypatch.setattr(persist, "KEEP_OUTCOME_FILES", 5)
+    monkeypatch.setattr(persist, "PRUNE_BATCH", 3)
+    sd = persist.StateDir(tmp_path / "state")
+    for i in range(30):
+        sd.save_outcome(0, Outcome("s1", f"c{i:02d}", "true", ["true"], "hybrid"))
+        n = len(list((tmp_path / "state" / "outcomes").iterdir()))
+        assert n <= 5 + 3, n
+    kept = sorted(o.call_id for _owner, o in sd.outcomes())
+    assert kept[-1] == "c29" and len(kept) >= 5
+    assert kept == [f"c{i:02d}" for i in range(30 - len(kept), 30)]  # the newest, none skipped
