@@ -82,6 +82,7 @@ class Evaluation:
     bases: dict[str, int]  # what the learned memory predictions rested on
     notes: list[str]
     per_call: list[dict[str, Any]] = field(default_factory=list)
+    calibration: dict[str, dict[str, float]] = field(default_factory=dict)  # figure -> basis -> multiplier
 
     def to_dict(self, per_call: bool = False) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -93,6 +94,7 @@ class Evaluation:
             "figures": {f: {p: t.to_dict() for p, t in pol.items()} for f, pol in self.tallies.items()},
             "bases": dict(sorted(self.bases.items(), key=lambda kv: -kv[1])),
             "notes": self.notes,
+            "calibration": {f: {b: round(m, 3) for b, m in bm.items()} for f, bm in self.calibration.items()},
         }
         if per_call:
             d["calls"] = self.per_call
@@ -141,10 +143,14 @@ def evaluate(
     fixed_bytes: int = FIXED_BYTES,
     history_sessions: int = 0,
     keep_calls: bool = False,
+    calibrate: bool = True,
 ) -> Evaluation:
     """Evaluate ``rule`` (and the naive policies) on ``sessions``, each call predicted from ``base`` and the
-    calls that ended before it (see the module's text)."""
+    calls that ended before it (see the module's text). With ``calibrate``, the rule's margins are measured
+    on ``base`` first (:meth:`Rule.calibrated`: never on the sessions evaluated)."""
     base = list(base)
+    if calibrate and base and rule.calibration is None:
+        rule = rule.calibrated(base)
     tallies = {f: {LEARNED: Tally(), SESSION_PEAK: Tally()} for f in FIGURES}
     tallies["memory"][FIXED] = Tally()
     bases: dict[str, int] = {}
@@ -187,6 +193,7 @@ def evaluate(
         bases=bases,
         notes=notes(sessions),
         per_call=per_call,
+        calibration={f: dict(m) for f, m in (rule.calibration or {}).items()},
     )
 
 
