@@ -37,6 +37,8 @@ class ControllerConfig:
     psi_stall_ms / psi_window_ms   host PSI trigger (memory "some"): pressure even below the budget
     checkpoint      v2: usage step at which a growing call notifies the controller (None: budget/32, >= 16 MiB)
     warm            spare pre-placed leaves per session (0: off)
+    predict         a call that declares no memory reserves its predicted peak, from what similar calls
+                    used (history in the state dir, when there is one); queued while it does not fit
     """
 
     budget: int | None = None
@@ -53,6 +55,7 @@ class ControllerConfig:
     psi_window_ms: int = 2000
     checkpoint: int | None = None
     warm: int = 2
+    predict: bool = False
 
     def __post_init__(self) -> None:
         if self.budget is not None and self.budget <= 0:
@@ -96,6 +99,8 @@ class ControllerConfig:
                 out[key] = parse_size(value, key)
             elif key in ("stall_grace", "kill_after", "urgent_grace", "admission_wait"):
                 out[key] = 0.0 if str(value) == "0" else parse_duration(value, key)
+            elif key == "predict":
+                out[key] = _flag(key, value)
             else:
                 kind = float if key in ("pressure_on", "pressure_off", "urgent_level") else int
                 try:
@@ -108,3 +113,14 @@ class ControllerConfig:
 
     def with_(self, **kw: Any) -> ControllerConfig:
         return replace(self, **kw)
+
+
+def _flag(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "on", "yes", "true"):
+        return True
+    if text in ("0", "off", "no", "false"):
+        return False
+    raise InvalidValue(key, value, "expected on or off")

@@ -44,6 +44,7 @@ from .policies.oomgroup import OomGroupPolicy
 from .policies.pressure import PressurePolicy
 from .policies.softlimit import SoftLimitPolicy
 from .policies.timeout import TimeoutPolicy
+from .predicted import Predictor
 from .sessions import ROOT_UID, AccessDenied, Sessions
 from .snapshot import Snapshot
 from .state import CallState, SessionState
@@ -86,7 +87,12 @@ class Controller:
         self.root = RootBudget(self.manager, self.config, self.loop, lambda: self.dispatch.pressure())
         self.sessions = Sessions(self.manager, self.config, self.root, self.state)
         self.admission = Admission(
-            self.config, self.sessions.lock, self.snapshot, self.sessions.calls, self.manager.kind
+            self.config,
+            self.sessions.lock,
+            self.snapshot,
+            self.sessions.calls,
+            self.manager.kind,
+            Predictor(state_dir) if self.config.predict else None,
         )
         self.outcomes = Outcomes(self.sessions, self.state)
         self.dispatch = Dispatch(
@@ -275,6 +281,8 @@ class Controller:
             self.loop.thread.join(5)
         self._close_backend()
         self.loop.close()
+        if self.admission.predictor is not None:
+            self.admission.predictor.close()
 
     def _close_backend(self) -> None:
         self.root.close(sessions_left=bool(self.sessions.all()))

@@ -1,0 +1,72 @@
+"""Admission by prediction (issue 16, docs/predict.md "Admission"): what a call that declares nothing is
+expected to use at its peak, from what similar calls used before, and learning from every call that ends.
+
+On only with ``ControllerConfig.predict``. The history is in memory, loaded at start from the state
+directory's history store (``<state_dir>/history.sqlite3``, with the rule's margins calibrated on it) and
+appended to as calls end, so a daemon's next run starts where this one stopped. A prediction is a
+*reservation* (admission holds it against the session's and the host's budgets), never a limit: the leaf's
+``memory.high`` and ``memory.max`` stay what the call declared.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from ..outcome import Outcome
+from ..predict.history import History
+from ..predict.rule import DEFAULT_RULE, Prediction, Rule, predicted_intent
+from ..predict.sources import from_outcome
+
+if TYPE_CHECKING:
+    from ..predict.store import HistoryStore
+    from .callspec import CallSpec
+
+log = logging.getLogger("agentcgroup")
+
+
+class Predictor:
+    """``predict(spec, session)``: the call's :class:`Prediction` or None; ``learn(outcome)``: remember it."""
+
+    def __init__(self, state_dir: str | os.PathLike[str] | None = None, rule: Rule = DEFAULT_RULE) -> None:
+        self._lock = threading.Lock()
+        self._store: HistoryStore | None = None
+        self.rule = rule
+        self.history = History()
+        if state_dir is not None:
+            from ..predict.store import HistoryStore
+
+            try:
+                self._store = HistoryStore(state_dir)
+                past = self._store.load()
+            except Exception as exc:  # a torn store costs the history, never the controller
+                log.warning("event=history-unreadable dir=%s error=%r", state_dir, str(exc))
+                past = []
+            for o in past:
+                self.history.add(o)
+            if past and rule.calibration is None:
+                self.rule = rule.calibrated(past)
+
+    def predict(self, spec: CallSpec, session: str) -> Prediction | None:
+        with self._lock:
+            return predicted_intent(list(spec.argv), None, session, self.history, self.rule)
+
+    def learn(self, out: Outcome) -> None:
+        """The finished call's use, for the next call of its kind (a miss corrects the history)."""
+        obs = from_outcome(out.to_dict(), time.time())
+        if obs is None:
+            return
+        with self._lock:
+            self.history.add(obs)
+        if self._store is not None:
+            try:
+                self._store.add(obs)
+            except Exception as exc:
+                log.warning("event=history-not-saved call=%s error=%r", out.call_id, str(exc))
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
