@@ -111,7 +111,7 @@ class Admission:
                 f"memory free in its budgets; started when {how}."
             )
             log.info("event=queue-predicted session=%s want=%d waited=%.3f", s.name, want, waited)
-        return waited, token
+        return (waited if queued else 0.0), token
 
     def _others_running(self, s: SessionState) -> bool:
         """Whether a running (or admitted) call could free memory for ``s``: one of its own, or with a host

@@ -14,10 +14,12 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ..outcome import Outcome
-from ..predict.history import History
+from ..predict.history import History, Observation
 from ..predict.rule import DEFAULT_RULE, Prediction, Rule, predicted_intent
 from ..predict.sources import from_outcome
 
@@ -49,16 +51,37 @@ class Predictor:
                 self.history.add(o)
             if past and rule.calibration is None:
                 self.rule = rule.calibrated(past)
+        self._aliases: dict[tuple[str, ...], str] = {}
+
+    def seed(self, observations: Iterable[Observation]) -> None:
+        """Start from these observations too (e.g. other sessions' traces), recalibrating on them."""
+        obs = list(observations)
+        with self._lock:
+            for o in obs:
+                self.history.add(o)
+            if obs:
+                self.rule = DEFAULT_RULE.calibrated(obs)
+
+    def alias(self, argv: Sequence[str], command: str) -> None:
+        """The call run as ``argv`` stands for ``command`` (a replay's worker for the traced command): it is
+        predicted, and learned, as that command."""
+        with self._lock:
+            self._aliases[tuple(argv)] = command
 
     def predict(self, spec: CallSpec, session: str) -> Prediction | None:
         with self._lock:
-            return predicted_intent(list(spec.argv), None, session, self.history, self.rule)
+            command: str | list[str] = self._aliases.get(tuple(spec.argv)) or list(spec.argv)
+            return predicted_intent(command, None, session, self.history, self.rule)
 
     def learn(self, out: Outcome) -> None:
         """The finished call's use, for the next call of its kind (a miss corrects the history)."""
         obs = from_outcome(out.to_dict(), time.time())
         if obs is None:
             return
+        with self._lock:
+            command = self._aliases.pop(tuple(out.argv), None)
+        if command is not None:
+            obs = replace(obs, command=command)
         with self._lock:
             self.history.add(obs)
         if self._store is not None:
