@@ -174,7 +174,7 @@ def test_calibration_measures_the_margin_a_kind_needs() -> None:
     hist = [o for i in range(30) for o in (obs(f"s{i}", "pytest", 100, 0), obs(f"s{i}", "pytest", 300, 10))]
     rule = Rule().calibrated(hist)
     assert rule.calibration is not None
-    assert rule.calibration["memory"]["session literal"] == pytest.approx(3.0)
+    assert rule.calibration["memory"] == {"*": pytest.approx(3.0)}  # one margin for every basis
     h = History([obs("new", "pytest", 100, 0)])
     assert mib(predicted_intent("pytest", None, "new", h, rule)) == pytest.approx(300)
     assert mib(predicted_intent("pytest", None, "new", h)) == pytest.approx(125)  # uncalibrated: x 1.25
@@ -186,8 +186,19 @@ def test_calibration_leaves_each_session_out_of_its_own_priors() -> None:
     """Twenty sessions run `make` once at 100 MiB: a session's first make is estimated from the *other*
     sessions (p75 of 100 = 100) and the multiplier is 1, not a leak of its own run."""
     rule = Rule().calibrated([obs(f"s{i}", "make", 100, 0) for i in range(20)])
-    assert rule.calibration["memory"]["host signature"] == pytest.approx(1.0)
+    assert rule.calibration["memory"]["*"] == pytest.approx(1.0)
 
 
 def test_too_little_history_calibrates_nothing() -> None:
     assert Rule().calibrated([obs("s", "pytest", 100, i * 10) for i in range(5)]).calibration is None
+
+
+def test_per_basis_multipliers_on_request() -> None:
+    from agentcgroup.predict.calibrate import multipliers
+
+    per = {"memory": {"session literal": [1.0] * 19 + [50.0], "host signature": [2.0] * 20, "session all": [9.0] * 20}}
+    m = multipliers(per, gated={"session all"}, per_basis_too=True)["memory"]
+    assert m["session literal"] == 50.0 and m["host signature"] == 2.0 and m["session all"] == 9.0
+    # pooled over the ungated bases only: 40 ratios, the ceil(41 x 0.95) = 39th smallest
+    assert m["*"] == 2.0
+    assert multipliers(per, gated={"session all"}) == {"memory": {"*": 2.0}}

@@ -42,7 +42,7 @@ def test_haiku_split_as_documented(haiku) -> None:
     assert learned["calls"] == 145
     assert learned["predicted_share"] == pytest.approx(0.800, abs=0.002)
     assert learned["under_predicted_share"] == pytest.approx(0.0431, abs=0.002)
-    assert learned["reserved_over_actual"] == pytest.approx(1.92, abs=0.01)
+    assert learned["reserved_over_actual"] == pytest.approx(1.87, abs=0.01)
     # issue 16's goal, with margins calibrated on the earlier half only
     assert learned["under_predicted_share"] <= 0.05 and learned["reserved_over_actual"] <= 2.0
     # fewer misses than the session's peak so far, and half the reservation of a fixed 256 MiB
