@@ -1,12 +1,19 @@
 """The controller's predictor (issue 16): it learns from outcomes, keeps its history in the state dir, reloads
-(and calibrates) it; the ``predict`` setting."""
+(and calibrates) it; the ``predict`` setting; the admission room's predicted path on fakes (queued while it does
+not fit, never refused, bounded; declared peaks still win)."""
 
 from __future__ import annotations
 
+import threading
+import time
+from types import SimpleNamespace
+
 import pytest
 
+from agentcgroup.controller.admission import Admission
 from agentcgroup.controller.callspec import CallSpec
 from agentcgroup.controller.config import ControllerConfig
+from agentcgroup.controller.intent import Intent
 from agentcgroup.controller.predicted import Predictor
 from agentcgroup.errors import InvalidValue
 from agentcgroup.outcome import Outcome
@@ -71,3 +78,66 @@ def test_the_predict_setting(text, value) -> None:
 def test_a_bad_predict_setting_names_it() -> None:
     with pytest.raises(InvalidValue, match="predict"):
         ControllerConfig.parse(predict="maybe")
+
+
+# --- the admission room's predicted path, on fakes (the kernel test runs it for real) -------------------------
+
+
+class _Room:
+    """A session with a 400 MiB budget (90 %: 360 usable) in which ``usage`` is used and ``running`` run."""
+
+    def __init__(self, wait: float) -> None:
+        self.usage = 200 * MiB
+        self.session = SimpleNamespace(name="s", budget=400 * MiB)
+        self.running: list = [SimpleNamespace(id="c0", session=self.session)]
+        self.predictor = Predictor(None)
+        self.predictor.learn(outcome("s", ["make"], 200 * MiB))  # predicted: 250 MiB
+        cfg = ControllerConfig(admission_wait=wait, predict=True)
+        snap = SimpleNamespace(
+            budgets=lambda: [("s", self.usage, 400 * MiB, self.running)],
+            stats=lambda cs: SimpleNamespace(memory_current=0),
+        )
+        self.admission = Admission(cfg, threading.RLock(), lambda: snap, lambda: self.running, "v2", self.predictor)
+
+    def admit(self, argv: list[str], **kw):
+        return self.admission.admit(self.session, CallSpec.of(argv, **kw))
+
+    def free_later(self, after: float) -> None:
+        def free() -> None:
+            time.sleep(after)
+            self.usage, self.running = 0, []
+            self.admission.release("c0")
+
+        threading.Thread(target=free, daemon=True).start()
+
+
+def test_a_predicted_call_that_does_not_fit_waits_until_memory_frees() -> None:
+    room = _Room(wait=30)
+    room.free_later(0.3)
+    queued, token = room.admit(["make"])
+    assert 0.25 <= queued < 10
+    room.admission.claim(token, "c1")
+    note = room.admission.note("c1")
+    assert note.startswith("queued") and "predicted peak 250 MiB" in note and "started when it fit" in note
+
+
+def test_a_predicted_call_is_never_refused_its_wait_is_bounded() -> None:
+    room = _Room(wait=0.2)  # the running call never ends
+    queued, token = room.admit(["make"])
+    assert 0.15 <= queued < 5 and not isinstance(token, Outcome)
+    room.admission.claim(token, "c1")
+    assert "the wait (0.2 s) ran out" in room.admission.note("c1")
+
+
+def test_with_nothing_running_to_free_memory_it_starts_at_once() -> None:
+    room = _Room(wait=30)
+    room.running = []  # 200 MiB used by the agent, say: waiting frees nothing
+    queued, token = room.admit(["make"])
+    assert queued == 0 and room.admission.note(token) is None
+
+
+def test_a_call_without_a_prediction_or_with_a_declared_peak_is_admitted_as_before() -> None:
+    room = _Room(wait=0.2)
+    assert room.admit(["ls"])[0] == 0  # no history of ls: no prediction, no wait
+    refused = room.admit(["make"], intent=Intent(memory=500 * MiB))  # a declaration wins: refused, as before
+    assert isinstance(refused, Outcome) and refused.refused
