@@ -41,6 +41,9 @@ COVERAGE = 0.95
 #: costs tens of times their total
 CALIBRATED = ("memory",)
 MAX_CALLS = 5000
+#: as history grows (``agentcg predict --online``, the controller), the margins are recalibrated each time this
+#: many more calls have ended
+RECALIBRATE_EVERY = 100
 POOLED = "*"
 
 #: figure -> basis (or ``"*"``) -> multiplier

@@ -21,7 +21,7 @@ from agentcgroup.outcome import Outcome
 MiB = 1 << 20
 
 
-def outcome(session: str, argv: list[str], peak: int | None, refused: bool = False) -> Outcome:
+def outcome(session: str, argv: list[str], peak: int | None, refused: bool = False, dur: float = 2.0) -> Outcome:
     return Outcome(
         session=session,
         call_id="c1",
@@ -29,7 +29,7 @@ def outcome(session: str, argv: list[str], peak: int | None, refused: bool = Fal
         argv=argv,
         backend="v2",
         exit_code=0,
-        duration_s=2.0,
+        duration_s=dur,
         memory_peak=peak,
         refused=refused,
     )
@@ -141,3 +141,18 @@ def test_a_call_without_a_prediction_or_with_a_declared_peak_is_admitted_as_befo
     assert room.admit(["ls"])[0] == 0  # no history of ls: no prediction, no wait
     refused = room.admit(["make"], intent=Intent(memory=500 * MiB))  # a declaration wins: refused, as before
     assert isinstance(refused, Outcome) and refused.refused
+
+
+def test_the_margins_are_recalibrated_as_calls_are_learned(monkeypatch) -> None:
+    from agentcgroup.controller import predicted
+
+    monkeypatch.setattr(predicted, "RECALIBRATE_EVERY", 40)
+    p = Predictor(None)
+    assert p.rule.calibration is None
+    for i in range(20):  # each session's second run (after its first ended) is 3x its first
+        p.learn(outcome(f"s{i}", ["make"], 100 * MiB, dur=0.0))
+        time.sleep(0.001)
+        p.learn(outcome(f"s{i}", ["make"], 300 * MiB, dur=0.0))
+    p.wait_calibrated(30)
+    assert p.rule.calibration is not None and p.rule.calibration["memory"]["*"] == pytest.approx(3.0)
+    p.close()
