@@ -13,6 +13,8 @@ differ in what else they do:
   (agent included, as systemd-oomd kills a unit) once memory pressure or budget use stays high for 0.5 s.
 * ``agentcgroup``: the controller as shipped: priorities, protected agent leaves, tools first for the OOM
   killer, and graduated throttle -> freeze -> kill of lower-priority calls under pressure.
+* ``learned``: ``agentcgroup`` with admission by prediction (``ControllerConfig.predict``): each call, which
+  declares nothing, reserves its predicted peak and waits while it does not fit (docs/predict.md).
 """
 
 from __future__ import annotations
@@ -37,10 +39,11 @@ class Arm:
     fair_high: bool = False  # per-session memory.high at budget / sessions
     oomd: bool = False  # the oomd-like killer runs beside it
     full_controller: bool = False
+    predict: bool = False  # admission reserves each call's predicted peak
 
     def config(self, budget: int | None) -> ControllerConfig:
         if self.full_controller:
-            return ControllerConfig(budget=budget, warm=0)
+            return ControllerConfig(budget=budget, warm=0, predict=self.predict)
         # the baselines get none of agentcgroup's protections: tools and agents are equal for the OOM killer
         return ControllerConfig(budget=budget, warm=0, tool_oom_score_adj=0, agent_memory_low=0)
 
@@ -65,6 +68,7 @@ ARMS: dict[str, Arm] = {
         Arm("high", "memory.high only", fair_high=True),
         Arm("psi-kill", "PSI-kill (oomd-like)", oomd=True),
         Arm("agentcgroup", "agentcgroup", priorities=True, full_controller=True),
+        Arm("learned", "agentcgroup + learned intents", priorities=True, full_controller=True, predict=True),
     )
 }
 

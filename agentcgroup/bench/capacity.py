@@ -17,9 +17,9 @@ memory limit or policy), or CPU (calls killed by their timeouts, or the high-pri
 the CPUs were at least 90 % busy; 2 CPUs here: a longer time scale, ``--duration``, or a lower
 ``--cpu-scale`` moves it), or time (the same with CPUs to spare).
 
-Arms: ``static`` (per-session hard limits at each session's peak, x1.1: what operators do today) and
-``agentcgroup`` (the controller as shipped). ``learned`` (the controller reserving each call's predicted peak
-at admission, issue 16) plugs in at :data:`LEARNED_SEAM` once admission by prediction exists.
+Arms: ``static`` (per-session hard limits at each session's peak, x1.1: what operators do today),
+``agentcgroup`` (the controller as shipped) and ``learned`` (the controller reserving each call's predicted
+peak at admission, issue 16: its history is what ``history`` gives, grown by the probe's own calls).
 """
 
 from __future__ import annotations
@@ -35,11 +35,8 @@ SESSIONS_PER_KILL = 10
 START = 1
 #: the arm names ``agentcg capacity`` knows, in report order
 CAPACITY_ARMS = ("static", "agentcgroup", "learned")
-#: what the learned arm needs and does not have yet (None when it exists)
-LEARNED_SEAM = (
-    "the learned arm needs admission by prediction in the controller (issue 16, second part): each call "
-    "submitted with the reservation agentcgroup.predict.predicted_intent gives, kept out of its limits"
-)
+#: what the learned arm needs and does not have yet (None: it exists)
+LEARNED_SEAM: str | None = None
 
 
 @dataclass
@@ -178,6 +175,7 @@ def kernel_probe(
     runs: int = 1,
     max_slowdown: float = MAX_SLOWDOWN,
     on_run: Callable[[str], None] | None = None,
+    history: Sequence[Any] = (),
 ) -> Callable[[int], Probe]:
     """A probe that replays the first ``n`` of ``plans`` (cycled) for real under ``arm_name``, ``runs`` times,
     each run right after the high-priority session alone. It holds when no run lost an agent or killed too many
@@ -202,7 +200,7 @@ def kernel_probe(
                 on_run(f"{arm_name}: {n} sessions, run {r + 1}/{runs}")
             meter = CpuMeter()
             meter.start()
-            res = run_once(arm, chosen, priorities, budget, root=root, run=r, call_procs=call_procs)
+            res = run_once(arm, chosen, priorities, budget, root=root, run=r, call_procs=call_procs, history=history)
             done.append((alone, res, meter.stop()))
             if res.agents_lost or res.calls_killed > allowed_kills(n) or res.sessions[0].completion_s is None:
                 break  # failed for memory: more runs cannot save it

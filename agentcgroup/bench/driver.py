@@ -27,6 +27,7 @@ from ..backends.base import Cgroup, Manager
 from ..controller.core import Controller
 from ..errors import AgentCgroupError
 from ..parsers import parse_psi
+from ..predict.history import Observation
 from ..replay.plan import CallPlan, Point, ReplayPlan
 from ..replay.runner import WORKER
 from ..spawn import DEVNULL
@@ -141,9 +142,15 @@ def run_once(
     run: int = 0,
     call_procs: int = 1,
     on_call: Callable[[], None] | None = None,
+    history: Sequence[Observation] = (),
 ) -> RunResult:
-    """Replay ``plans`` at once (session ``i`` with ``priorities[i]``) under ``arm``; leaves nothing behind."""
+    """Replay ``plans`` at once (session ``i`` with ``priorities[i]``) under ``arm``; leaves nothing behind.
+    ``history``: what an arm that predicts knows before the run (each call is predicted as its traced
+    command)."""
     ctl = Controller(root=root, config=arm.config(budget), policies=arm.policies())
+    predictor = ctl.admission.predictor
+    if predictor is not None:
+        predictor.seed(history)
     sched = _Schedules()
     stop = threading.Event()
     usage: list[int] = []
@@ -225,6 +232,8 @@ def run_once(
                     if agent.poll() is not None:
                         break
                     argv = sched.write(time.monotonic(), c.duration, c.points, True, call_procs)
+                    if predictor is not None and c.command:
+                        predictor.alias(argv, c.command)
                     out = ctl.submit(
                         name, argv, timeout=call_timeout(c), stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL
                     ).wait()

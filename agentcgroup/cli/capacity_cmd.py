@@ -16,7 +16,14 @@ from .errors import fail
 @click.command()
 @click.argument("traces", nargs=-1, required=True)
 @click.option("--budget", "budget_text", required=True, help="Memory for all sessions together (the root's limit).")
-@click.option("--arms", default="static,agentcgroup", show_default=True, help="Policies: static, agentcgroup.")
+@click.option("--arms", default="static,agentcgroup", show_default=True, help="Policies: static, agentcgroup, learned.")
+@click.option(
+    "--history",
+    "history_paths",
+    multiple=True,
+    help="What the learned arm knows beforehand: traces, a state dir or a history store (the replayed tasks "
+    "themselves are left out).",
+)
 @click.option("--duration", type=float, default=15.0, show_default=True, help="Seconds each replay is scaled to.")
 @click.option(
     "--peak", "peak_text", default="512M", show_default=True, help="Memory scale: the largest session peaks here."
@@ -38,6 +45,7 @@ def capacity(
     traces: tuple[str, ...],
     budget_text: str,
     arms: str,
+    history_paths: tuple[str, ...],
     duration: float,
     peak_text: str,
     cpu_scale: float,
@@ -93,26 +101,50 @@ def capacity(
     for t in traces:
         if not os.path.exists(t):
             fail(f"invalid trace {t!r}: no such file or directory")
-    plans = _plans(traces, duration, peak, cpu_scale)
+    plans, mscale = _plans(traces, duration, peak, cpu_scale)
+    history = _history(history_paths, {p.task for p in plans}, mscale) if "learned" in names else []
 
     def interrupted(signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt  # the run's finally blocks kill what they started and remove their cgroups
 
     signal.signal(signal.SIGTERM, interrupted)
     try:
-        doc = _search(plans, names, budget, root or "agentcg-capacity", call_procs, runs, max_slowdown, max_sessions)
+        doc = _search(
+            plans, names, budget, root or "agentcg-capacity", call_procs, runs, max_slowdown, max_sessions, history
+        )
     except KeyboardInterrupt:
         fail("interrupted: the probes so far are dropped, nothing is left behind", 130)
     doc.update(duration_s=duration, peak=peak, cpu_scale=cpu_scale, call_procs=call_procs, runs=runs)
     doc["max_slowdown"] = max_slowdown
     doc["sessions"] = [{"task": p.task, "peak": p.trace_peak, "calls": len(p.calls)} for p in plans]
+    if "learned" in names:
+        doc["history_calls"] = len(history)
     if as_json:
         click.echo(json.dumps(doc))
     else:
         _print(doc)
 
 
-def _plans(traces: tuple[str, ...], duration: float, peak: int, cpu_scale: float) -> list[Any]:
+def _history(paths: tuple[str, ...], replayed: set[str], mscale: float) -> list[Any]:
+    """The learned arm's history: observations from ``paths``, the replayed tasks' own left out (it would know
+    the future), memory scaled as the replay scales it."""
+    import dataclasses
+
+    from ..errors import AgentCgroupError
+    from ..predict.sources import load_history
+
+    try:
+        obs, _ = load_history(paths)
+    except (AgentCgroupError, OSError, ValueError) as exc:
+        fail(f"invalid history {' '.join(paths)!r}: {exc}")
+    return [
+        dataclasses.replace(o, memory=None if o.memory is None else int(o.memory * mscale))
+        for o in obs
+        if o.session not in replayed
+    ]
+
+
+def _plans(traces: tuple[str, ...], duration: float, peak: int, cpu_scale: float) -> tuple[list[Any], float]:
     from ..replay.plan import plan
     from ..traces import discover
 
@@ -129,7 +161,7 @@ def _plans(traces: tuple[str, ...], duration: float, peak: int, cpu_scale: float
         plan(t, time_scale=max((t.samples.span_s or duration) / duration, 1e-3), memory_scale=mscale,
              cpu_scale=cpu_scale)
         for t in tasks
-    ]  # fmt: skip
+    ], mscale  # fmt: skip
 
 
 def _fraction(text: str) -> float:
@@ -153,6 +185,7 @@ def _search(
     runs: Any,
     max_slowdown: Any,
     max_sessions: Any,
+    history: Any = (),
 ) -> Any:
     from ..bench.capacity import kernel_probe, search, summary
 
@@ -162,7 +195,15 @@ def _search(
     results = {}
     for name in names:
         probe = kernel_probe(
-            name, plans, budget, root=root, call_procs=call_procs, runs=runs, max_slowdown=max_slowdown, on_run=say
+            name,
+            plans,
+            budget,
+            root=root,
+            call_procs=call_procs,
+            runs=runs,
+            max_slowdown=max_slowdown,
+            on_run=say,
+            history=history,
         )
 
         def logged(n: int, probe=probe) -> Any:  # type: ignore[no-untyped-def]
@@ -184,13 +225,14 @@ def _print(doc: dict[str, Any]) -> None:
     )
     for arm, a in doc["arms"].items():
         click.echo(f"\n{arm}: capacity {a['capacity']}" + (f"; at more, {a['reason']}" if a["reason"] else ""))
-        head = f"{'held':>5} {'agents lost':>11} {'killed':>6} {'high slowdown':>13} {'CPU busy':>8}"
+        head = f"{'held':>5} {'agents lost':>11} {'killed':>6} {'high slowdown':>13} {'CPU busy':>8} {'queued':>12}"
         click.echo(f"  {'sessions':>8} {head}")
         for p in a["probes"]:
             slow = "-" if p["high_slowdown"] is None else f"{p['high_slowdown']:+.1%}"
+            queued = f"{p['queued_calls']} / {p['queued_s']:.1f} s"
             click.echo(
                 f"  {p['n']:>8} {'yes' if p['held'] else 'no':>5} {p['agents_lost']:>11} {p['calls_killed']:>6} "
-                f"{slow:>13} {p['cpu_busy']:>8.0%}"
+                f"{slow:>13} {p['cpu_busy']:>8.0%} {queued:>12}"
             )
     parts = [f"capacity_{a}={doc.get('capacity_' + a, '-')}" for a in ("static", "agentcgroup")]
     parts.append("capacity_learned=-" if LEARNED_SEAM else f"capacity_learned={doc.get('capacity_learned', '-')}")

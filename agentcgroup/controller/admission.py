@@ -1,6 +1,12 @@
 """The admission room: a call that declares its memory (an intent, or a hard limit) is admitted when it fits
 the session's and the host's budgets, less what admitted calls declared but do not use yet; else it waits
-(``admission_wait`` at most) or is refused with a reason the agent can read."""
+(``admission_wait`` at most) or is refused with a reason the agent can read.
+
+With ``predict`` on, a call that declares nothing reserves its *predicted* peak (:mod:`.predicted`) the same
+way, with two differences, because a prediction is a guess and a declaration a promise: it is never refused
+(a prediction larger than a budget reserves the budget's room), and it waits only while something that could
+free memory runs, ``admission_wait`` at most, then starts anyway. Either way its outcome's feedback says what
+was predicted and how long it waited."""
 
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from ..warm import new_call_id
 from .callspec import CallSpec
 from .config import ControllerConfig
 from .intent import declared_memory
+from .predicted import Predictor
 from .snapshot import Snapshot
 from .state import CallState, SessionState
 
@@ -31,18 +38,23 @@ class Admission:
         snapshot: Callable[[], Snapshot],
         calls: Callable[[], list[CallState]],
         backend: str,
+        predictor: Predictor | None = None,
     ) -> None:
         self.config, self._snapshot, self._calls, self._backend = config, snapshot, calls, backend
         self._cv = threading.Condition(lock)
         self._reserved: dict[str, int] = {}  # call id (or pending token) -> declared bytes
         self._tokens = itertools.count()
         self.waiting = 0  # calls in the queue now (waiting for room)
+        self.predictor = predictor
+        self._notes: dict[str, str] = {}  # call id (or pending token) -> what admission tells the agent
 
     def admit(self, s: SessionState, spec: CallSpec) -> tuple[float, str] | Outcome:
         """(seconds spent waiting in the queue, 0 when admitted at once; reservation token), or a refusal."""
         token = f"pending-{next(self._tokens)}"
         decl = declared_memory(spec.intent, spec.limits)
         if decl is None:
+            if self.predictor is not None:
+                return self._admit_predicted(s, spec, token)
             return 0.0, token
         cmd = command_text(list(spec.argv))
         for scope, budget in (("the session's budget", s.budget), ("the host budget", self.config.budget)):
@@ -79,6 +91,62 @@ class Admission:
                 if queued:
                     self.waiting -= 1
 
+    def _admit_predicted(self, s: SessionState, spec: CallSpec, token: str) -> tuple[float, str]:
+        assert self.predictor is not None
+        pred = self.predictor.predict(spec, s.name)
+        if pred is None or pred.memory is None:
+            return 0.0, token
+        want = pred.memory
+        t0 = time.monotonic()
+        deadline = t0 + self.config.admission_wait
+        queued = False
+        with self._cv:
+            while True:
+                free = self._free_for(s)
+                waited = time.monotonic() - t0
+                how = "it fit" if want <= free else None
+                if how is None and not self._others_running(s):
+                    how = "nothing running could free more"
+                if how is None and waited >= self.config.admission_wait:
+                    how = f"the wait ({self.config.admission_wait:g} s) ran out"
+                if how is not None:
+                    self._reserved[token] = want if want <= free else max(free, 0)
+                    break
+                if not queued:
+                    queued = True
+                    self.waiting += 1
+                self._cv.wait(min(deadline - time.monotonic(), 0.5))
+            if queued:
+                self.waiting -= 1
+        if queued:
+            self._notes[token] = (
+                f"queued {waited:.1f} s: its predicted peak {format_size(want)} ({pred.basis}) did not fit the "
+                f"memory free in its budgets; started when {how}."
+            )
+            log.info("event=queue-predicted session=%s want=%d waited=%.3f", s.name, want, waited)
+        return (waited if queued else 0.0), token
+
+    def _others_running(self, s: SessionState) -> bool:
+        """Whether a running (or admitted) call could free memory for ``s``: one of its own, or with a host
+        budget any."""
+        host = self.config.budget is not None
+        return any(cs.session is s or host for cs in self._calls()) or any(
+            k.startswith("pending-") for k in self._reserved
+        )
+
+    def note(self, key: str) -> str | None:
+        """What admission has to tell the call's agent (then forgotten)."""
+        with self._cv:
+            return self._notes.pop(key, None)
+
+    def close(self) -> None:
+        if self.predictor is not None:
+            self.predictor.close()
+
+    def learn(self, out: Outcome) -> None:
+        if self.predictor is not None and not out.refused:
+            self.predictor.learn(out)
+
     def _free_for(self, s: SessionState) -> int:
         """What a new call may count on: each budget's room, less what admitted calls declared but have not
         used yet (their usage is already in the budget's)."""
@@ -103,10 +171,13 @@ class Admission:
         with self._cv:
             if token in self._reserved:
                 self._reserved[call_id] = self._reserved.pop(token)
+            if token in self._notes:
+                self._notes[call_id] = self._notes.pop(token)
 
     def release(self, key: str) -> None:
         with self._cv:
             self._reserved.pop(key, None)
+            self._notes.pop(key, None)
             self._cv.notify_all()
 
     def _refusal(self, s: SessionState, spec: CallSpec, reason: str) -> Outcome:

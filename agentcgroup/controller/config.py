@@ -45,6 +45,8 @@ class ControllerConfig:
     warm            spare pre-placed leaves per session (0: off)
     warm_after      calls a session starts before its spares are made (0: at open). The daemon uses 1: an idle
                     session, or one opened for a single call (``agentcg run``), holds no spare, stub or thread
+    predict         a call that declares no memory reserves its predicted peak, from what similar calls
+                    used (history in the state dir, when there is one); queued while it does not fit
     """
 
     budget: int | None = None
@@ -64,6 +66,7 @@ class ControllerConfig:
     checkpoint: int | None = None
     warm: int = 2
     warm_after: int = 0
+    predict: bool = False
 
     def __post_init__(self) -> None:
         if self.budget is not None and self.budget <= 0:
@@ -129,6 +132,8 @@ class ControllerConfig:
                 out[key] = parse_size(value, key)
             elif key in ("stall_grace", "kill_after", "urgent_grace", "lead_time", "sample_interval", "admission_wait"):
                 out[key] = 0.0 if str(value) == "0" else parse_duration(value, key)
+            elif key == "predict":
+                out[key] = _flag(key, value)
             else:
                 kind = float if key in ("pressure_on", "pressure_off", "urgent_level") else int
                 try:
@@ -141,3 +146,14 @@ class ControllerConfig:
 
     def with_(self, **kw: Any) -> ControllerConfig:
         return replace(self, **kw)
+
+
+def _flag(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "on", "yes", "true"):
+        return True
+    if text in ("0", "off", "no", "false"):
+        return False
+    raise InvalidValue(key, value, "expected on or off")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import resource
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -35,6 +34,7 @@ from .callspec import CallSpec
 from .config import ControllerConfig
 from .dispatch import Dispatch
 from .events import EventBus
+from .fdlimit import raise_fd_limit
 from .handle import CallHandle
 from .intent import Intent
 from .loop import Loop
@@ -45,6 +45,7 @@ from .policies.oomgroup import OomGroupPolicy
 from .policies.pressure import PressurePolicy
 from .policies.softlimit import SoftLimitPolicy
 from .policies.timeout import TimeoutPolicy
+from .predicted import Predictor
 from .sessions import ROOT_UID, AccessDenied, Sessions
 from .snapshot import Snapshot
 from .state import CallState, SessionState
@@ -76,7 +77,7 @@ class Controller:
         state_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.config = config or ControllerConfig()
-        _raise_fd_limit()
+        raise_fd_limit()
         self._own_manager = manager is None
         self.manager = manager or get_manager(root, backend=backend)
         self.policies = policies if policies is not None else default_policies()
@@ -86,8 +87,9 @@ class Controller:
         self.state = StateDir(state_dir) if state_dir is not None else None
         self.root = RootBudget(self.manager, self.config, self.loop, lambda: self.dispatch.pressure())
         self.sessions = Sessions(self.manager, self.config, self.root, self.state)
+        learned = Predictor(state_dir) if self.config.predict else None  # admission by prediction (predicted.py)
         self.admission = Admission(
-            self.config, self.sessions.lock, self.snapshot, self.sessions.calls, self.manager.kind
+            self.config, self.sessions.lock, self.snapshot, self.sessions.calls, self.manager.kind, learned
         )
         self.outcomes = Outcomes(self.sessions, self.state)
         self.events = EventBus()  # every step, for the event log, metrics and top (controller/events.py)
@@ -281,6 +283,7 @@ class Controller:
             self.loop.thread.join(5)
         self._close_backend()
         self.loop.close()
+        self.admission.close()
 
     def _close_backend(self) -> None:
         self.root.close(sessions_left=bool(self.sessions.all()))
@@ -292,14 +295,3 @@ class Controller:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _raise_fd_limit() -> None:
-    """Each watched cgroup keeps a few fds open (control files, eventfds, pidfds): lift the soft limit to the
-    hard one, as servers do."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 1 << 20, hard))
-        except (ValueError, OSError):
-            pass

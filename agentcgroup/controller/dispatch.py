@@ -343,6 +343,9 @@ class Dispatch:
         if error is not None:
             out.error = error
             out.feedback = build_feedback(out)
+        note = self.admission.note(cs.id)  # queued on a predicted peak: say so
+        if note is not None:
+            out.feedback = f"{note} {out.feedback or ''}".strip()
         with self.lock:  # remembered before it leaves the running set: outcome() never finds neither
             self.outcomes.remember(cs.session.uid, out)
             cs.session.calls.pop(cs.id, None)
@@ -350,6 +353,7 @@ class Dispatch:
         if self.store is not None:
             self.store.drop_call(cs.id)
         self.outcomes.save(cs.session.uid, out)
+        self.admission.learn(out)  # the next call of its kind is sized from this one
         log.info(
             "event=call-end session=%s call=%s rc=%s killed_by=%s peak=%s duration=%.3f",
             cs.session.name,

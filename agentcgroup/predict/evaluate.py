@@ -3,8 +3,9 @@
 A call is predicted from what had *ended* before it started: its own session's earlier calls and, when given,
 a base history (other sessions: ``--history``, or the first half of the sessions with ``split``). With
 ``online``, every evaluated session also becomes history for the sessions after it, as on a host whose daemon
-keeps its outcomes. Beside the learned rule, the naive policies on the same calls: the session's peak so far
-(the largest call of the session until now), and a fixed per-call reservation.
+keeps its outcomes (and the margins are recalibrated on it every ``RECALIBRATE_EVERY`` calls that ended).
+Beside the learned rule, the naive policies on the same calls: the session's peak so far (the largest call of
+the session until now), and a fixed per-call reservation.
 
 Figures per policy (memory; duration and CPU likewise, where the naive policies apply):
 
@@ -23,6 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .calibrate import RECALIBRATE_EVERY
 from .history import FIGURES, History, Observation
 from .rule import DEFAULT_RULE, Rule
 from .sources import TaskCalls, notes
@@ -82,6 +84,7 @@ class Evaluation:
     bases: dict[str, int]  # what the learned memory predictions rested on
     notes: list[str]
     per_call: list[dict[str, Any]] = field(default_factory=list)
+    calibration: dict[str, dict[str, float]] = field(default_factory=dict)  # figure -> basis -> multiplier
 
     def to_dict(self, per_call: bool = False) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -93,6 +96,7 @@ class Evaluation:
             "figures": {f: {p: t.to_dict() for p, t in pol.items()} for f, pol in self.tallies.items()},
             "bases": dict(sorted(self.bases.items(), key=lambda kv: -kv[1])),
             "notes": self.notes,
+            "calibration": {f: {b: round(m, 3) for b, m in bm.items()} for f, bm in self.calibration.items()},
         }
         if per_call:
             d["calls"] = self.per_call
@@ -104,6 +108,7 @@ def _replay(
     base: Sequence[Observation],
     share: bool,
     visit: Callable[[Observation, History], None],
+    ended: list[Observation] | None = None,
 ) -> None:
     """Walk the sessions' calls in start order; before each, the history holds ``base`` and every call that
     ended before it started (its own session's; with ``share``, every evaluated session's)."""
@@ -113,7 +118,10 @@ def _replay(
         pending: list[tuple[float, int, Observation]] = []
         for i, o in enumerate(events):
             while pending and pending[0][0] <= o.start:
-                hist.add(heapq.heappop(pending)[2])
+                done = heapq.heappop(pending)[2]
+                hist.add(done)
+                if ended is not None:
+                    ended.append(done)
             visit(o, hist)
             heapq.heappush(pending, (o.end, i, o))
         return
@@ -141,16 +149,27 @@ def evaluate(
     fixed_bytes: int = FIXED_BYTES,
     history_sessions: int = 0,
     keep_calls: bool = False,
+    calibrate: bool = True,
 ) -> Evaluation:
     """Evaluate ``rule`` (and the naive policies) on ``sessions``, each call predicted from ``base`` and the
-    calls that ended before it (see the module's text)."""
+    calls that ended before it (see the module's text). With ``calibrate``, the rule's margins are measured
+    on ``base`` first (:meth:`Rule.calibrated`: never on the sessions evaluated)."""
     base = list(base)
+    uncalibrated = rule
+    if calibrate and base and rule.calibration is None:
+        rule = rule.calibrated(base)
+    ended: list[Observation] = []  # online: what has ended so far, recalibrated on as it grows
+    calibrated_at = [0]
     tallies = {f: {LEARNED: Tally(), SESSION_PEAK: Tally()} for f in FIGURES}
     tallies["memory"][FIXED] = Tally()
     bases: dict[str, int] = {}
     per_call: list[dict[str, Any]] = []
 
     def visit(o: Observation, hist: History) -> None:
+        nonlocal rule
+        if calibrate and online and len(ended) - calibrated_at[0] >= RECALIBRATE_EVERY:
+            calibrated_at[0] = len(ended)
+            rule = uncalibrated.calibrated([*base, *ended])
         pred = rule.predict(hist.signature_of(o), o.session, hist)
         earlier = hist.session_calls(o.session)
         for figure in FIGURES:
@@ -176,7 +195,7 @@ def evaluate(
                 }
             )
 
-    _replay(sessions, base, online, visit)
+    _replay(sessions, base, online, visit, ended)
     return Evaluation(
         mode=mode,
         sessions=len(sessions),
@@ -187,6 +206,7 @@ def evaluate(
         bases=bases,
         notes=notes(sessions),
         per_call=per_call,
+        calibration={f: dict(m) for f, m in (rule.calibration or {}).items()},
     )
 
 

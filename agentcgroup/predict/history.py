@@ -146,9 +146,17 @@ class History:
     def signature_of(obs: Observation) -> Signature:
         return _signature(obs.command, obs.cwd)
 
-    def add(self, obs: Observation, sig: Signature | None = None, *, host: bool = True) -> None:
-        """Remember ``obs``; with ``host=False`` for its own session only (what the others see is unchanged)."""
+    def add(self, obs: Observation, sig: Signature | None = None, *, host: bool = True, own: bool = True) -> None:
+        """Remember ``obs``; with ``host=False`` for its own session only (what the others see is unchanged);
+        with ``own=False`` host-wide only (its session's own lookups do not see it)."""
         sig = sig or self.signature_of(obs)
+        if not own:
+            if host:
+                for key in sig.history_keys():
+                    if key[0] in HOST_LEVELS:
+                        self._add_host(key, obs)
+                self.count += 1
+            return
         s = self._sessions.get(obs.session)
         if s is None:
             s = self._sessions[obs.session] = _Session()

@@ -21,6 +21,16 @@ haiku traces only, and are not fitted to anything (the same rule runs on session
    least :data:`SESSION_WIDE_MIN` calls, the p95 of everything the session ran, times the margin.
 4. **No history, no prediction**: ``None``.
 
+**Calibrated margins.** With enough history (:meth:`Rule.calibrated`), the margins above are not fixed: each
+basis's estimate (taken without margin) is stretched by a multiplier measured on the history by split
+conformal prediction at 95 % coverage (:mod:`.calibrate`); the fixed margins remain for what the history
+cannot calibrate.
+
+**The gate.** A figure whose estimate rests only on what says nothing about the call's *kind* (:data:`GATED`:
+the session's typical call, its calls of the same program, everything it ran, or other sessions' calls of the
+same program whatever its subcommand) is not predicted: ``None`` for that figure. A reservation sized from
+``python``'s or ``bash``'s anything is a guess; no reservation (as with no history) is honest about it.
+
 Memory is never predicted below its floor. The **confidence** (0-1) is the weight of what the memory figure
 rested on (:data:`WEIGHTS`) times ``n / (n + 1)`` for the ``n`` observations (or sessions) behind it.
 """
@@ -28,10 +38,11 @@ rested on (:data:`WEIGHTS`) times ``n / (n + 1)`` for the ``n`` observations (or
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .calibrate import POOLED, Multipliers, multipliers, ratios
 from .history import FIGURES, History, Observation
 from .signature import Signature, signature
 
@@ -59,6 +70,8 @@ WEIGHTS = {
     "session program": 0.3,
     "session all": 0.2,
 }
+#: bases that say nothing about the call's kind: not predicted (see the module's text)
+GATED = frozenset({"session typical", "session program", "session all", "host program"})
 
 
 @dataclass(frozen=True)
@@ -113,6 +126,31 @@ class Rule:
     session_quantile: float = SESSION_QUANTILE
     host_quantile: float = HOST_QUANTILE
     min_host_sessions: int = MIN_HOST_SESSIONS
+    gate: bool = True
+    #: figure -> basis (or "*", pooled) -> multiplier of the un-margined estimate; None: the fixed margins
+    calibration: Multipliers | None = field(default=None, hash=False)
+
+    def calibrated(self, observations: Iterable[Observation]) -> Rule:
+        """This rule with its margins measured on ``observations`` (:mod:`.calibrate`); unchanged when they
+        are too few to calibrate anything."""
+        found = multipliers(ratios(observations, self._raw()), GATED)
+        return replace(self, calibration=found or None)
+
+    def _raw(self) -> Rule:
+        return replace(self, margin=1.0, prior_margin=1.0, calibration=None)
+
+    def _margined(self, sig: Signature, session: str | None, history: History, figure: str) -> Estimate | None:
+        """The figure's estimate with its margin: calibrated when the calibration knows the figure."""
+        mult = None if self.calibration is None else self.calibration.get(figure)
+        if not mult:
+            return self.estimate(sig, session, history, figure)
+        est = self._raw().estimate(sig, session, history, figure)
+        if est is None:
+            return None
+        m = mult.get(est.basis, mult.get(POOLED))
+        if m is None:
+            return self.estimate(sig, session, history, figure)
+        return Estimate(est.value * m, est.basis, est.n, est.key)
 
     def estimate(self, sig: Signature, session: str | None, history: History, figure: str) -> Estimate | None:
         """One figure's estimate (before the memory floor), or None."""
@@ -176,7 +214,9 @@ class Rule:
 
     def predict(self, sig: Signature, session: str | None, history: History) -> Prediction | None:
         """The prediction for a call of signature ``sig`` in ``session`` (None: no session), or None."""
-        est = {f: self.estimate(sig, session, history, f) for f in FIGURES}
+        est = {f: self._margined(sig, session, history, f) for f in FIGURES}
+        if self.gate:
+            est = {f: None if e is None or e.basis in GATED else e for f, e in est.items()}
         lead = est["memory"] or est["duration"] or est["cpu"]
         if lead is None:
             return None

@@ -61,3 +61,10 @@ def test_arms_parse_and_size_their_limits() -> None:
     assert ours.tool_oom_score_adj == 1000 and ours.agent_memory_low > 0
     assert [p.name for p in ARMS["none"].policies()] == ["timeout", "oom-group"]
     assert "pressure" in [p.name for p in ARMS["agentcgroup"].policies()]
+
+
+def test_the_learned_arm_is_the_controller_with_prediction() -> None:
+    learned, ours = ARMS["learned"], ARMS["agentcgroup"]
+    assert learned.config(4000).predict and not ours.config(4000).predict
+    assert learned.config(4000).with_(predict=False) == ours.config(4000)
+    assert [p.name for p in learned.policies()] == [p.name for p in ours.policies()]

@@ -84,7 +84,7 @@ TRACE = DATA / "replay" / "synthetic-agent.jsonl"
         (["--budget", "12XB"], "12XB"),
         (["--budget", "0"], "budget"),
         (["--budget", "1G", "--arms", "static,fifo"], "'fifo'"),
-        (["--budget", "1G", "--arms", "learned"], "admission by prediction"),
+        (["--budget", "1G", "--arms", "learned", "--history", "/no/history"], "/no/history"),
         (["--budget", "1G", "--duration", "0"], "duration 0"),
         (["--budget", "1G", "--max-sessions", "0"], "max-sessions 0"),
         (["--budget", "1G", "--runs", "0"], "runs 0"),

@@ -9,6 +9,8 @@ from agentcgroup.predict import history as H
 from agentcgroup.predict.history import History, Observation
 from agentcgroup.predict.rule import FLOORS, MARGIN, PRIOR_MARGIN, Rule, predicted_intent, quantile
 
+UNGATED = Rule(gate=False)
+
 MIB = 1 << 20
 T = 1_770_000_000.0
 
@@ -46,9 +48,11 @@ def test_back_off_to_program_and_subcommand() -> None:
 def test_a_run_that_did_nothing_does_not_anchor_the_next() -> None:
     """A test run that failed at once (2 MiB) is no measure of the real run: the prior decides."""
     h = History([obs("s1", "pip install -e .", 150, 0), obs("s1", "pytest tests/a", 2, 10)])
-    p = predicted_intent("pytest tests/a", None, "s1", h)
+    p = predicted_intent("pytest tests/a", None, "s1", h, UNGATED)
     assert p.basis == "session typical"  # no other session: this session's typical real call
     assert mib(p) == pytest.approx(150 * PRIOR_MARGIN)
+    gated = predicted_intent("pytest tests/a", None, "s1", h)  # the default rule: pip's use says nothing of pytest
+    assert gated.memory is None and gated.duration is not None  # its duration rests on its own (informative) run
 
 
 def test_host_prior_needs_three_other_sessions_and_skips_the_own() -> None:
@@ -90,7 +94,8 @@ def test_host_prior_backs_off_to_command_then_program() -> None:
     h = History([obs(s, f"git log -{i}", 5, 0) for i, s in enumerate("abc")])
     assert predicted_intent("git log --oneline", None, "s", h).basis == "host signature"
     h2 = History([obs(s, "git diff", 5, 0) for s in "abc"])
-    assert predicted_intent("git show HEAD", None, "s", h2).basis == "host program"
+    assert predicted_intent("git show HEAD", None, "s", h2, UNGATED).basis == "host program"
+    assert predicted_intent("git show HEAD", None, "s", h2) is None  # gated: git's anything is no measure
 
 
 def test_session_wide_fallback_needs_three_calls() -> None:
@@ -98,10 +103,11 @@ def test_session_wide_fallback_needs_three_calls() -> None:
         return obs("s1", command, 1, t, dur=0.05, cpu_s=None)
 
     h = History([tiny("ls", 0), tiny("cat x", 5)])
-    assert predicted_intent("./build.sh", None, "s1", h) is None
+    assert predicted_intent("./build.sh", None, "s1", h, UNGATED) is None
     h.add(tiny("echo hi", 9))
-    p = predicted_intent("./build.sh", None, "s1", h)
+    p = predicted_intent("./build.sh", None, "s1", h, UNGATED)
     assert p.basis == "session all" and p.n == 3 and p.memory == int(FLOORS["memory"])
+    assert predicted_intent("./build.sh", None, "s1", h) is None  # gated by default
 
 
 def test_duration_and_cpu_follow_the_same_rule() -> None:
@@ -150,3 +156,49 @@ def test_observation_round_trip() -> None:
     assert Observation.from_dict(o.to_dict()) == o
     with pytest.raises((KeyError, TypeError, ValueError)):
         Observation.from_dict({"session": "s", "command": 5, "start": 0, "end": 1})
+
+
+def test_conformal_multiplier_needs_nineteen_ratios() -> None:
+    from agentcgroup.predict.calibrate import conformal
+
+    assert conformal([1.0] * 18) is None
+    rs = [float(i) for i in range(1, 20)]  # 19 ratios: the ceil(20 x 0.95) = 19th smallest, the largest
+    assert conformal(rs) == 19.0
+    rs = [float(i) for i in range(1, 41)]  # 40: the ceil(41 x 0.95) = 39th smallest
+    assert conformal(rs) == 39.0
+
+
+def test_calibration_measures_the_margin_a_kind_needs() -> None:
+    """Thirty sessions each run pytest twice, the second run 3x the first: the session's own estimate (the first
+    run) must be stretched 3x, not the fixed 1.25, to cover the next; a session never seen gets that margin."""
+    hist = [o for i in range(30) for o in (obs(f"s{i}", "pytest", 100, 0), obs(f"s{i}", "pytest", 300, 10))]
+    rule = Rule().calibrated(hist)
+    assert rule.calibration is not None
+    assert rule.calibration["memory"] == {"*": pytest.approx(3.0)}  # one margin for every basis
+    h = History([obs("new", "pytest", 100, 0)])
+    assert mib(predicted_intent("pytest", None, "new", h, rule)) == pytest.approx(300)
+    assert mib(predicted_intent("pytest", None, "new", h)) == pytest.approx(125)  # uncalibrated: x 1.25
+    # CPU and duration keep the fixed margins
+    assert predicted_intent("pytest", None, "new", h, rule).duration == pytest.approx(2.0 * MARGIN)
+
+
+def test_calibration_leaves_each_session_out_of_its_own_priors() -> None:
+    """Twenty sessions run `make` once at 100 MiB: a session's first make is estimated from the *other*
+    sessions (p75 of 100 = 100) and the multiplier is 1, not a leak of its own run."""
+    rule = Rule().calibrated([obs(f"s{i}", "make", 100, 0) for i in range(20)])
+    assert rule.calibration["memory"]["*"] == pytest.approx(1.0)
+
+
+def test_too_little_history_calibrates_nothing() -> None:
+    assert Rule().calibrated([obs("s", "pytest", 100, i * 10) for i in range(5)]).calibration is None
+
+
+def test_per_basis_multipliers_on_request() -> None:
+    from agentcgroup.predict.calibrate import multipliers
+
+    per = {"memory": {"session literal": [1.0] * 19 + [50.0], "host signature": [2.0] * 20, "session all": [9.0] * 20}}
+    m = multipliers(per, gated={"session all"}, per_basis_too=True)["memory"]
+    assert m["session literal"] == 50.0 and m["host signature"] == 2.0 and m["session all"] == 9.0
+    # pooled over the ungated bases only: 40 ratios, the ceil(41 x 0.95) = 39th smallest
+    assert m["*"] == 2.0
+    assert multipliers(per, gated={"session all"}) == {"memory": {"*": 2.0}}

@@ -1,0 +1,58 @@
+"""Admission by prediction on the real kernel (issue 16): a call that declares nothing but is predicted, from
+its earlier runs, to overflow its session's budget beside what runs already is queued, not started into a
+kill, and runs when memory frees; with prediction off the same call starts at once."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from agentcgroup import Controller, ControllerConfig, Limits
+from tests.conftest import SLOW
+
+pytestmark = [pytest.mark.kernel, pytest.mark.v2]
+
+MiB = 1 << 20
+HOLD = 1.5 * SLOW
+# allocate 250 MiB touching every page, hold it, exit
+JOB = [
+    sys.executable,
+    "-c",
+    f"import time; b = bytearray(250 << 20); b[::4096] = b'x' * len(b[::4096]); time.sleep({HOLD})",
+]
+
+
+def _config(predict: bool) -> ControllerConfig:
+    return ControllerConfig(predict=predict, admission_wait=60 * SLOW, agent_memory_low=16 * MiB)
+
+
+def test_a_call_predicted_to_overflow_the_session_is_queued_not_killed(manager, tmp_path) -> None:
+    with Controller(manager, config=_config(True), state_dir=tmp_path) as ctl:
+        ctl.open_session("s", limits=Limits(memory_max=400 * MiB))
+        first = ctl.run("s", JOB)  # no history yet: no prediction, nothing queued; it teaches the history
+        assert first.exit_code == 0 and first.queued_s < 0.5, first
+        assert first.memory_peak is not None and first.memory_peak >= 250 * MiB
+        hold = ctl.submit("s", JOB)  # predicted ~1.25 x 250 MiB: fits an empty session
+        second = ctl.submit("s", JOB)  # ~320 MiB more beside 250 used, in a 400 MiB session: queued
+        out2, out1 = second.wait(120 * SLOW), hold.wait(120 * SLOW)
+        assert out1.exit_code == 0 and out1.killed_by is None, out1
+        assert out2.exit_code == 0 and out2.killed_by is None, out2
+        assert out2.queued_s >= HOLD * 0.5, out2  # it waited for the first to end
+        assert out2.feedback is not None and "queued" in out2.feedback and "predicted peak" in out2.feedback
+    # the history is kept in the state dir: a successor predicts the call at once
+    from agentcgroup.predict.store import HistoryStore
+
+    with HistoryStore(tmp_path) as store:
+        assert len(store) == 3
+
+
+def test_without_prediction_the_same_call_starts_at_once(manager, tmp_path) -> None:
+    with Controller(manager, config=_config(False), state_dir=tmp_path) as ctl:
+        ctl.open_session("s", limits=Limits(memory_max=2048 * MiB))  # room for both: nothing is killed
+        assert ctl.run("s", JOB).exit_code == 0
+        hold = ctl.submit("s", JOB)
+        second = ctl.submit("s", JOB)
+        out2, out1 = second.wait(120 * SLOW), hold.wait(120 * SLOW)
+        assert out1.exit_code == 0 and out2.exit_code == 0
+        assert out2.queued_s == 0 and "queued" not in (out2.feedback or "")
