@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..feedback import command_text
 from ..outcome import Outcome
@@ -23,11 +25,20 @@ from ..warm import new_call_id
 from .callspec import CallSpec
 from .config import ControllerConfig
 from .intent import declared_memory
-from .predicted import Predictor
 from .snapshot import Snapshot
 from .state import CallState, SessionState
 
+if TYPE_CHECKING:  # the predictor (and agentcgroup.predict) is imported only where predict=True
+    from .predicted import Predictor
+
 log = logging.getLogger("agentcgroup")
+
+
+def load_predictor(state_dir: str | os.PathLike[str] | None) -> Predictor:
+    """The predictor for ``predict=True``, imported only then: what ``agentcg run`` imports stays small."""
+    from .predicted import Predictor
+
+    return Predictor(state_dir)
 
 
 class Admission:

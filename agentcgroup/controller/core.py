@@ -27,7 +27,7 @@ from ..outcome import Outcome
 from ..spawn import Process
 from ..toolcall import Launcher
 from .actions import Actuator
-from .admission import Admission
+from .admission import Admission, load_predictor
 from .adoption import Adoption
 from .budget import RootBudget
 from .callspec import CallSpec
@@ -45,7 +45,6 @@ from .policies.oomgroup import OomGroupPolicy
 from .policies.pressure import PressurePolicy
 from .policies.softlimit import SoftLimitPolicy
 from .policies.timeout import TimeoutPolicy
-from .predicted import Predictor
 from .sessions import ROOT_UID, AccessDenied, Sessions
 from .snapshot import Snapshot
 from .state import CallState, SessionState
@@ -87,7 +86,7 @@ class Controller:
         self.state = StateDir(state_dir) if state_dir is not None else None
         self.root = RootBudget(self.manager, self.config, self.loop, lambda: self.dispatch.pressure())
         self.sessions = Sessions(self.manager, self.config, self.root, self.state)
-        learned = Predictor(state_dir) if self.config.predict else None  # admission by prediction (predicted.py)
+        learned = load_predictor(state_dir) if self.config.predict else None  # admission by prediction
         self.admission = Admission(
             self.config, self.sessions.lock, self.snapshot, self.sessions.calls, self.manager.kind, learned
         )
