@@ -21,7 +21,9 @@ def _need_kernel() -> None:
 
 
 def agentcg(root: str, *args: str, **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, "AGENTCG_ROOT": root}
+    # tables at a width of their own: not the terminal's (rich asks stdin too) nor a COLUMNS a test left behind
+    env = {**os.environ, "AGENTCG_ROOT": root, "COLUMNS": "120"}
+    kw.setdefault("stdin", subprocess.DEVNULL)
     return subprocess.run([sys.executable, "-m", "agentcgroup", *args], capture_output=True, env=env, **kw)
 
 
