@@ -83,6 +83,7 @@ def claude_env(request, root_name, tmp_path):
 
 
 @pytest.mark.kernel
+@pytest.mark.host_only(reason="bash's state (cwd, aliases) is kernel-blind; the guest runs the kill and MCP tests")
 def test_a_bash_tool_call_behaves_as_without_the_prefix_inside_a_tool_leaf(tmp_path, claude_env) -> None:
     (tmp_path / "sub").mkdir()
     seen = {}

@@ -16,7 +16,10 @@ import pytest
 
 from tests.conftest import DATA, SLOW, kernel_skip_reason, leftovers
 
-pytestmark = [pytest.mark.kernel]
+pytestmark = [
+    pytest.mark.kernel,
+    pytest.mark.host_only(reason="replays, as agentcg bench: minutes under TCG; the guest runs replay and controller"),
+]
 
 TRACE = DATA / "replay" / "synthetic-agent.jsonl"
 
