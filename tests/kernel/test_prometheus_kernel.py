@@ -20,7 +20,10 @@ from tests.conftest import SLOW
 from tests.kernel.daemon_fixtures import PY, REPO, start_daemon, stop_daemon, wait_for
 from tests.kernel.test_observe_kernel import HOG, free_port
 
-pytestmark = [pytest.mark.kernel]
+pytestmark = [
+    pytest.mark.kernel,
+    pytest.mark.host_only(reason="Prometheus under TCG takes minutes; test_observe_kernel checks every family on v2"),
+]
 
 CONFIG = """\
 global:
