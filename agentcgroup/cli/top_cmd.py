@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from ..errors import AgentCgroupError, InvalidValue
+from ..units import MAX_DURATION
 from .errors import RUNNER_FAILED, fail
 
 
@@ -48,8 +49,8 @@ def top(
         from ..observe.recorded import recorded_view
 
         when = 0.0 if at is None else at
-        if when < 0:
-            fail(str(InvalidValue("--at", at, "seconds from the recording's start, not negative")))
+        if not 0 <= when <= MAX_DURATION:  # also NaN; a larger time has no clock time to show (time_t)
+            fail(str(InvalidValue("--at", at, f"seconds from the recording's start, 0..{MAX_DURATION:g}")))
         try:
             fixed = recorded_view(list(recordings), when)
         except InvalidValue as exc:

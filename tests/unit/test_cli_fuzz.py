@@ -176,6 +176,8 @@ DAEMON_OPTS = [
     "--tenant-max-calls",
     "--tenant-max-connections",
     "--tenant-max-priority",
+    "--metrics",
+    "--events-max-size",
 ]
 
 
@@ -239,6 +241,9 @@ SWEEP = [
     (["report", "--no-plots", "--json", "TRACE"], REPORT_OPTS, [], (0, 2)),
     (["doctor", "--json"], ["--root"], [], (0, 2)),
     (["status", "--socket"], [""], [], (2, 125)),
+    (["events", "--socket", "SOCK"], ["--session", "--last"], [], (2, 125)),
+    (["top", "--once", "--socket", "SOCK"], ["--interval", "--sort", "--at"], [], (2, 125)),
+    (["top", "--once", "--recording", "TRACE"], ["--at", "--sort"], [], (0, 2)),
 ]
 
 
