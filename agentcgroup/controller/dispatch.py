@@ -15,7 +15,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from typing import Any
 
 from ..backends.base import Cgroup, EventSource, Manager
@@ -167,7 +166,7 @@ class Dispatch:
                 "started": call.started_wall,
                 "started_boot": boot_clock() - call.elapsed(),
                 "timeout": call.timeout,
-                "limits": asdict(call.limits),
+                "limits": call.limits.as_dict(),
                 "intent": cs.intent.to_dict(),
                 "soft": cs.soft,
                 "keep_background": call.keep_background,

@@ -140,7 +140,7 @@ def _mtime(p: Path) -> float:
 
 def outcome_from_dict(d: dict[str, Any]) -> Outcome:
     """Rebuild an :class:`Outcome` from :meth:`Outcome.to_dict` (unknown keys ignored)."""
-    fields = set(Outcome.__dataclass_fields__)
+    fields = set(Outcome.FIELDS)
     kw = {k: v for k, v in d.items() if k in fields and k not in ("steps", "stdout", "stderr")}
     out = Outcome(**kw)
     out.steps = [Step(s["at"], s["action"], s["reason"], s.get("figures", {})) for s in d.get("steps", [])]

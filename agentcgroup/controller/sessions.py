@@ -7,7 +7,6 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Any
 
 from ..backends.base import Cgroup, Manager
@@ -156,7 +155,7 @@ class Sessions:
         return {
             "uid": s.uid,
             "priority": s.priority,
-            "limits": asdict(s.limits),
+            "limits": s.limits.as_dict(),
             "agent_memory": s.protected,
             "created": s.created,
         }

@@ -8,7 +8,6 @@ daemon, which adopted it.
 from __future__ import annotations
 
 import array
-import base64
 import itertools
 import os
 import socket
@@ -19,7 +18,7 @@ from typing import Any
 from ..errors import AccessDenied, AgentCgroupError, CgroupError, InvalidValue, NotFound, PermissionDenied, Unsupported
 from ..limits import Limits
 from ..outcome import Outcome
-from .policy import NotAllowed, TooMany
+from .refusals import NotAllowed, TooMany
 from .wire import ProtocolError, TooLarge
 from .wire import encode_request as encode
 
@@ -81,10 +80,13 @@ def outcome_from(d: dict[str, Any]) -> Outcome:
     from ..controller.persist import outcome_from_dict
 
     out = outcome_from_dict(d)
-    for name in ("stdout", "stderr"):
-        data = d.get(name + "_b64")
-        if data is not None:
-            setattr(out, name, base64.b64decode(data))
+    if "stdout_b64" in d or "stderr_b64" in d:
+        import base64
+
+        for name in ("stdout", "stderr"):
+            data = d.get(name + "_b64")
+            if data is not None:
+                setattr(out, name, base64.b64decode(data))
     return out
 
 
