@@ -194,6 +194,15 @@ class Outcome(_Record):
         return json.dumps(self.to_dict(include_output), separators=(",", ":"))
 
 
+def outcome_from_dict(d: dict[str, Any]) -> Outcome:
+    """Rebuild an :class:`Outcome` from :meth:`Outcome.to_dict` (unknown keys ignored)."""
+    kw = {k: v for k, v in d.items() if k in _KNOWN and k not in ("steps", "stdout", "stderr")}
+    out = Outcome(**kw)
+    out.steps = [Step(s["at"], s["action"], s["reason"], s.get("figures", {})) for s in d.get("steps", [])]
+    return out
+
+
+_KNOWN = frozenset(Outcome.FIELDS)
 _FIELDS = tuple(name for name in Outcome.FIELDS if name not in ("stdout", "stderr"))
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..cgroupfs import check_name
 from ..errors import AgentCgroupError
-from ..outcome import Outcome, Step
+from ..outcome import Outcome, outcome_from_dict
 
 KEEP_OUTCOME_FILES = 1000
 #: outcome files written past KEEP_OUTCOME_FILES before the oldest go, in one pass (listing and sorting a
@@ -136,12 +136,3 @@ def _mtime(p: Path) -> float:
         return p.stat().st_mtime
     except FileNotFoundError:  # removed meanwhile (another pass): first in line to go anyway
         return 0.0
-
-
-def outcome_from_dict(d: dict[str, Any]) -> Outcome:
-    """Rebuild an :class:`Outcome` from :meth:`Outcome.to_dict` (unknown keys ignored)."""
-    fields = set(Outcome.FIELDS)
-    kw = {k: v for k, v in d.items() if k in fields and k not in ("steps", "stdout", "stderr")}
-    out = Outcome(**kw)
-    out.steps = [Step(s["at"], s["action"], s["reason"], s.get("figures", {})) for s in d.get("steps", [])]
-    return out

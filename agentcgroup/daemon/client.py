@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import AccessDenied, AgentCgroupError, CgroupError, InvalidValue, NotFound, PermissionDenied, Unsupported
 from ..limits import Limits
-from ..outcome import Outcome
+from ..outcome import Outcome, outcome_from_dict
 from .refusals import NotAllowed, TooMany
 from .wire import ProtocolError, TooLarge
 from .wire import encode_request as encode
@@ -77,8 +77,6 @@ def _raise(error: dict[str, Any]) -> None:
 
 
 def outcome_from(d: dict[str, Any]) -> Outcome:
-    from ..controller.persist import outcome_from_dict
-
     out = outcome_from_dict(d)
     if "stdout_b64" in d or "stderr_b64" in d:
         import base64
