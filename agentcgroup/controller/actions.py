@@ -8,18 +8,18 @@ the Manager's verbs (through the call's :class:`~agentcgroup.toolcall.ToolCall`)
 from __future__ import annotations
 
 import collections
-import logging
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .._lazy import lazy_logger
 from ..errors import AgentCgroupError
 
 if TYPE_CHECKING:
     from .policies.base import CallInfo
     from .state import CallState
 
-log = logging.getLogger("agentcgroup")
+log = lazy_logger("agentcgroup")
 
 
 @dataclass

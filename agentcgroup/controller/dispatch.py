@@ -9,7 +9,6 @@ serves on.
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import threading
@@ -17,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .._lazy import lazy_logger
 from ..backends.base import Cgroup, EventSource, Manager
 from ..errors import AgentCgroupError, CgroupError
 from ..feedback import build_feedback, command_text
@@ -38,7 +38,7 @@ from .policies.base import Policy
 from .snapshot import Snapshot
 from .state import CallFuture, CallState, SessionState
 
-log = logging.getLogger("agentcgroup")
+log = lazy_logger("agentcgroup")
 
 #: v1 notifies an OOM *before* its killer picks a victim: look again this long after
 OOM_RELOOK_S = (0.005, 0.05, 0.25)

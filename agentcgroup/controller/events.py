@@ -10,16 +10,16 @@ caller's thread for sessions, admission and a call's start): they must be quick 
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._lazy import lazy_logger
 from ..outcome import Outcome
 
-log = logging.getLogger("agentcgroup")
+log = lazy_logger("agentcgroup")
 
 #: every kind of event there is
 KINDS = (

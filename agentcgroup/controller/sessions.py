@@ -3,12 +3,12 @@ written down with everything a successor needs to adopt them, and removed by the
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections.abc import Callable
 from typing import Any
 
+from .._lazy import lazy_logger
 from ..backends.base import Cgroup, Manager
 from ..cgroupfs import check_name
 from ..errors import AccessDenied, AgentCgroupError, NotFound
@@ -19,7 +19,7 @@ from .config import PRIORITIES, ControllerConfig, check_priority
 from .persist import StateDir
 from .state import CallState, SessionState
 
-log = logging.getLogger("agentcgroup")
+log = lazy_logger("agentcgroup")
 
 ROOT_UID = 0
 
