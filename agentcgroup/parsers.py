@@ -5,8 +5,7 @@ Unknown keys are kept, never fatal: kernels add fields over time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from ._record import Frozen
 from .units import MAX_BYTES, parse_kernel_size
 
 
@@ -47,14 +46,20 @@ def parse_nested_keyed(text: str) -> dict[str, dict[str, int | float | str]]:
     return out
 
 
-@dataclass(frozen=True)
-class Pressure:
+class Pressure(Frozen):
     """One PSI line: share of time stalled (percent) over 10/60/300 s, and the total stall in µs."""
 
+    FIELDS = ("avg10", "avg60", "avg300", "total_us")
     avg10: float
     avg60: float
     avg300: float
     total_us: int
+
+    def __init__(self, avg10: float, avg60: float, avg300: float, total_us: int) -> None:
+        self._set("avg10", avg10)
+        self._set("avg60", avg60)
+        self._set("avg300", avg300)
+        self._set("total_us", total_us)
 
 
 def parse_psi(text: str) -> dict[str, Pressure]:
@@ -87,13 +92,18 @@ def parse_cpu_max(text: str) -> tuple[int | None, int]:
     return quota, period
 
 
-@dataclass(frozen=True)
-class ProcCgroup:
+class ProcCgroup(Frozen):
     """One line of /proc/<pid>/cgroup."""
 
+    FIELDS = ("hierarchy_id", "controllers", "path")
     hierarchy_id: int
     controllers: tuple[str, ...]
     path: str
+
+    def __init__(self, hierarchy_id: int, controllers: tuple[str, ...], path: str) -> None:
+        self._set("hierarchy_id", hierarchy_id)
+        self._set("controllers", controllers)
+        self._set("path", path)
 
 
 def parse_proc_cgroup(text: str) -> list[ProcCgroup]:
@@ -108,10 +118,10 @@ def parse_proc_cgroup(text: str) -> list[ProcCgroup]:
     return out
 
 
-@dataclass(frozen=True)
-class Mount:
+class Mount(Frozen):
     """The fields of one /proc/self/mountinfo line that matter to cgroups."""
 
+    FIELDS = ("mount_id", "parent_id", "root", "mountpoint", "fstype", "source", "super_options")
     mount_id: int
     parent_id: int
     root: str
@@ -119,6 +129,24 @@ class Mount:
     fstype: str
     source: str
     super_options: tuple[str, ...]
+
+    def __init__(
+        self,
+        mount_id: int,
+        parent_id: int,
+        root: str,
+        mountpoint: str,
+        fstype: str,
+        source: str,
+        super_options: tuple[str, ...],
+    ) -> None:
+        self._set("mount_id", mount_id)
+        self._set("parent_id", parent_id)
+        self._set("root", root)
+        self._set("mountpoint", mountpoint)
+        self._set("fstype", fstype)
+        self._set("source", source)
+        self._set("super_options", super_options)
 
 
 def _unescape(field: str) -> str:
