@@ -167,25 +167,9 @@ class Features(Frozen):
         fast_spawn: bool,
         notes: tuple[str, ...] = (),
     ) -> None:
-        for name, value in zip(
-            self.FIELDS,
-            (
-                backend,
-                enforce_memory,
-                enforce_cpu,
-                enforce_pids,
-                memory_high,
-                freeze,
-                kill,
-                memory_peak,
-                oom_group,
-                events,
-                psi,
-                psi_min_window_us,
-                fast_spawn,
-                notes,
-            ),
-        ):
+        values: tuple[Any, ...] = (backend, enforce_memory, enforce_cpu, enforce_pids, memory_high, freeze, kill)
+        values += (memory_peak, oom_group, events, psi, psi_min_window_us, fast_spawn, notes)
+        for name, value in zip(self.FIELDS, values, strict=True):
             self._set(name, value)
 
     def to_dict(self) -> dict[str, Any]:
