@@ -9,6 +9,7 @@ dict of the fields, and for :class:`Frozen` immutability, hashing by value and :
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any, ClassVar, TypeVar
 
 _F = TypeVar("_F", bound="Frozen")
@@ -30,6 +31,7 @@ class Record:
         assert isinstance(other, Record)
         return self._values() == other._values()
 
+    @reprlib.recursive_repr()
     def __repr__(self) -> str:
         inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.FIELDS)
         return f"{self.__class__.__qualname__}({inner})"
@@ -64,3 +66,15 @@ class Frozen(Record):
             raise TypeError(f"{self.__class__.__qualname__} has no field {sorted(unknown)[0]!r}")
         values.update(changes)
         return self.__class__(**values)
+
+
+class Identity:
+    """Compared and hashed by identity (a dataclass with ``eq=False``), with a repr of its fields."""
+
+    __slots__ = ()
+    FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    @reprlib.recursive_repr()
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.FIELDS)
+        return f"{self.__class__.__qualname__}({inner})"
