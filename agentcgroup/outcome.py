@@ -6,29 +6,12 @@ import json
 import signal as _signal
 from typing import Any
 
-# Plain classes, not dataclasses: ``agentcg run`` builds an Outcome in a process per tool call (through the
-# daemon, too), and importing ``dataclasses`` (with ``inspect``) and making the classes cost more than the rest
-# of this module (docs/performance.md). What a dataclass would give is here: keyword or positional fields in
-# order, defaults (fresh containers per object), equality by value, a repr.
+from ._record import Record
+
+# Records, not dataclasses (_record.py): ``agentcg run`` builds an Outcome in a process per tool call.
 
 
-class _Record:
-    """Equality by value and a dataclass-like repr over the class's FIELDS."""
-
-    FIELDS: tuple[str, ...] = ()
-    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value: unhashable, as a dataclass
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return all(getattr(self, n) == getattr(other, n) for n in self.FIELDS)
-
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.FIELDS)
-        return f"{self.__class__.__qualname__}({inner})"
-
-
-class Step(_Record):
+class Step(Record):
     """One action taken on a call: ``at`` is seconds since it started."""
 
     FIELDS = ("at", "action", "reason", "figures")
@@ -40,7 +23,7 @@ class Step(_Record):
         self.figures: dict[str, Any] = {} if figures is None else figures
 
 
-class Outcome(_Record):
+class Outcome(Record):
     FIELDS = (
         "session",
         "call_id",
