@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal as _signal
 from typing import Any
 
@@ -174,6 +173,8 @@ class Outcome(Record):
         return d
 
     def to_json(self, include_output: bool = False) -> str:
+        import json  # not at the top: an embedded agentcg run without --json never needs it
+
         return json.dumps(self.to_dict(include_output), separators=(",", ":"))
 
 

@@ -13,7 +13,6 @@ controller then refuses the work it could not write down (a successor could not 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,8 @@ class StateDir:
         check_name(name)
         final = self.path / kind / f"{name}.json"
         tmp = final.with_suffix(".tmp")
+        import json  # here, not at the top: an embedded agentcg run imports this module but has no state dir
+
         try:
             text = json.dumps(data, separators=(",", ":"))  # one shot: json.dump would encode in pure Python
             with open(tmp, "w") as f:
@@ -59,6 +60,8 @@ class StateDir:
             pass
 
     def _load(self, kind: str) -> dict[str, dict[str, Any]]:
+        import json
+
         out = {}
         for p in sorted((self.path / kind).glob("*.json")):
             try:
@@ -121,6 +124,8 @@ class StateDir:
         self._outcome_files = n
 
     def outcomes(self) -> list[tuple[int, Outcome]]:
+        import json
+
         found = []
         for p in sorted((self.path / "outcomes").glob("*.json"), key=lambda p: p.stat().st_mtime):
             try:
