@@ -8,6 +8,8 @@ thread let go of the GIL. Run in a subprocess: if the GIL were held, it would ha
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 
@@ -47,9 +49,19 @@ print("ok", os.waitstatus_to_exitcode(status), drained[0])
 
 @pytest.mark.skipif(spawn._c is None, reason="the C spawner is not built")
 def test_other_threads_run_while_the_child_has_not_exec_d() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
-        proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=30)
+        out, err = proc.communicate(timeout=30)
     except subprocess.TimeoutExpired:
+        # the vfork child too (it holds the pipe's read end itself, so it would wait on it forever)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
         pytest.fail("the spawn held the GIL while its child waited: the other thread never ran")
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["ok", "0", "4097"]
+    assert proc.returncode == 0, err
+    assert out.split() == ["ok", "0", "4097"]
