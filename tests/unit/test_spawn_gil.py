@@ -31,8 +31,13 @@ except BlockingIOError:
 os.set_blocking(w, True)
 drained = []
 
+main = threading.get_native_id()
+
 def drain():
-    time.sleep(0.3)  # the spawn has begun by then: its child waits on the full pipe
+    # until the vfork child exists (it then waits on the full pipe): each look lets go of the GIL and needs it
+    # back, which a spawn that kept it would never give
+    while not open(f"/proc/self/task/{main}/children").read().split():
+        time.sleep(0.005)
     n = 0
     while n < 4096 + 1:  # what filled it, then the child's "0"
         n += len(os.read(r, 65536))
