@@ -173,7 +173,10 @@ def test_a_tenant_call_runs_with_every_id_of_its_client_and_no_groups(tmp_path, 
     row while the daemon's other threads run."""
     d = start_daemon(tmp_path, root_name)
     try:
-        probe = "print(' '.join(l.split(':')[1].strip() for l in open('/proc/self/status') if l[:4] in ('Uid:', 'Gid:', 'Grou')))"
+        probe = (
+            "print(' '.join(l.split(':')[1].strip() for l in open('/proc/self/status')"
+            " if l[:4] in ('Uid:', 'Gid:', 'Grou')))"
+        )
         body = f"""
 ask({{"op": "open_session", "id": 1, "name": "t"}})
 import base64
