@@ -6,10 +6,12 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, cast
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (a process per call pays for it)
 
 if TYPE_CHECKING:
     import logging
+    from typing import Any
 
 
 def lazy_names(package: str, table: Mapping[str, str], namespace: dict[str, Any]) -> Callable[[str], Any]:
@@ -60,4 +62,4 @@ def lazy_logger(name: str) -> logging.Logger:
     ``traceback``, ``string``, ``weakref``) is imported when something is first logged at WARNING or above,
     or when anything is logged once it has been imported (and so perhaps configured). A plain call through
     ``agentcg run`` logs only INFO lines, which an unconfigured logging drops anyway."""
-    return cast("logging.Logger", _LazyLogger(name))
+    return _LazyLogger(name)  # type: ignore[return-value]  # it stands for one

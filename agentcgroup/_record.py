@@ -10,9 +10,12 @@ dict of the fields, and for :class:`Frozen` immutability, hashing by value and :
 from __future__ import annotations
 
 import reprlib
-from typing import Any, ClassVar, TypeVar
 
-_F = TypeVar("_F", bound="Frozen")
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (a process per call pays for it)
+if TYPE_CHECKING:
+    from typing import Any, ClassVar, TypeVar
+
+    _F = TypeVar("_F", bound="Frozen")
 
 
 class Record:

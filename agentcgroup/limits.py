@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from .errors import InvalidValue
 from .units import MAX_BYTES, format_cpu, format_size_arg, parse_count, parse_cpu, parse_size
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (a process per call pays for it)
+if TYPE_CHECKING:
+    from typing import Any
 
 #: the smallest memory limit a user may give: below it not even ``true`` starts (exec fails inside the leaf, or
 #: the kernel OOM-kills it at once), and the caller would see a bare exit 127 or 137

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import signal as _signal
-from typing import Any
 
 from ._record import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (a process per call pays for it)
+if TYPE_CHECKING:
+    from typing import Any
 
 # Records, not dataclasses (_record.py): ``agentcg run`` builds an Outcome in a process per tool call.
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (a process per call pays for it)
 
 if TYPE_CHECKING:
+    from typing import Any
+
     pass
 
 # name -> (module in agentcgroup.cli, attribute); in the order --help lists them

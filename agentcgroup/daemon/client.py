@@ -13,7 +13,6 @@ import os
 import socket
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
 
 from ..errors import AccessDenied, AgentCgroupError, CgroupError, InvalidValue, NotFound, PermissionDenied, Unsupported
 from ..limits import Limits
@@ -21,6 +20,10 @@ from ..outcome import Outcome, outcome_from_dict
 from .refusals import NotAllowed, TooMany
 from .wire import ProtocolError, TooLarge
 from .wire import encode_request as encode
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (a process per call pays for it)
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_SOCKET = "/run/agentcg.sock"
 
