@@ -170,6 +170,11 @@ class Dir:
                     break
                 chunks.append(chunk)
                 offset += len(chunk)
+                if len(chunk) < 65536:
+                    # a kept file is one seq_file record (the whole file, the buffer grown to fit): a short
+                    # read is its end, and a second pread only to see 0 bytes costs a syscall a read (the
+                    # metrics read 4 files of every session at every scrape)
+                    break
             return b"".join(chunks).decode()
         except OSError as exc:
             raise from_oserror(exc, f"{self.path}/{fname}", "read") from None

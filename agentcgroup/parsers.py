@@ -74,6 +74,23 @@ def parse_psi(text: str) -> dict[str, Pressure]:
     return out
 
 
+def parse_psi_avg10(text: str) -> dict[str, float]:
+    """Only the ``avg10`` of each PSI line (``{"some": 0.0, "full": 0.0}``): what a scrape of every session
+    reads, at a third of :func:`parse_psi`'s cost."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, rest = line.strip().partition(" ")
+        at = rest.find("avg10=")
+        if at < 0:
+            continue
+        end = rest.find(" ", at)
+        try:
+            out[name] = float(rest[at + 6 : end if end >= 0 else None])
+        except ValueError:
+            continue
+    return out
+
+
 def parse_max(text: str) -> int:
     """A single value that may be ``max`` (memory.max, pids.max, v1 limits): ``MAX_BYTES`` for unlimited."""
     return parse_kernel_size(text)
