@@ -40,6 +40,20 @@ WAIT_BUCKETS = (0.001, 0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 Row = tuple[tuple[str, ...], float]
 PHASES = ("running", "throttled", "frozen")
 DECISIONS = ("admitted", "queued", "refused")
+#: the families read when scraped, and their types
+LIVE_FAMILIES = {
+    "agentcg_sessions": "gauge",
+    "agentcg_calls_running": "gauge",
+    "agentcg_session_memory_bytes": "gauge",
+    "agentcg_session_memory_peak_bytes": "gauge",
+    "agentcg_session_memory_budget_bytes": "gauge",
+    "agentcg_session_cpu_seconds": "counter",
+    "agentcg_session_memory_pressure_ratio": "gauge",
+    "agentcg_root_memory_bytes": "gauge",
+    "agentcg_root_memory_peak_bytes": "gauge",
+    "agentcg_root_memory_budget_bytes": "gauge",
+    "agentcg_admission_queue_length": "gauge",
+}
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -190,6 +204,11 @@ class _Live(Collector):
     def collect(self) -> Iterator[Any]:
         for fam in self.rows():
             yield fam.build()
+
+    def describe(self) -> Iterator[Any]:
+        """The families' names without reading anything: what a ``?name[]=`` filtered scrape looks up."""
+        for name, kind in LIVE_FAMILIES.items():
+            yield Rows(name, "", kind, (), []).build()
 
     def rows(self) -> list[Rows]:
         ctl = self.controller
