@@ -20,7 +20,6 @@ import gzip
 import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from functools import partial
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -53,10 +52,6 @@ class Rows(NamedTuple):
         return family
 
 
-def _itself(metric: Metric) -> Metric:
-    return metric
-
-
 class _One(Collector):
     def __init__(self, metric: Metric) -> None:
         self.metric = metric
@@ -66,39 +61,48 @@ class _One(Collector):
 
 
 class Exposition:
-    """The text of a scrape, from families that are either prometheus-client metrics (counters, histograms:
-    ``metrics``) or :class:`Rows` (gauges read at the scrape: ``rows()``), each rendered again only when its
-    samples differ from the last scrape's. One scrape at a time (a lock); the cache holds one text per
-    family, so it is as bounded as the families are."""
+    """The text of a scrape, from prometheus-client metrics fed by events (counters, histograms: ``metrics``)
+    and from :class:`Rows` (gauges read at the scrape: ``rows()``).
+
+    A metric is rendered again only after :meth:`touch` says it changed (its feeder calls it after each
+    update: collecting ~100 counter and bucket samples only to find them the same costs more than the rest of
+    an idle scrape); a family of rows only when its rows differ from the last scrape's. One scrape at a time
+    (a lock); the cache holds one text per metric and family, so it is as bounded as they are. An update that
+    races a scrape (counted, not yet touched) shows at the next scrape."""
 
     def __init__(self, metrics: Iterable[Collector], rows: Callable[[], Iterable[Rows]]) -> None:
         self.metrics = list(metrics)
         self.rows = rows
+        self._changes = [0] * len(self.metrics)
+        self._index = {id(m): i for i, m in enumerate(self.metrics)}
+        self._texts: list[tuple[int, bytes] | None] = [None] * len(self.metrics)
         self._cache: dict[str, tuple[Any, bytes]] = {}
         self._lock = threading.Lock()
-        self.rendered = 0  # families rendered (a cache miss), for the tests and the benchmark
+        self.rendered = 0  # metrics and families rendered (cache misses), for the tests
+
+    def touch(self, metric: Collector) -> None:
+        """``metric`` (one of ``metrics``) changed: render it at the next scrape. Any thread."""
+        self._changes[self._index[id(metric)]] += 1
 
     def text(self) -> bytes:
         with self._lock:
             parts: list[bytes] = []
+            for i, metric in enumerate(self.metrics):
+                changes, cached = self._changes[i], self._texts[i]
+                if cached is None or cached[0] != changes:
+                    cached = self._texts[i] = (changes, generate_latest(metric))
+                    self.rendered += 1
+                parts.append(cached[1])
             seen: dict[str, tuple[Any, bytes]] = {}
-            for collector in self.metrics:
-                for metric in collector.collect():
-                    parts.append(self._render(seen, metric.name, metric.samples, partial(_itself, metric)))
             for fam in self.rows():
-                parts.append(self._render(seen, fam.name, fam.rows, fam.build))
+                hit = self._cache.get(fam.name)
+                if hit is None or hit[0] != fam.rows:
+                    hit = (fam.rows, generate_latest(_One(fam.build())))
+                    self.rendered += 1
+                seen[fam.name] = hit
+                parts.append(hit[1])
             self._cache = seen  # families gone since the last scrape are dropped
             return b"".join(parts)
-
-    def _render(self, seen: dict[str, tuple[Any, bytes]], name: str, key: Any, build: Callable[[], Metric]) -> bytes:
-        hit = self._cache.get(name)
-        if hit is not None and hit[0] == key:
-            seen[name] = hit
-            return hit[1]
-        text = generate_latest(_One(build()))
-        self.rendered += 1
-        seen[name] = (key, text)
-        return text
 
 
 class _Quiet(WSGIRequestHandler):

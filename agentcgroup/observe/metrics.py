@@ -141,23 +141,32 @@ class Metrics:
     def on_event(self, ev: Event) -> None:
         f = ev.fields
         prio = f.get("priority", "normal")
+        touch = self.exposition.touch
         if ev.kind in ACTIONS:
             self.actions.labels(ev.kind, prio).inc()
+            touch(self.actions)
             latency = f.get("latency_s")
             if latency is not None:
                 self.reaction.observe(latency)
+                touch(self.reaction)
         elif ev.kind == "call-end":
             self.finished.labels(prio, f["outcome"]).inc()
+            touch(self.finished)
             if f.get("oom_kills"):
                 self.oom_kills.labels(prio).inc(f["oom_kills"])
+                touch(self.oom_kills)
         elif ev.kind == "refuse":
             self.finished.labels(prio, "refused").inc()
             self.admissions.labels("refused").inc()
+            touch(self.finished)
+            touch(self.admissions)
         elif ev.kind == "admit":
             queued = f.get("queued_s") or 0.0
             self.admissions.labels("queued" if queued > 0 else "admitted").inc()
+            touch(self.admissions)
             if queued > 0:
                 self.admission_wait.observe(queued)
+                touch(self.admission_wait)
 
     # --- the loop's lag -----------------------------------------------------------------------------------
     def start_probe(self) -> None:
@@ -174,6 +183,7 @@ class Metrics:
 
     def _tick(self, due: float) -> None:
         self.loop_lag.observe(max(0.0, time.monotonic() - due))
+        self.exposition.touch(self.loop_lag)
         self._arm()
 
     # --- serving ------------------------------------------------------------------------------------------

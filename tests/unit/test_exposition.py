@@ -86,6 +86,18 @@ def test_the_cached_text_is_what_prometheus_client_renders_of_the_registry(fleet
     assert ex.rendered == first + 1 + 2  # calls finished, kernel OOM kills
     assert text == generate_latest(m.registry)
     assert b'agentcg_kernel_oom_kills_total{priority="normal"} 2.0\n' in text
+    # every kind of event the metrics count shows at the next scrape (each feeder says what it changed)
+    events = f.ctl.events
+    for kind, fields in (
+        ("throttle", {"priority": "high", "latency_s": 0.0004}),
+        ("kill", {"priority": "low"}),
+        ("refuse", {"priority": "low", "reason": "over budget"}),
+        ("admit", {"priority": "high", "queued_s": 0.0}),
+        ("admit", {"priority": "high", "queued_s": 1.5}),
+    ):
+        events.emit(kind, "s002", 0, "c2", **fields)
+        assert ex.text() == generate_latest(m.registry), kind
+    assert b"agentcg_admission_wait_seconds_count 1.0\n" in ex.text()
     # a session gone and one new: the per-session families follow, the text still the registry's
     f.sessions.pop(0)
     f.sessions.append(SimpleNamespace(name="late", priority="low", calls={}, cg=0, budget=None))
