@@ -2,17 +2,21 @@
 """The daemon's CPU while it watches many sessions, each with one running tool call.
 
 Starts ``agentcg daemon`` on a socket of its own, opens N sessions (default 100), starts one long tool call
-(``sleep``) in each and detaches from it, waits for the daemon to settle (its warm pools refilled), then reads the
-daemon's CPU time (utime + stime, /proc/<pid>/stat) across a window. Then a second window of the same length
-while /metrics (``--metrics``, issue 15) is scraped every second, as Prometheus would: the difference is what
-the metrics cost. Everything is removed afterwards.
+(``sleep``; with ``--busy`` a shell that wakes and forks every second, so that every session's memory and CPU
+figures change between scrapes) in each and detaches from it, waits for the daemon to settle (its warm pools
+refilled), then reads the daemon's CPU time (utime + stime of the whole process, /proc/<pid>/stat: CPU time,
+so the load of other processes does not count) across a window. Then a second window of the same length while
+/metrics (``--metrics``, issue 15) is scraped every second with Prometheus's own headers (it prefers OpenMetrics
+and takes gzip; ``--plain``: none, as curl): the difference is what the metrics cost. Everything is removed
+afterwards.
 
 The daemon does not poll: it sleeps in epoll on pidfds, eventfds and PSI triggers until the kernel has
-something to say. Last line, machine-readable:
-``daemon_cpu_pct=0.4 sessions=100 window_s=20 scraped_cpu_pct=0.9 metrics_cost_pct=0.5 scrape_ms_p50=9
-scrape_cpu_ms=5``.
+something to say. Last line, machine-readable, the cost side by side with the no-metrics baseline:
+``daemon_cpu_pct=0.100 sessions=100 running_calls=100 window_s=30 scraped_cpu_pct=0.667 metrics_cost_pct=0.567
+scrape_ms_p50=11.7 scrape_cpu_ms=5.7 busy=0 headers=prometheus``.
 
-Usage: python benchmarks/daemon_cost.py [--sessions 100] [--window 20] [--root agentcg-bench-daemon]
+Usage: python benchmarks/daemon_cost.py [--sessions 100] [--window 20] [--busy] [--plain]
+       [--root agentcg-bench-daemon]
 """
 
 from __future__ import annotations
