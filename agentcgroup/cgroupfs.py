@@ -163,18 +163,16 @@ class Dir:
                 return self._read_once(fd, fname)
             self._files[fname] = fd
         try:
-            chunks, offset = [], 0
-            while True:
-                chunk = os.pread(fd, 65536, offset)
-                if not chunk:
-                    break
+            chunk = os.pread(fd, 65536, 0)
+            if len(chunk) < 65536:
+                # a kept file is one seq_file record (the whole file, the buffer grown to fit): a short read is
+                # its end. One pread, not a second one only to see 0 bytes: the metrics read 4 files of every
+                # session at every scrape
+                return chunk.decode()
+            chunks, offset = [chunk], len(chunk)
+            while chunk := os.pread(fd, 65536, offset):
                 chunks.append(chunk)
                 offset += len(chunk)
-                if len(chunk) < 65536:
-                    # a kept file is one seq_file record (the whole file, the buffer grown to fit): a short
-                    # read is its end, and a second pread only to see 0 bytes costs a syscall a read (the
-                    # metrics read 4 files of every session at every scrape)
-                    break
             return b"".join(chunks).decode()
         except OSError as exc:
             raise from_oserror(exc, f"{self.path}/{fname}", "read") from None

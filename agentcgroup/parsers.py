@@ -32,6 +32,15 @@ def parse_flat_keyed(text: str) -> dict[str, int | float | str]:
     return out
 
 
+def parse_usage_usec(cpu_stat: str) -> int:
+    """``usage_usec`` of a cgroup v2 ``cpu.stat`` (0 if absent) without parsing its other lines: what a metrics
+    scrape reads of every session."""
+    for line in cpu_stat.splitlines():
+        if line.startswith("usage_usec "):
+            return int(line[11:])
+    return 0
+
+
 def parse_nested_keyed(text: str) -> dict[str, dict[str, int | float | str]]:
     """``name k=v k=v`` lines (io.stat, memory.numa_stat, PSI). The first word names the row."""
     out: dict[str, dict[str, int | float | str]] = {}

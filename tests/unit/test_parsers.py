@@ -12,6 +12,7 @@ from agentcgroup.parsers import (
     parse_proc_cgroup,
     parse_psi,
     parse_psi_avg10,
+    parse_usage_usec,
     v1_controllers,
 )
 from agentcgroup.units import MAX_BYTES
@@ -37,6 +38,12 @@ def test_cpu_stat_both_versions() -> None:
     assert {"nr_periods", "nr_throttled", "throttled_time"} <= set(v1)
     v2 = parse_flat_keyed((K / "v2-cpu.stat.txt").read_text())
     assert {"usage_usec", "user_usec", "system_usec"} <= set(v2)
+
+
+def test_usage_usec_alone_agrees_with_the_full_parse() -> None:
+    text = (K / "v2-cpu.stat.txt").read_text()
+    assert parse_usage_usec(text) == parse_flat_keyed(text)["usage_usec"] > 0
+    assert parse_usage_usec("user_usec 5\nusage_usec 7\n") == 7 and parse_usage_usec("nr_periods 1\n") == 0
 
 
 def test_psi_lines() -> None:
