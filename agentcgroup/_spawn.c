@@ -234,12 +234,18 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
         .errpipe = pipefd[1], .oldmask = &old,
     };
     pthread_sigmask(SIG_SETMASK, &all, &old);
+    /* vfork() suspends this thread until the child execs, which can take milliseconds (the move into a cgroup
+     * costs an RCU grace period; the child may wait for a CPU): the other threads keep the interpreter
+     * meanwhile, as in CPython's _posixsubprocess. The child touches no Python object, only `a`, whose
+     * memory this frame keeps alive. */
+    PyThreadState *save = PyEval_SaveThread();
     pid_t pid = vfork();
     if (pid == 0) {
         child(&a);
         _exit(127); /* not reached */
     }
     int saved = errno;
+    PyEval_RestoreThread(save);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     close(pipefd[1]);
     pipefd[1] = -1;
