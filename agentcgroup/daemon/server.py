@@ -46,6 +46,8 @@ MAX_CONNECTIONS = 4096
 WORKERS = 16
 #: jobs of one uid (not root) on the workers at once
 JOBS_PER_UID = 4
+#: connections accepted per turn of the loop (the rest wait for the next turn, after the other clients' events)
+ACCEPT_BATCH = 16
 #: how long accepting pauses after EMFILE/ENFILE
 ACCEPT_BACKOFF_S = 0.1
 #: how often running calls are checked for a completion whose callback did not come (a failed outcome)
@@ -209,9 +211,11 @@ class Daemon:
         self.loop.call_later(ACCEPT_BACKOFF_S, self._resume_accept)
 
     def _on_accept(self, fd: int, events: int) -> None:
-        for _ in range(64):
+        # a few per turn: a flood of connections waits its turn with every client's next request (the loop is
+        # level-triggered: the rest are accepted on the next turn)
+        for _ in range(ACCEPT_BATCH):
             try:
-                sock, _ = self.sock.accept()
+                conn_fd, _ = self.sock._accept()  # type: ignore[attr-defined]  # a bare fd: no socket object yet
             except BlockingIOError:
                 return
             except OSError as exc:
@@ -222,16 +226,18 @@ class Daemon:
                     continue
                 self._pause_accept(str(exc))
                 return
-            self._admit(sock)
+            self._admit(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, conn_fd))
 
     def _admit(self, sock: socket.socket) -> None:
         try:
-            sock.setblocking(False)
             pid, uid, gid = peer_credentials(sock)
         except OSError:
             sock.close()
             return
         caps = self.policy.caps(0 if uid == self.owner else uid, gid)
+        if not self.buckets.take(uid, caps.max_requests_per_s):
+            sock.close()  # over its rate: closed at once, unread (the cheapest answer to a flood of connections)
+            return
         refusal = None
         if len(self.conns) >= self.max_connections:
             refusal = TooMany(f"the daemon has {len(self.conns)} connections open, its most ({self.max_connections})")
@@ -243,13 +249,12 @@ class Daemon:
         if refusal is not None:
             if self.logs.allow(uid):
                 log.warning("event=connection-refused uid=%d pid=%d reason=%r", uid, pid, str(refusal))
-            if self.buckets.take(uid, caps.max_requests_per_s):
-                Connection.refuse(sock, refusal)
-            else:  # a uid over its rate too gets no answer: that would cost what the flood is refused for
-                sock.close()
+            Connection.refuse(sock, refusal)
             return
-        if not self.buckets.take(uid, caps.max_requests_per_s):
-            sock.close()  # over its rate: closed at once, unread (the cheapest answer to a flood of connections)
+        try:
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
             return
         c = Connection(self, sock, pid, uid, gid, caps)
         self.conns[c.fd] = c
