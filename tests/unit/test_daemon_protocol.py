@@ -49,6 +49,8 @@ def test_a_good_run_request() -> None:
     [
         (b"{nope", "not JSON"),
         (b"[1, 2]", "a JSON object"),
+        (b"[" * 100_000, "a JSON object, got a line starting '\\[\\[\\["),
+        (b"  nope", "a JSON object, got a line starting 'nope'"),
         (req(op="explode"), "unknown op 'explode'"),
         (req(), "unknown op None"),
     ],
