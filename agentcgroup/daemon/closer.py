@@ -4,8 +4,8 @@ A connection refused unread (its uid over its request rate) costs the loop an ac
 most of it when the peer queued descriptors on it (the kernel releases each one: ~30 us for an fd flood's
 connection, against ~6 us for the accept). A client that connects while such a flood is refused waits in the
 listening socket's queue behind every connection of it, so the loop hands the closes to this thread and only
-accepts: the queue drains several times faster. What waits here is bounded (:data:`MAX_PENDING`); past it, the
-loop closes at once itself.
+accepts: the queue drains several times faster. The thread runs at a low priority (:data:`NICE`), and what
+waits for it is bounded (:data:`MAX_PENDING`); past it, the loop closes at once itself.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import threading
 
 #: descriptors handed over and not yet closed, at most (each holds an entry of the daemon's fd table meanwhile)
 MAX_PENDING = 128
+#: the closer thread's nice value (what it does is cleanup: the loop and the calls' threads come first)
+NICE = 10
 
 
 class Closer:
@@ -48,6 +50,10 @@ class Closer:
         self._thread.join(5)
 
     def _run(self) -> None:
+        try:  # Linux: a thread's own nice value; the kernel's share of a flood waits for the calls' work
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
+        except OSError:
+            pass
         while True:
             fds = self._q.get()
             if fds is None:
