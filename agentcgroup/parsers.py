@@ -32,6 +32,15 @@ def parse_flat_keyed(text: str) -> dict[str, int | float | str]:
     return out
 
 
+def parse_usage_usec(cpu_stat: str) -> int:
+    """``usage_usec`` of a cgroup v2 ``cpu.stat`` (0 if absent) without parsing its other lines: what a metrics
+    scrape reads of every session."""
+    for line in cpu_stat.splitlines():
+        if line.startswith("usage_usec "):
+            return int(line[11:])
+    return 0
+
+
 def parse_nested_keyed(text: str) -> dict[str, dict[str, int | float | str]]:
     """``name k=v k=v`` lines (io.stat, memory.numa_stat, PSI). The first word names the row."""
     out: dict[str, dict[str, int | float | str]] = {}
@@ -71,6 +80,22 @@ def parse_psi(text: str) -> dict[str, Pressure]:
             out[name] = Pressure(float(row["avg10"]), float(row["avg60"]), float(row["avg300"]), int(row["total"]))
         except (KeyError, ValueError):
             continue
+    return out
+
+
+def parse_psi_avg10(text: str) -> dict[str, float]:
+    """Only the ``avg10`` of each PSI line (``{"some": 0.0, "full": 0.0}``): what a metrics scrape reads of
+    every session, at a fraction of :func:`parse_psi`'s cost. A line without a readable avg10 is left out."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        words = line.split()
+        for word in words[1:]:
+            if word.startswith("avg10="):
+                try:
+                    out[words[0]] = float(word[6:])
+                except ValueError:
+                    pass
+                break
     return out
 
 
