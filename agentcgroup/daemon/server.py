@@ -19,6 +19,7 @@ import collections
 import errno
 import logging
 import os
+import secrets
 import select
 import socket
 import stat
@@ -107,10 +108,19 @@ class Daemon:
         os.makedirs(directory, mode=0o755, exist_ok=True)
         check_socket_path(socket_path)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+        # bound, opened to all and listening under a temporary name, then renamed into place: a client that sees
+        # the path can connect at once (bound but not yet listening, a connect is refused; not yet chmod-ed, a
+        # tenant's is denied), and a stale socket at the path is replaced in one step
+        tmp = os.path.join(directory, f".{os.path.basename(socket_path)}.{os.getpid()}.{secrets.token_hex(4)}")
         try:
-            self.sock.bind(socket_path)
-            os.chmod(socket_path, 0o666)  # anyone may connect; peer credentials decide what they may do
-            self.sock.listen(1024)
+            self.sock.bind(tmp)
+            try:
+                os.chmod(tmp, 0o666)  # anyone may connect; peer credentials decide what they may do
+                self.sock.listen(1024)
+                os.rename(tmp, socket_path)
+            except BaseException:
+                os.unlink(tmp)
+                raise
         except BaseException:
             self.sock.close()
             raise
