@@ -114,6 +114,7 @@ class CallState:
     throttled_by: str | None = None  # the policy whose throttle holds it
     throttled_at: float | None = None
     checkpoint: int | None = None
+    cap: int | None = None  # its share of a shared budget (policies/shares.py): the kernel's soft limit is the least
     sources: list[EventSource] = field(default_factory=list)
     timers: dict[tuple[str, str], Timer] = field(default_factory=dict)  # (policy, key) -> timer
     queued_s: float = 0.0

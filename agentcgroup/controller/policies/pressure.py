@@ -21,6 +21,11 @@ When the budget is under ``pressure_off`` and not predicted to be short within t
 calls are released one at a time, highest priority (then oldest) first, each at least a sampling window after
 the one before, so they do not all resume into the limit together; if no call under the budget runs any more,
 the first held one is released whatever the level. Agent leaves are never touched.
+
+Before any of that, every running call that would give way is *capped* (``caps``, :mod:`.shares`): its usage plus
+its share of the budget's headroom, recomputed at each sample, so that a burst faster than a sample stalls at the
+call's own cap rather than at the budget's hard limit, where the kernel's OOM killer would choose. A call found
+stalled at its cap is throttled there (held, released in order as above); a released call goes on under its cap.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from ...units import format_size
 from ..actions import Action
 from .base import CallInfo, Policy, View
 from .growth import Series, time_to_limit
+from .shares import Share, fair_caps, moved
 
 HIGH = 2
 #: growth under which a call does not count as growing (B/s)
@@ -45,9 +51,12 @@ HELD = ("throttled", "frozen")
 class PressurePolicy(Policy):
     name = "pressure"
 
-    def __init__(self, sampling: bool = True) -> None:
-        """``sampling``: keep a timer that reads the budgets every ``sample_interval`` (off: events only)."""
+    def __init__(self, sampling: bool = True, caps: bool = True) -> None:
+        """``sampling``: keep a timer that reads the budgets every ``sample_interval`` (off: events only).
+        ``caps``: cap every call that would give way at its share of the budget's headroom (off: levels only)."""
         self.sampling = sampling
+        self.caps = caps
+        self.capped: dict[str, int | None] = {}  # call id -> the cap last asked for
         self.victims: dict[str, list[CallInfo]] = {}  # scope ("" = global, else session name) -> calls
         self.hurried: set[tuple[str, str]] = set()  # (call id, phase) whose deadline was shortened
         self.series: Series | None = None
@@ -136,10 +145,10 @@ class PressurePolicy(Policy):
         budgets = self._observe(view)
         for scope, usage, budget, calls in budgets:
             actions += self._evaluate(view, scope, usage, budget, calls)
-        return actions + self._tick(view, budgets)
+        return actions + self._share(view, budgets, actions) + self._tick(view, budgets)
 
     def on_memory(self, view: View, call: CallInfo, stats: Stats) -> list[Action]:
-        return self.on_pressure(view)
+        return self._stalled(view, call, stats) + self.on_pressure(view)
 
     def on_end(self, view: View, call: CallInfo) -> list[Action]:
         for victims in self.victims.values():
@@ -148,6 +157,7 @@ class PressurePolicy(Policy):
         self.hurried -= {(call.id, "throttled"), (call.id, "frozen")}
         self.killed.discard(call.id)
         self.held_rate.pop(call.id, None)
+        self.capped.pop(call.id, None)
         if self.series is not None:
             self.series.forget(f"call:{call.id}")
         if call.id == self.tick_call:
@@ -268,11 +278,86 @@ class PressurePolicy(Policy):
             if other is not victim and view.rank_of(other) > view.rank_of(victim)
         ]
 
+    # --- caps -----------------------------------------------------------------------------------------
+    def _cap_levels(
+        self, view: View, budgets: Sequence[tuple[str, int, int, Sequence[CallInfo]]], also: CallInfo | None = None
+    ) -> dict[str, int]:
+        """The cap of each call that would give way under some budget (the least over its budgets); ``also``: a
+        held call about to go on, counted as running."""
+        out: dict[str, int] = {}
+        for scope, usage, budget, calls in budgets:
+            protected = self._protected(view, scope, calls)
+            capped = {c.id for c in self._candidates(view, scope, calls)}
+            if also is not None and also in calls and (scope != "" or view.rank_of(also) < HIGH):
+                capped.add(also.id)
+            shares = [
+                Share(c.id, view.rank_of(c), view.call_usage(c), c.id in capped)
+                for c in self._live(calls)
+                if (c.phase == "running" or c is also) and not c.exited and (c.id in capped or c in protected)
+            ]
+            room = int(view.config.pressure_on * budget) - usage
+            for cid, level in fair_caps(room, shares, budget // 64).items():
+                out[cid] = min(level, out.get(cid, level))
+        return out
+
+    def _share(
+        self, view: View, budgets: Sequence[tuple[str, int, int, Sequence[CallInfo]]], done: Sequence[Action]
+    ) -> list[Action]:
+        """Each running call's cap, written when it moved by a step (lifted once it no longer gives way)."""
+        if not self.caps or not budgets:
+            return []
+        levels = self._cap_levels(view, budgets)
+        step = min(b for _, _, b, _ in budgets)
+        acted = {a.call.id for a in done if a.verb in ("throttle", "release", "cap")}
+        actions: list[Action] = []
+        for _, _, _, calls in budgets:
+            for c in self._live(calls):
+                if c.id in acted or c.phase != "running" or c.exited:
+                    continue
+                acted.add(c.id)
+                new = levels.get(c.id)
+                if moved(self.capped.get(c.id), new, step):
+                    self.capped[c.id] = new
+                    why = "its share of the budget's headroom" if new is not None else "it no longer gives way"
+                    actions.append(self.act("cap", c, why, level=new))
+        return actions
+
+    def _stalled(self, view: View, call: CallInfo, stats: Stats) -> list[Action]:
+        """A running call stalled at its cap (v1: under_oom; v2: at its memory.high): held there, in order."""
+        cap = self.capped.get(call.id)
+        if cap is None or call.phase != "running" or call.exited or self._is_victim(call):
+            return []
+        used = stats.memory_current or 0
+        if not (stats.under_oom or used >= 0.95 * cap) or (call.soft is not None and call.soft <= cap):
+            return []  # not at the cap, or at its own soft limit (the soft-limit policy's business)
+        found = [b for b in self._observe(view) if call in b[3]]
+        if not found:
+            return []
+        scope, usage, budget, calls = min(found, key=lambda b: b[2] - b[1])  # the budget with the least room
+        self.victims.setdefault(scope, []).append(call)
+        self.held_rate[call.id] = max(0.0, self.rate(call))
+        where = self._where(scope, usage, budget)
+        return [
+            self.act(
+                "throttle",
+                call,
+                f"{where}: at its share of it, {format_size(cap)}; lower-priority calls give way",
+                level=max(cap, used),
+                figures={"usage": used, "scope": scope or "host", "cap": cap},
+            ),
+            self._deadline(view, call, "throttled", scope, usage, budget, calls)[1],
+            *self._notes(view, call, calls, f"{call.label} was throttled: {where}"),
+        ]
+
     # --- releasing ------------------------------------------------------------------------------------
     def _release(self, view: View, call: CallInfo, scope: str, why: str) -> list[Action]:
         actions: list[Action] = []
         if call.phase == "frozen":
             actions.append(self.act("thaw", call, why))
+        if self.caps:  # it goes on under its share of what is left (written with the release)
+            cap = self._cap_levels(view, view.budgets(), also=call).get(call.id)
+            self.capped[call.id] = cap
+            actions.append(self.act("cap", call, "its share of the budget's headroom", level=cap))
         actions.append(self.act("release", call, why, level=call.soft))
         self.victims.get(scope, []).remove(call)
         self.hurried -= {(call.id, "throttled"), (call.id, "frozen")}

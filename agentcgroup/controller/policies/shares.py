@@ -1,0 +1,53 @@
+"""Each lower-priority call's own memory cap under a shared budget: its usage plus its fair share of what is left.
+
+A burst faster than one sample (hundreds of MiB in 50 ms) outruns any prediction from growth. So the calls that
+give way under a budget are capped *before* it is short: each running one may grow by its share of the budget's
+remaining headroom (up to ``pressure_on`` of it), recomputed at every sample. A burst then meets the call's own
+cap, where it stalls (v1: ``memory.limit_in_bytes`` with ``oom_kill_disable``; v2: ``memory.high``), and not
+the budget's hard limit, where the kernel's OOM killer fires. The hard limit stays above the caps' sum (the
+budget's last ``1 - pressure_on``): a backstop for a controller too slow, never the first responder.
+
+Shares are weighted by priority: a call of rank ``r`` weighs ``r + 1`` (low 1, normal 2, high 3). The
+protected calls (never capped) count with their weight too, so the headroom they may take stays free for them.
+Each cap leaves at least ``floor`` above the call's usage: what its processes need to fork and exec (the kernel
+charges those without stalling: at a v1 limit they would fail with ENOMEM).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+#: a cap that moved less than this part of the budget is not written again (the kernel write costs, the event log)
+STEP_OF_BUDGET = 64
+
+
+@dataclass(frozen=True)
+class Share:
+    """One running call under a budget, as the caps see it."""
+
+    id: str
+    rank: int
+    usage: int
+    capped: bool  # False: protected (never capped); its weight keeps its share of the headroom free
+
+
+def weight(rank: int) -> int:
+    return max(0, rank) + 1
+
+
+def fair_caps(room: int, calls: Sequence[Share], floor: int) -> dict[str, int]:
+    """The cap of every ``capped`` call: its usage plus its weighted share of ``room`` (bytes the budget may still
+    grow by before ``pressure_on``), at least ``floor`` above its usage."""
+    total = sum(weight(c.rank) for c in calls)
+    if total == 0:
+        return {}
+    free = max(0, room)
+    return {c.id: c.usage + max(floor, free * weight(c.rank) // total) for c in calls if c.capped}
+
+
+def moved(old: int | None, new: int | None, budget: int) -> bool:
+    """Worth writing: set or lifted, or moved by a step of the budget either way."""
+    if old is None or new is None:
+        return old != new
+    return abs(new - old) >= max(1, budget // STEP_OF_BUDGET)
