@@ -305,7 +305,8 @@ def test_pressure_passing_thaws_and_lifts() -> None:
     view.root_usage = 500 * MiB
     enf.pressure()
     # it goes on under its share of the budget's headroom (the cap, before the release writes it)
-    assert verbs(rec.done)[-3:] == [("thaw", "l1"), ("cap", "l1"), ("release", "l1")] and c_lo.phase == "running"
+    mine = [v for v in verbs(rec.done) if v[1] == "l1"]
+    assert mine[-3:] == [("thaw", "l1"), ("cap", "l1"), ("release", "l1")] and c_lo.phase == "running"
     assert c_lo.cap is not None and c_lo.cap >= 300 * MiB
     assert c_lo.throttled_by is None
 

@@ -38,7 +38,7 @@ from ...units import format_size
 from ..actions import Action
 from .base import CallInfo, Policy, View
 from .growth import Series, time_to_limit
-from .shares import Share, fair_caps, moved
+from .shares import STEP_OF_BUDGET, Share, fair_caps, moved
 
 HIGH = 2
 #: growth under which a call does not count as growing (B/s)
@@ -46,6 +46,9 @@ GROWING = 4 << 20
 #: rate-based throttling starts over this fraction of ``pressure_off`` (a burst at a low level is no shortage)
 WATCH_FROM = 0.5
 HELD = ("throttled", "frozen")
+#: the least cap or throttle level: what a call's processes need to start (fork and exec are charged without
+#: stalling: at a v1 limit they fail with ENOMEM)
+FLOOR = 32 << 20
 
 
 class PressurePolicy(Policy):
@@ -135,6 +138,10 @@ class PressurePolicy(Policy):
             c.phase == "running" and not self._is_victim(c) and c is not victim and view.rank_of(c) >= mine
             for c in self._live(calls)
         )
+
+    def _protected_runs(self, view: View, scope: str, calls: Sequence[CallInfo]) -> bool:
+        """A protected call still runs (not held): with the budget full it waits on what the held calls keep."""
+        return any(c.phase == "running" and not self._is_victim(c) for c in self._protected(view, scope, calls))
 
     # --- events ---------------------------------------------------------------------------------------
     def on_start(self, view: View, call: CallInfo) -> list[Action]:
@@ -255,7 +262,8 @@ class PressurePolicy(Policy):
         where = self._where(scope, usage, budget)
         for call in sorted(chosen, key=lambda c: (view.rank_of(c), -self.rate(c))):
             used = view.call_usage(call)
-            level = used + budget // 64  # room for what a held call's kernel needs (v1: else fork/exec fail)
+            # room for what a held call's kernel needs (v1: else fork/exec fail), a starting call's processes too
+            level = max(used + budget // 64, FLOOR)
             victims.append(call)
             self.held_rate[call.id] = max(0.0, self.rate(call))
             actions.append(
@@ -282,21 +290,18 @@ class PressurePolicy(Policy):
     def _cap_levels(
         self, view: View, budgets: Sequence[tuple[str, int, int, Sequence[CallInfo]]], also: CallInfo | None = None
     ) -> dict[str, int]:
-        """The cap of each call that would give way under some budget (the least over its budgets); ``also``: a
-        held call about to go on, counted as running."""
+        """The cap of each running call below high priority under some budget (the least over its budgets): the
+        protected ones too (they are not held when they reach it, but no burst of theirs meets the hard limit
+        first); ``also``: a held call about to go on, counted as running."""
         out: dict[str, int] = {}
-        for scope, usage, budget, calls in budgets:
-            protected = self._protected(view, scope, calls)
-            capped = {c.id for c in self._candidates(view, scope, calls)}
-            if also is not None and also in calls and (scope != "" or view.rank_of(also) < HIGH):
-                capped.add(also.id)
+        for _, usage, budget, calls in budgets:
             shares = [
-                Share(c.id, view.rank_of(c), view.call_usage(c), c.id in capped)
+                Share(c.id, view.rank_of(c), view.call_usage(c), view.rank_of(c) < HIGH)
                 for c in self._live(calls)
-                if (c.phase == "running" or c is also) and not c.exited and (c.id in capped or c in protected)
+                if ((c.phase == "running" and not self._is_victim(c)) or c is also) and not c.exited
             ]
             room = int(view.config.pressure_on * budget) - usage
-            for cid, level in fair_caps(room, shares, budget // 64).items():
+            for cid, level in fair_caps(room, shares, FLOOR, budget // (4 * STEP_OF_BUDGET)).items():
                 out[cid] = min(level, out.get(cid, level))
         return out
 
@@ -312,8 +317,8 @@ class PressurePolicy(Policy):
         actions: list[Action] = []
         for _, _, _, calls in budgets:
             for c in self._live(calls):
-                if c.id in acted or c.phase != "running" or c.exited:
-                    continue
+                if c.id in acted or c.phase != "running" or c.exited or self._is_victim(c):
+                    continue  # a held call's throttle is in force; its release sets its cap
                 acted.add(c.id)
                 new = levels.get(c.id)
                 if moved(self.capped.get(c.id), new, step):
@@ -327,12 +332,12 @@ class PressurePolicy(Policy):
         cap = self.capped.get(call.id)
         if cap is None or call.phase != "running" or call.exited or self._is_victim(call):
             return []
+        found = [b for b in self._observe(view) if call in b[3]]
+        if not found or any(call in self._protected(view, b[0], b[3]) for b in found):
+            return []  # a protected call stalled at its cap waits there: the held calls' memory is what it needs
         used = stats.memory_current or 0
         if not (stats.under_oom or used >= 0.95 * cap) or (call.soft is not None and call.soft <= cap):
             return []  # not at the cap, or at its own soft limit (the soft-limit policy's business)
-        found = [b for b in self._observe(view) if call in b[3]]
-        if not found:
-            return []
         scope, usage, budget, calls = min(found, key=lambda b: b[2] - b[1])  # the budget with the least room
         self.victims.setdefault(scope, []).append(call)
         self.held_rate[call.id] = max(0.0, self.rate(call))
@@ -447,7 +452,9 @@ class PressurePolicy(Policy):
         edge = self._edge(view, scope, usage, budget, calls) and self._waiting(view, scope, calls, call)
         # or still over pressure_on a whole kill_after later with a higher-priority call running: it cannot grow
         # without the memory the held calls keep, and a burst of it would meet the kernel's OOM killer
-        full = usage >= view.config.pressure_on * budget and self._waiting(view, scope, calls, call, True)
+        full = usage >= view.config.pressure_on * budget and (
+            self._waiting(view, scope, calls, call, True) or self._protected_runs(view, scope, calls)
+        )
         if in_flight or not (edge or full):
             return [self._deadline(view, call, "frozen", scope, usage, budget, calls)[1]]  # it waits on, frozen
         victims = self.victims.get(scope, [])

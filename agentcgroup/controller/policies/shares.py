@@ -9,8 +9,9 @@ budget's last ``1 - pressure_on``): a backstop for a controller too slow, never 
 
 Shares are weighted by priority: a call of rank ``r`` weighs ``r + 1`` (low 1, normal 2, high 3). The
 protected calls (never capped) count with their weight too, so the headroom they may take stays free for them.
-Each cap leaves at least ``floor`` above the call's usage: what its processes need to fork and exec (the kernel
-charges those without stalling: at a v1 limit they would fail with ENOMEM).
+A cap is never under ``floor``: what a starting call's processes need to fork and exec (the kernel charges those
+without stalling: at a v1 limit they fail with ENOMEM). Above that, a call with no share left is capped where it
+stands plus ``slack`` (less than the step a cap must move by to be written again: no ratchet past the budget).
 """
 
 from __future__ import annotations
@@ -36,14 +37,14 @@ def weight(rank: int) -> int:
     return max(0, rank) + 1
 
 
-def fair_caps(room: int, calls: Sequence[Share], floor: int) -> dict[str, int]:
+def fair_caps(room: int, calls: Sequence[Share], floor: int, slack: int) -> dict[str, int]:
     """The cap of every ``capped`` call: its usage plus its weighted share of ``room`` (bytes the budget may still
-    grow by before ``pressure_on``), at least ``floor`` above its usage."""
+    grow by before ``pressure_on``), plus at least ``slack``, and never under ``floor``."""
     total = sum(weight(c.rank) for c in calls)
     if total == 0:
         return {}
     free = max(0, room)
-    return {c.id: c.usage + max(floor, free * weight(c.rank) // total) for c in calls if c.capped}
+    return {c.id: max(floor, c.usage + max(slack, free * weight(c.rank) // total)) for c in calls if c.capped}
 
 
 def moved(old: int | None, new: int | None, budget: int) -> bool:
