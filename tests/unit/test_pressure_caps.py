@@ -1,0 +1,180 @@
+"""Each lower-priority call's own cap under a shared budget (policies/shares.py and the pressure policy), without
+a kernel: what the caps are, that a burst faster than a sample stalls at them and not at the budget's hard limit,
+who is held when one stalls there, and how held calls go on again (in order, each under a fresh cap).
+
+A simulated memory cgroup stands in for the kernel: a call's usage never passes the soft level last written for
+it (v1 stalls it there: ``oom_kill_disable``), and the budget's usage is the calls' sum plus the agents'.
+"""
+
+from __future__ import annotations
+
+from agentcgroup.backends.base import Stats
+from agentcgroup.controller.actions import Action, least
+from agentcgroup.controller.policies.pressure import FLOOR, PressurePolicy
+from agentcgroup.controller.policies.shares import Share, fair_caps, moved
+from agentcgroup.controller.policies.softlimit import SoftLimitPolicy
+from agentcgroup.controller.state import CallState
+from tests.unit.test_policies import FakeSession, FakeView, call
+from tests.unit.test_pressure_growth import CFG, mk, world
+
+MiB = 1 << 20
+
+
+def test_fair_caps_weigh_priorities_and_keep_the_protected_share_free() -> None:
+    calls = [
+        Share("h", 2, 300 * MiB, capped=False),
+        Share("n", 1, 100 * MiB, capped=True),
+        Share("l", 0, 50 * MiB, capped=True),
+    ]
+    caps = fair_caps(600 * MiB, calls, floor=32 * MiB, slack=4 * MiB)
+    # weights 3 (high, never capped: its share stays free), 2, 1 of 600 MiB
+    assert caps == {"n": 100 * MiB + 200 * MiB, "l": 50 * MiB + 100 * MiB}
+    # no room left: each where it stands plus the slack; a starting call gets the floor
+    caps = fair_caps(-50 * MiB, [*calls, Share("new", 0, 2 * MiB, capped=True)], floor=32 * MiB, slack=4 * MiB)
+    assert caps == {"n": 104 * MiB, "l": 54 * MiB, "new": 32 * MiB}
+    assert fair_caps(100 * MiB, [], 1, 1) == {}
+
+
+def test_a_cap_is_written_again_only_when_it_moved_by_a_step() -> None:
+    b = 1024 * MiB  # a step is 16 MiB
+    assert moved(None, 10 * MiB, b) and moved(10 * MiB, None, b) and not moved(None, None, b)
+    assert not moved(100 * MiB, 104 * MiB, b)  # the slack of a call at its cap: no ratchet
+    assert moved(100 * MiB, 116 * MiB, b) and moved(100 * MiB, 84 * MiB, b)
+
+
+def test_the_kernel_level_is_the_least_of_the_cap_and_the_own_soft_limit() -> None:
+    assert least(None, None) is None and least(5, None, 7) == 5 and least(None, 3) == 3
+
+
+def caps_of(actions: list[Action]) -> dict[str, int | None]:
+    return {a.call.id: a.level for a in actions if a.verb == "cap"}
+
+
+def test_lower_calls_are_capped_at_their_share_from_recorded_usage_high_never() -> None:
+    clock = [0.0]
+    hi, lo, nm = mk("h1", "high", clock), mk("l1", "low", clock), mk("n1", "normal", clock)
+    p, view, *_ = world([hi, lo, nm], clock)
+    view.usage |= {"h1": 200 * MiB, "l1": 100 * MiB, "n1": 100 * MiB}
+    view.root_usage = 500 * MiB  # 100 MiB of agents
+    view.now = 0.05
+    acts = p.on_pressure(view)
+    room = 900 * MiB - 500 * MiB  # up to pressure_on of 1000 MiB; weights high 3, normal 2, low 1
+    assert caps_of(acts) == {"l1": 100 * MiB + room // 6, "n1": 100 * MiB + room * 2 // 6}
+    # the budget fills: the caps come down with the room (never under the usage), written once they moved a step
+    view.usage["h1"] = 440 * MiB
+    view.root_usage = 740 * MiB
+    view.now = 0.1
+    acts = p.on_pressure(view)
+    assert caps_of(acts) == {"l1": 100 * MiB + 160 * MiB // 6, "n1": 100 * MiB + 160 * MiB * 2 // 6}
+    view.root_usage = 742 * MiB  # 2 MiB more: not written again
+    view.now = 0.15
+    assert caps_of(p.on_pressure(view)) == {}
+
+
+def test_a_burst_faster_than_a_sample_stalls_at_the_cap_not_the_hard_limit() -> None:
+    """Recorded: two low calls jump by 300 MiB each within one 50 ms sample beside a growing high one."""
+    clock = [0.0]
+    hi, l1, l2 = mk("h1", "high", clock), mk("l1", "low", clock), mk("l2", "low", clock)
+    _, view, enf, sim, rec = world([hi, l1, l2], clock)
+    agents = 120 * MiB
+    want = {"h1": [100, 150, 200, 300, 350, 350, 350], "l1": [50, 60, 360, 400, 420, 420, 420]}
+    want["l2"] = [50, 50, 50, 350, 400, 420, 420]
+    worst = 0
+    for i in range(len(want["h1"])):
+        for cs in (hi, l1, l2):
+            limit = least(cs.cap) if cs.phase == "running" else None
+            held = [a.level for a in rec.done if a.call is cs and a.verb == "throttle" and a.level is not None]
+            if cs.phase != "running" and held:
+                limit = held[-1]
+            v = want[cs.id][i] * MiB
+            view.usage[cs.id] = v if limit is None else min(v, limit)  # the kernel stalls it at its level
+        view.root_usage = agents + sum(view.usage.values())
+        worst = max(worst, view.root_usage)
+        sim.advance(view.now + 0.05, view)
+        enf.pressure()
+    assert worst <= 0.9 * 1000 * MiB  # demand was 120 + 350 + 420 + 420 = 1310 MiB
+    assert not any(a.verb == "kill" for a in rec.done)
+    assert hi.cap is None and not [a for a in rec.done if a.call is hi and a.verb in ("throttle", "cap")]
+
+
+def test_a_call_stalled_at_its_cap_is_held_and_its_feedback_names_the_shared_budget() -> None:
+    clock = [0.0]
+    hi, lo = mk("h1", "high", clock), mk("l1", "low", clock)
+    _, view, enf, _, rec = world([hi, lo], clock)
+    view.usage |= {"h1": 300 * MiB, "l1": 100 * MiB}
+    view.root_usage = 500 * MiB
+    enf.pressure()
+    assert lo.cap == 100 * MiB + 400 * MiB // 4
+    view.usage["l1"] = lo.cap
+    view.root_usage += 100 * MiB
+    view.under_oom.add("l1")
+    enf.memory(lo)
+    throttle = [a for a in rec.done if a.call is lo and a.verb == "throttle"]
+    assert lo.phase == "throttled" and len(throttle) == 1
+    assert throttle[0].figures["scope"] == "host" and throttle[0].figures["cap"] == 200 * MiB
+    assert "at its share" in throttle[0].reason
+
+
+def test_a_protected_call_at_its_cap_waits_there_unheld() -> None:
+    """Only low calls run: the oldest is protected (it runs on), capped too, and at its cap it is not held."""
+    clock = [0.0]
+    old, new = mk("l1", "low", clock, started=-5.0), mk("l2", "low", clock)
+    _, view, enf, _, rec = world([old, new], clock)
+    view.usage |= {"l1": 400 * MiB, "l2": 50 * MiB}
+    view.root_usage = 550 * MiB
+    enf.pressure()
+    assert old.cap is not None and new.cap is not None
+    view.usage["l1"] = old.cap
+    view.under_oom.add("l1")
+    enf.memory(old)
+    assert old.phase == "running" and not [a for a in rec.done if a.call is old and a.verb == "throttle"]
+
+
+def test_held_calls_go_on_one_at_a_time_most_important_first_each_under_a_cap() -> None:
+    clock = [0.0]
+    hi, lo, nm = mk("h1", "high", clock), mk("l1", "low", clock), mk("n1", "normal", clock)
+    _, view, enf, sim, rec = world([hi, lo, nm], clock)
+    view.usage |= {"h1": 500 * MiB, "l1": 150 * MiB, "n1": 150 * MiB}
+    view.root_usage = 880 * MiB
+    enf.pressure()
+    for cs in (lo, nm):  # both stall at their caps
+        view.usage[cs.id] = cs.cap or 0
+        view.under_oom.add(cs.id)
+        view.root_usage = 80 * MiB + sum(view.usage.values())
+        enf.memory(cs)
+    assert lo.phase == nm.phase == "throttled"
+    view.under_oom.clear()
+    # the high call ends: memory frees
+    view.usage["h1"] = 0
+    view.calls.remove(hi)
+    enf.end(hi)
+    view.root_usage = 80 * MiB + view.usage["l1"] + view.usage["n1"]
+    sim.advance(view.now + 0.05, view)
+    enf.pressure()
+    assert nm.phase == "running" and lo.phase == "throttled"  # the normal one first
+    went = [a.verb for a in rec.done if a.call is nm][-2:]
+    assert went == ["cap", "release"] and nm.cap is not None and nm.cap > view.usage["n1"]
+    sim.advance(view.now + 0.4, view)  # a sampling window later: the low one
+    enf.pressure()
+    assert lo.phase == "running" and lo.cap is not None
+
+
+def test_the_own_soft_limit_policy_leaves_a_stall_at_a_cap_alone() -> None:
+    p = SoftLimitPolicy()
+    c = call("l1", FakeSession("lo", "low"), soft=500 * MiB)
+    view = FakeView(CFG, {"l1": 200 * MiB}, budget=1000 * MiB)
+    assert p.on_memory(view, c, Stats(memory_current=200 * MiB, under_oom=True)) == []
+    assert [a.verb for a in p.on_memory(view, c, Stats(memory_current=499 * MiB, under_oom=True))] == [
+        "throttle",
+        "timer",
+    ]
+
+
+def test_caps_off_writes_none() -> None:
+    clock = [0.0]
+    cs: list[CallState] = [mk("h1", "high", clock), mk("l1", "low", clock)]
+    _, view, *_ = world(cs, clock)
+    view.usage |= {"h1": 100 * MiB, "l1": 100 * MiB}
+    view.root_usage = 300 * MiB
+    assert caps_of(PressurePolicy(caps=False).on_pressure(view)) == {}
+    assert caps_of(PressurePolicy().on_pressure(view))["l1"] >= FLOOR
