@@ -60,6 +60,7 @@ class PressurePolicy(Policy):
         self.sampling = sampling
         self.caps = caps
         self.capped: dict[str, int | None] = {}  # call id -> the cap last asked for
+        self.stuck_since: dict[str, float] = {}  # protected call id -> since when it waits at its cap, budget full
         self.victims: dict[str, list[CallInfo]] = {}  # scope ("" = global, else session name) -> calls
         self.hurried: set[tuple[str, str]] = set()  # (call id, phase) whose deadline was shortened
         self.series: Series | None = None
@@ -139,10 +140,6 @@ class PressurePolicy(Policy):
             for c in self._live(calls)
         )
 
-    def _protected_runs(self, view: View, scope: str, calls: Sequence[CallInfo]) -> bool:
-        """A protected call still runs (not held): with the budget full it waits on what the held calls keep."""
-        return any(c.phase == "running" and not self._is_victim(c) for c in self._protected(view, scope, calls))
-
     # --- events ---------------------------------------------------------------------------------------
     def on_start(self, view: View, call: CallInfo) -> list[Action]:
         return self.on_pressure(view)
@@ -152,6 +149,7 @@ class PressurePolicy(Policy):
         budgets = self._observe(view)
         for scope, usage, budget, calls in budgets:
             actions += self._evaluate(view, scope, usage, budget, calls)
+        actions += self._stuck(view, budgets)
         return actions + self._share(view, budgets, actions) + self._tick(view, budgets)
 
     def on_memory(self, view: View, call: CallInfo, stats: Stats) -> list[Action]:
@@ -165,6 +163,7 @@ class PressurePolicy(Policy):
         self.killed.discard(call.id)
         self.held_rate.pop(call.id, None)
         self.capped.pop(call.id, None)
+        self.stuck_since.pop(call.id, None)
         if self.series is not None:
             self.series.forget(f"call:{call.id}")
         if call.id == self.tick_call:
@@ -327,6 +326,43 @@ class PressurePolicy(Policy):
                     actions.append(self.act("cap", c, why, level=new))
         return actions
 
+    def _stuck(self, view: View, budgets: Sequence[tuple[str, int, int, Sequence[CallInfo]]]) -> list[Action]:
+        """A protected call below high priority that has waited at its cap, the budget over ``pressure_on``, for
+        ``stall_grace + kill_after``: what it needs is more than the budget has for it beside the rest (agents,
+        higher-priority work; the held calls of its own rank are newer and smaller, their deaths would not give
+        it enough). It would wait until its timeout, holding what others wait for: killed now, the last resort."""
+        if not self.caps:
+            return []
+        cfg = view.config
+        actions: list[Action] = []
+        for scope, usage, budget, calls in budgets:
+            full = usage >= cfg.pressure_on * budget
+            for c in self._protected(view, scope, calls):
+                cap = self.capped.get(c.id)
+                at_cap = cap is not None and view.call_usage(c) >= cap - budget // STEP_OF_BUDGET
+                if not (full and at_cap and c.phase == "running" and view.rank_of(c) < HIGH):
+                    self.stuck_since.pop(c.id, None)
+                    continue
+                since = self.stuck_since.setdefault(c.id, view.now)
+                if view.now - since < cfg.stall_grace + cfg.kill_after or c.id in self.killed:
+                    continue
+                if self._waiting(view, scope, calls, c, True) or any(k in self.killed for k in (x.id for x in calls)):
+                    continue  # a higher-priority call runs, or memory is on its way back: not yet
+                where = self._where(scope, usage, budget)
+                used = view.call_usage(c)
+                actions.append(
+                    self.act(
+                        "kill",
+                        c,
+                        f"{where}: it waited {view.now - since:.1f} s at its share, {format_size(cap)}, and needs more"
+                        " than the budget has beside the other work",
+                        by="policy",
+                        figures={"usage": used, "scope": scope or "host", "cap": cap},
+                    )
+                )
+                self.killed.add(c.id)
+        return actions
+
     def _stalled(self, view: View, call: CallInfo, stats: Stats) -> list[Action]:
         """A running call stalled at its cap (v1: under_oom; v2: at its memory.high): held there, in order."""
         cap = self.capped.get(call.id)
@@ -452,9 +488,7 @@ class PressurePolicy(Policy):
         edge = self._edge(view, scope, usage, budget, calls) and self._waiting(view, scope, calls, call)
         # or still over pressure_on a whole kill_after later with a higher-priority call running: it cannot grow
         # without the memory the held calls keep, and a burst of it would meet the kernel's OOM killer
-        full = usage >= view.config.pressure_on * budget and (
-            self._waiting(view, scope, calls, call, True) or self._protected_runs(view, scope, calls)
-        )
+        full = usage >= view.config.pressure_on * budget and self._waiting(view, scope, calls, call, True)
         if in_flight or not (edge or full):
             return [self._deadline(view, call, "frozen", scope, usage, budget, calls)[1]]  # it waits on, frozen
         victims = self.victims.get(scope, [])
