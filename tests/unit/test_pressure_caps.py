@@ -178,3 +178,41 @@ def test_caps_off_writes_none() -> None:
     view.root_usage = 300 * MiB
     assert caps_of(PressurePolicy(caps=False).on_pressure(view)) == {}
     assert caps_of(PressurePolicy().on_pressure(view))["l1"] >= FLOOR
+
+
+def test_a_protected_call_stuck_at_its_cap_with_the_budget_full_is_the_one_killed() -> None:
+    """Only low calls: the oldest (protected) waits at its cap, the budget full; small newer ones are held. After
+    stall_grace + kill_after the big one goes (its need is more than the budget has), not the small ones."""
+    clock = [0.0]
+    big, small = mk("l1", "low", clock, started=-30.0), mk("l2", "low", clock)
+    _, view, enf, sim, rec = world([big, small], clock)
+    view.usage |= {"l1": 700 * MiB, "l2": 10 * MiB}
+    view.root_usage = 850 * MiB
+    enf.pressure()
+    view.usage["l1"] = big.cap or 0
+    view.root_usage = 170 * MiB + view.usage["l1"] + view.usage["l2"]
+    assert view.root_usage >= 0.9 * 1000 * MiB
+    for _ in range(int(2.9 / 0.05)):  # under stall_grace + kill_after: it waits
+        sim.advance(view.now + 0.05, view)
+        enf.pressure()
+    assert not any(a.verb == "kill" for a in rec.done)
+    for _ in range(10):
+        sim.advance(view.now + 0.05, view)
+        enf.pressure()
+    kills = [a for a in rec.done if a.verb == "kill"]
+    assert (
+        [a.call.id for a in kills] == ["l1"] and kills[0].figures["scope"] == "host" and "needs more" in kills[0].reason
+    )
+    # a higher-priority call running: the stuck call is not protected any more, nor killed by this rule
+    clock2 = [0.0]
+    hi, lo = mk("h1", "high", clock2), mk("l1", "low", clock2, started=-30.0)
+    _, view2, enf2, sim2, rec2 = world([hi, lo], clock2)
+    view2.usage |= {"h1": 100 * MiB, "l1": 600 * MiB}
+    view2.root_usage = 850 * MiB
+    enf2.pressure()
+    view2.usage["l1"] = lo.cap or 0
+    view2.root_usage = 910 * MiB
+    for _ in range(80):
+        sim2.advance(view2.now + 0.05, view2)
+        enf2.pressure()
+    assert not [a for a in rec2.done if a.verb == "kill" and "needs more" in a.reason]
