@@ -299,7 +299,11 @@ class PressurePolicy(Policy):
                 for c in self._live(calls)
                 if ((c.phase == "running" and not self._is_victim(c)) or c is also) and not c.exited
             ]
-            room = int(view.config.pressure_on * budget) - usage
+            # beside a higher-priority call the lower ones stop at pressure_off: what is left above is the room it
+            # bursts into without meeting their memory (which only a kill gives back); alone, at pressure_on
+            ranks = {view.rank_of(c) for c in self._live(calls)}
+            line = view.config.pressure_off if len(ranks) > 1 else view.config.pressure_on
+            room = int(line * budget) - usage
             for cid, level in fair_caps(room, shares, FLOOR, budget // (4 * STEP_OF_BUDGET)).items():
                 out[cid] = min(level, out.get(cid, level))
         return out
@@ -336,7 +340,7 @@ class PressurePolicy(Policy):
         cfg = view.config
         actions: list[Action] = []
         for scope, usage, budget, calls in budgets:
-            full = usage >= cfg.pressure_on * budget
+            full = usage >= cfg.pressure_on * budget - budget // STEP_OF_BUDGET  # its cap is the budget's line
             for c in self._protected(view, scope, calls):
                 cap = self.capped.get(c.id)
                 at_cap = cap is not None and view.call_usage(c) >= cap - budget // STEP_OF_BUDGET
