@@ -2,7 +2,8 @@
 
 A burst faster than one sample (hundreds of MiB in 50 ms) outruns any prediction from growth. So the calls that
 give way under a budget are capped *before* it is short: each running one may grow by its share of the budget's
-remaining headroom (up to ``pressure_on`` of it), recomputed at every sample. A burst then meets the call's own
+remaining headroom (up to a line: ``pressure_off`` of it beside a higher-priority call, whose bursts need the rest,
+else ``pressure_on``), recomputed at every sample. A burst then meets the call's own
 cap, where it stalls (v1: ``memory.limit_in_bytes`` with ``oom_kill_disable``; v2: ``memory.high``), and not
 the budget's hard limit, where the kernel's OOM killer fires. The hard limit stays above the caps' sum (the
 budget's last ``1 - pressure_on``): a backstop for a controller too slow, never the first responder.
@@ -39,7 +40,7 @@ def weight(rank: int) -> int:
 
 def fair_caps(room: int, calls: Sequence[Share], floor: int, slack: int) -> dict[str, int]:
     """The cap of every ``capped`` call: its usage plus its weighted share of ``room`` (bytes the budget may still
-    grow by before ``pressure_on``), plus at least ``slack``, and never under ``floor``."""
+    grow by before its line), plus at least ``slack``, and never under ``floor``."""
     total = sum(weight(c.rank) for c in calls)
     if total == 0:
         return {}
