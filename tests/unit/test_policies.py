@@ -312,7 +312,7 @@ def test_pressure_passing_thaws_and_lifts() -> None:
 
 
 def test_pressure_deadline_after_the_pressure_passed_lifts_the_throttle() -> None:
-    p = PressurePolicy(sampling=False)
+    p = PressurePolicy(sampling=False, caps=False)  # by the budget's level (with caps: test_pressure_caps.py)
     c_lo = call("l1", FakeSession("lo", "low"))
     view = FakeView(CFG, {"l1": 300 * MiB}, budget=1000 * MiB, root_usage=950 * MiB)
     view.calls = [c_lo, call("n1", FakeSession("n", "normal"))]

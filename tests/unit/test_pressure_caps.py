@@ -225,3 +225,26 @@ def test_a_protected_call_stuck_at_its_cap_with_the_budget_full_is_the_one_kille
         sim2.advance(view2.now + 0.05, view2)
         enf2.pressure()
     assert not [a for a in rec2.done if a.verb == "kill" and "needs more" in a.reason]
+
+
+def test_a_stuck_protected_call_has_a_frozen_call_worth_its_memory_killed_for_it_not_itself() -> None:
+    """Two big low calls that do not fit together: the older (protected) waits at its cap, the newer is held
+    with 250 MiB (over budget/16). The newer, frozen, dies for the older, which then goes on; not the older."""
+    clock = [0.0]
+    old, new = mk("l1", "low", clock, started=-30.0), mk("l2", "low", clock, started=-1.0)
+    _, view, enf, sim, rec = world([old, new], clock)
+    view.usage |= {"l1": 500 * MiB, "l2": 250 * MiB}
+    view.root_usage = 890 * MiB
+    enf.pressure()
+    view.usage["l2"] = new.cap or 0
+    view.under_oom.add("l2")
+    view.root_usage = 140 * MiB + view.usage["l1"] + view.usage["l2"]
+    enf.memory(new)
+    assert new.phase == "throttled"
+    view.usage["l1"] = old.cap or 0
+    view.root_usage = 140 * MiB + view.usage["l1"] + view.usage["l2"]
+    for _ in range(80):
+        sim.advance(view.now + 0.05, view)
+        enf.pressure()
+    kills = [a for a in rec.done if a.verb == "kill"]
+    assert [a.call.id for a in kills] == ["l2"] and "older call" in kills[0].reason

@@ -49,6 +49,8 @@ HELD = ("throttled", "frozen")
 #: the least cap or throttle level: what a call's processes need to start (fork and exec are charged without
 #: stalling: at a v1 limit they fail with ENOMEM)
 FLOOR = 32 << 20
+#: held calls keeping this part of a budget (1/HELD_WORTH) are worth a kill for a protected call stuck at its cap
+HELD_WORTH = 16
 
 
 class PressurePolicy(Policy):
@@ -331,10 +333,11 @@ class PressurePolicy(Policy):
         return actions
 
     def _stuck(self, view: View, budgets: Sequence[tuple[str, int, int, Sequence[CallInfo]]]) -> list[Action]:
-        """A protected call below high priority that has waited at its cap, the budget over ``pressure_on``, for
-        ``stall_grace + kill_after``: what it needs is more than the budget has for it beside the rest (agents,
-        higher-priority work; the held calls of its own rank are newer and smaller, their deaths would not give
-        it enough). It would wait until its timeout, holding what others wait for: killed now, the last resort."""
+        """A protected call below high priority that has waited at its cap, the budget full, for ``stall_grace +
+        kill_after`` would wait until its timeout, holding what others wait for. If the held calls under the budget
+        keep a part of it worth having (``budget / HELD_WORTH``), the frozen one that frees the most for the least
+        lost work dies for it (as for a higher-priority call at the edge); if they keep less, what it needs is
+        more than the budget has beside the rest (agents, other work): it dies. The last resort either way."""
         if not self.caps:
             return []
         cfg = view.config
@@ -353,6 +356,14 @@ class PressurePolicy(Policy):
                 if self._waiting(view, scope, calls, c, True) or any(k in self.killed for k in (x.id for x in calls)):
                     continue  # a higher-priority call runs, or memory is on its way back: not yet
                 where = self._where(scope, usage, budget)
+                held = [v for v in self.victims.get(scope, []) if v.phase in HELD and v.id not in self.killed]
+                if sum(view.call_usage(v) for v in held) >= budget // HELD_WORTH:
+                    frozen = [v for v in held if v.phase == "frozen"]
+                    if frozen:
+                        need = "an older call, stalled at its share, needs the memory it holds"
+                        actions += self._kill_frozen(view, scope, usage, budget, calls, frozen, need)
+                        self.stuck_since[c.id] = view.now  # its turn again only a whole deadline later
+                    continue
                 used = view.call_usage(c)
                 actions.append(
                     self.act(
@@ -426,6 +437,8 @@ class PressurePolicy(Policy):
         """Under ``below`` (``pressure_off``) and not growing short: the most important held call goes on (one
         per sampling window)."""
         cfg = view.config
+        if self.caps:
+            return self._release_capped(view, scope, usage, budget, victims)
         level = cfg.pressure_off if below is None else below
         if usage >= level * budget or self._tte(scope, usage, budget, calls) < 2 * cfg.lead_time:
             return []
@@ -442,6 +455,19 @@ class PressurePolicy(Policy):
         if time_to_limit(usage, budget, again) < cfg.lead_time and held_for < cfg.stall_grace + cfg.kill_after:
             return []
         return self._release(view, call, scope, f"pressure passed ({self._where(scope, usage, budget)})")
+
+    def _release_capped(self, view: View, scope: str, usage: int, budget: int, victims: list[CallInfo]) -> list[Action]:
+        """With caps: the most important held call goes on as soon as the cap it would get leaves it a step of the
+        budget above its usage (it cannot run into the limit: it meets its cap first), one per two samples."""
+        if view.now - self.released_at.get(scope, -math.inf) < 2 * view.config.sample_interval:
+            return []
+        call = self._first_held(view, victims)
+        if call is None:
+            return []
+        cap = self._cap_levels(view, view.budgets(), also=call).get(call.id)
+        if cap is not None and cap < view.call_usage(call) + budget // STEP_OF_BUDGET:
+            return []
+        return self._release(view, call, scope, f"room again under its share ({self._where(scope, usage, budget)})")
 
     def _unstick(
         self, view: View, scope: str, usage: int, budget: int, calls: Sequence[CallInfo], victims: list[CallInfo]
@@ -501,6 +527,24 @@ class PressurePolicy(Policy):
             frozen = [v for v in frozen if view.rank_of(v) < HIGH]
         if not frozen:
             return []
+        actions = self._kill_frozen(view, scope, usage, budget, calls, frozen)
+        if not any(a.call is call for a in actions):
+            actions.append(self._deadline(view, call, "frozen", scope, usage, budget, calls)[1])
+        return actions
+
+    def _kill_frozen(
+        self,
+        view: View,
+        scope: str,
+        usage: int,
+        budget: int,
+        calls: Sequence[CallInfo],
+        frozen: Sequence[CallInfo],
+        need: str = "a higher-priority call needs the memory it holds",
+    ) -> list[Action]:
+        """Of ``frozen``, the call whose death frees the most for the least lost work: lowest priority first, then
+        the most memory per second it has run."""
+        victims = self.victims.get(scope, [])
         dead = min(frozen, key=lambda c: (view.rank_of(c), -view.call_usage(c) / (c.elapsed() + 1.0), c.id))
         st = view.stats(dead)
         why = self._where(scope, usage, budget)
@@ -508,7 +552,7 @@ class PressurePolicy(Policy):
             self.act(
                 "kill",
                 dead,
-                f"{why}: a higher-priority call needs the memory it holds",
+                f"{why}: {need}",
                 by="policy",
                 figures={"usage": st.memory_current, "scope": scope or "host"},
             )
@@ -516,6 +560,4 @@ class PressurePolicy(Policy):
         actions += self._notes(view, dead, calls, f"{dead.label} was killed: {why}")
         victims.remove(dead)  # it is gone: nothing to thaw or release when the pressure passes
         self.killed.add(dead.id)
-        if dead is not call:
-            actions.append(self._deadline(view, call, "frozen", scope, usage, budget, calls)[1])
         return actions
