@@ -70,13 +70,14 @@ def test_lower_calls_are_capped_at_their_share_from_recorded_usage_high_never() 
     view.root_usage = 742 * MiB  # 2 MiB more: not written again
     view.now = 0.15
     assert caps_of(p.on_pressure(view)) == {}
-    # the high call ends: the normal one is the higher now (the line stays at pressure_off), shares by 2 and 1
+    # the high call ends: the normal one is the top now, its share up to pressure_on; the low one's up to
+    # pressure_off (beside a higher call); shares by 2 and 1
     view.calls.remove(hi)
     p.on_end(view, hi)
     view.usage["h1"] = 0
     view.root_usage = 300 * MiB
     view.now = 0.2
-    assert caps_of(p.on_pressure(view)) == {"l1": 100 * MiB + 500 * MiB // 3, "n1": 100 * MiB + 500 * MiB * 2 // 3}
+    assert caps_of(p.on_pressure(view)) == {"l1": 100 * MiB + 500 * MiB // 3, "n1": 100 * MiB + 600 * MiB * 2 // 3}
 
 
 def test_a_burst_faster_than_a_sample_stalls_at_the_cap_not_the_hard_limit() -> None:
@@ -101,7 +102,7 @@ def test_a_burst_faster_than_a_sample_stalls_at_the_cap_not_the_hard_limit() -> 
         sim.advance(view.now + 0.05, view)
         enf.pressure()
     assert worst <= 0.9 * 1000 * MiB  # demand was 120 + 350 + 420 + 420 = 1310 MiB
-    assert worst >= 0.75 * 1000 * MiB  # and the budget was used
+    assert worst >= 0.7 * 1000 * MiB  # and the budget was used
     assert not any(a.verb == "kill" for a in rec.done)
     assert hi.cap is None and not [a for a in rec.done if a.call is hi and a.verb in ("throttle", "cap")]
 

@@ -51,6 +51,7 @@ HELD = ("throttled", "frozen")
 FLOOR = 32 << 20
 #: held calls keeping this part of a budget (1/HELD_WORTH) are worth a kill for a protected call stuck at its cap
 HELD_WORTH = 16
+MAX_LEVEL = 1 << 62
 
 
 class PressurePolicy(Policy):
@@ -264,7 +265,7 @@ class PressurePolicy(Policy):
         for call in sorted(chosen, key=lambda c: (view.rank_of(c), -self.rate(c))):
             used = view.call_usage(call)
             # room for what a held call's kernel needs (v1: else fork/exec fail), a starting call's processes too
-            level = max(used + budget // 64, FLOOR)
+            level = max(min(used + budget // 64, self.capped.get(call.id) or MAX_LEVEL), FLOOR)
             victims.append(call)
             self.held_rate[call.id] = max(0.0, self.rate(call))
             actions.append(
@@ -302,12 +303,15 @@ class PressurePolicy(Policy):
                 if ((c.phase == "running" and not self._is_victim(c)) or c is also) and not c.exited
             ]
             # beside a higher-priority call the lower ones stop at pressure_off: what is left above is the room it
-            # bursts into without meeting their memory (which only a kill gives back); alone, at pressure_on
-            ranks = {view.rank_of(c) for c in self._live(calls)}
-            line = view.config.pressure_off if len(ranks) > 1 else view.config.pressure_on
-            room = int(line * budget) - usage
-            for cid, level in fair_caps(room, shares, FLOOR, budget // (4 * STEP_OF_BUDGET)).items():
-                out[cid] = min(level, out.get(cid, level))
+            # bursts into without meeting their memory (which only a kill gives back); the top rank at pressure_on
+            top = max((view.rank_of(c) for c in self._live(calls)), default=0)
+            slack = budget // (4 * STEP_OF_BUDGET)
+            on = fair_caps(int(view.config.pressure_on * budget) - usage, shares, FLOOR, slack)
+            off = fair_caps(int(view.config.pressure_off * budget) - usage, shares, FLOOR, slack)
+            for sh in shares:
+                level = (on if sh.rank >= top else off).get(sh.id)
+                if level is not None:
+                    out[sh.id] = min(level, out.get(sh.id, level))
         return out
 
     def _share(
@@ -457,17 +461,18 @@ class PressurePolicy(Policy):
         return self._release(view, call, scope, f"pressure passed ({self._where(scope, usage, budget)})")
 
     def _release_capped(self, view: View, scope: str, usage: int, budget: int, victims: list[CallInfo]) -> list[Action]:
-        """With caps: the most important held call goes on as soon as the cap it would get leaves it a step of the
-        budget above its usage (it cannot run into the limit: it meets its cap first), one per two samples."""
+        """With caps: the most important held call whose cap would leave it a step of the budget above its usage
+        goes on (it cannot run into the limit: it meets its cap first), one per two samples; a big one waiting
+        for room does not hold back a small one behind it."""
         if view.now - self.released_at.get(scope, -math.inf) < 2 * view.config.sample_interval:
             return []
-        call = self._first_held(view, victims)
-        if call is None:
-            return []
-        cap = self._cap_levels(view, view.budgets(), also=call).get(call.id)
-        if cap is not None and cap < view.call_usage(call) + budget // STEP_OF_BUDGET:
-            return []
-        return self._release(view, call, scope, f"room again under its share ({self._where(scope, usage, budget)})")
+        held = [v for v in victims if v.phase in HELD and v.throttled_by == self.name and v.id not in self.killed]
+        for call in sorted(held, key=lambda c: (-view.rank_of(c), -c.elapsed(), c.id)):
+            cap = self._cap_levels(view, view.budgets(), also=call).get(call.id)
+            if cap is None or cap >= view.call_usage(call) + budget // STEP_OF_BUDGET:
+                why = f"room again under its share ({self._where(scope, usage, budget)})"
+                return self._release(view, call, scope, why)
+        return []
 
     def _unstick(
         self, view: View, scope: str, usage: int, budget: int, calls: Sequence[CallInfo], victims: list[CallInfo]
