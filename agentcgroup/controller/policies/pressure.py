@@ -22,10 +22,15 @@ calls are released one at a time, highest priority (then oldest) first, each at 
 the one before, so they do not all resume into the limit together; if no call under the budget runs any more,
 the first held one is released whatever the level. Agent leaves are never touched.
 
-Before any of that, every running call that would give way is *capped* (``caps``, :mod:`.shares`): its usage plus
-its share of the budget's headroom, recomputed at each sample, so that a burst faster than a sample stalls at the
-call's own cap rather than at the budget's hard limit, where the kernel's OOM killer would choose. A call found
-stalled at its cap is throttled there (held, released in order as above); a released call goes on under its cap.
+Before any of that, every running call below high priority is *capped* (``caps``, :mod:`.shares`): its usage
+plus its share of the budget's headroom (up to ``pressure_on`` for the top rank present, ``pressure_off`` for the
+ranks below it), recomputed at each sample, so that a burst faster than a sample stalls at the call's own cap
+rather than at the budget's hard limit, where the kernel's OOM killer would choose. A call found stalled at its
+cap is throttled there (held) unless it is protected. With caps, held calls go on as soon as the cap they would
+get leaves them room (they meet their caps, not the limit), the most important first, one per two samples,
+instead of by the budget's level. A protected call below high priority that waits at its cap with the budget
+full for ``stall_grace + kill_after`` has the frozen call that frees the most killed for it, if the held calls
+keep a part of the budget worth having; if not, it needs more than the budget has beside the rest, and dies.
 """
 
 from __future__ import annotations
