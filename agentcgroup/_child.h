@@ -33,13 +33,20 @@ static int set_oom_adj(int adj) {
     return w == k ? 0 : -1;
 }
 
-/* async-signal-safe: drop to uid/gid (no supplementary groups) */
+/*
+ * async-signal-safe: drop to uid/gid (no supplementary groups). Raw system calls, not glibc's setuid()/setgid():
+ * those broadcast the change to every thread of a multi-threaded process (SIGSETXID, under a lock), and in the
+ * vfork child the thread list they walk is the parent's (the daemon's loop, metrics and worker threads), in
+ * memory the child shares: a lock held there deadlocks the child, and the marks they set land on the parent's
+ * threads. The child is a process of one thread, so the raw call changes all of it (as CPython, which refuses
+ * vfork when it must change ids, and posix_spawn implementations do).
+ */
 static int set_ids(int uid, int gid) {
     if (gid >= 0) {
         if (syscall(SYS_setgroups, 0, NULL) < 0 && errno != EPERM) return -1;
-        if (setgid((gid_t)gid) < 0) return -1;
+        if (syscall(SYS_setresgid, (gid_t)gid, (gid_t)gid, (gid_t)gid) < 0) return -1;
     }
-    if (uid >= 0 && setuid((uid_t)uid) < 0) return -1;
+    if (uid >= 0 && syscall(SYS_setresuid, (uid_t)uid, (uid_t)uid, (uid_t)uid) < 0) return -1;
     return 0;
 }
 

@@ -34,6 +34,12 @@ from .observing import Observing
 @click.option("--admission-wait", metavar="SEC", help="Longest wait in the admission queue (30s).")
 @click.option("--warm", metavar="N", help="Spare pre-placed leaves per session (2).")
 @click.option(
+    "--predict",
+    is_flag=True,
+    help="A call that declares no memory reserves its peak predicted from its uid's earlier calls, and waits in "
+    "the admission queue while that does not fit (docs/predict.md). Each uid's history is its own.",
+)
+@click.option(
     "--state-dir",
     metavar="DIR",
     default="/run/agentcg",
@@ -84,6 +90,7 @@ def daemon(
     urgent_grace: str | None,
     admission_wait: str | None,
     warm: str | None,
+    predict: bool,
     state_dir: str,
     keep_calls: bool,
     root: str | None,
@@ -112,6 +119,7 @@ def daemon(
             urgent_grace=urgent_grace,
             admission_wait=admission_wait,
             warm=warm,
+            predict=predict or None,
         ).with_(warm_after=1)  # spares for the sessions that make calls, none for idle ones
         flags = {
             "max_sessions": tenant_max_sessions,

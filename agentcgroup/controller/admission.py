@@ -23,22 +23,23 @@ from ..outcome import Outcome
 from ..units import MAX_BYTES, format_size
 from ..warm import new_call_id
 from .callspec import CallSpec
-from .config import ControllerConfig
+from .config import PRIORITIES, ControllerConfig
 from .intent import declared_memory
 from .snapshot import Snapshot
 from .state import CallState, SessionState
 
 if TYPE_CHECKING:  # the predictor (and agentcgroup.predict) is imported only where predict=True
-    from .predicted import Predictor
+    from .predicted import ScopedPredictor
 
 log = logging.getLogger("agentcgroup")
 
 
-def load_predictor(state_dir: str | os.PathLike[str] | None) -> Predictor:
-    """The predictor for ``predict=True``, imported only then: what ``agentcg run`` imports stays small."""
-    from .predicted import Predictor
+def load_predictor(state_dir: str | os.PathLike[str] | None) -> ScopedPredictor:
+    """The predictor for ``predict=True`` (one history per uid), imported only then: what ``agentcg run``
+    imports stays small."""
+    from .predicted import ScopedPredictor
 
-    return Predictor(state_dir)
+    return ScopedPredictor(state_dir)
 
 
 class Admission:
@@ -49,7 +50,7 @@ class Admission:
         snapshot: Callable[[], Snapshot],
         calls: Callable[[], list[CallState]],
         backend: str,
-        predictor: Predictor | None = None,
+        predictor: ScopedPredictor | None = None,
     ) -> None:
         self.config, self._snapshot, self._calls, self._backend = config, snapshot, calls, backend
         self._cv = threading.Condition(lock)
@@ -58,6 +59,10 @@ class Admission:
         self.waiting = 0  # calls in the queue now (waiting for room)
         self.predictor = predictor
         self._notes: dict[str, str] = {}  # call id (or pending token) -> what admission tells the agent
+        #: the queue: token -> (rank, arrival, does it fit now): room that frees goes to the highest priority
+        #: waiting call that fits it, first come first served within a priority; a call that does not fit
+        #: does not hold back a lower one that does
+        self._queue: dict[str, tuple[int, int, Callable[[], bool]]] = {}
 
     def admit(self, s: SessionState, spec: CallSpec) -> tuple[float, str] | Outcome:
         """(seconds spent waiting in the queue, 0 when admitted at once; reservation token), or a refusal."""
@@ -83,7 +88,7 @@ class Admission:
             try:
                 while True:
                     free = self._free_for(s)
-                    if decl <= free:
+                    if decl <= free and not self._ahead(token):
                         self._reserved[token] = decl
                         return (time.monotonic() - t0 if queued else 0.0), token
                     left = deadline - time.monotonic()
@@ -97,14 +102,16 @@ class Admission:
                     if not queued:
                         queued = True
                         self.waiting += 1
+                        self._enqueue(token, s, spec, lambda: decl <= self._free_for(s))
                     self._cv.wait(min(left, 0.5))
             finally:
                 if queued:
                     self.waiting -= 1
+                    self._dequeue(token)
 
     def _admit_predicted(self, s: SessionState, spec: CallSpec, token: str) -> tuple[float, str]:
         assert self.predictor is not None
-        pred = self.predictor.predict(spec, s.name)
+        pred = self.predictor.predict(spec, s.name, s.uid)
         if pred is None or pred.memory is None:
             return 0.0, token
         want = pred.memory
@@ -115,7 +122,7 @@ class Admission:
             while True:
                 free = self._free_for(s)
                 waited = time.monotonic() - t0
-                how = "it fit" if want <= free else None
+                how = "it fit" if want <= free and not self._ahead(token) else None
                 if how is None and not self._others_running(s):
                     how = "nothing running could free more"
                 if how is None and waited >= self.config.admission_wait:
@@ -126,9 +133,11 @@ class Admission:
                 if not queued:
                     queued = True
                     self.waiting += 1
+                    self._enqueue(token, s, spec, lambda: want <= self._free_for(s))
                 self._cv.wait(min(deadline - time.monotonic(), 0.5))
             if queued:
                 self.waiting -= 1
+                self._dequeue(token)
         if queued:
             self._notes[token] = (
                 f"queued {waited:.1f} s: its predicted peak {format_size(want)} ({pred.basis}) did not fit the "
@@ -154,9 +163,31 @@ class Admission:
         if self.predictor is not None:
             self.predictor.close()
 
-    def learn(self, out: Outcome) -> None:
+    def learn(self, out: Outcome, uid: int = 0) -> None:
+        """What the finished call used, for the next call of its kind of the same uid."""
         if self.predictor is not None and not out.refused:
-            self.predictor.learn(out)
+            self.predictor.learn(out, uid)
+
+    def _enqueue(self, token: str, s: SessionState, spec: CallSpec, fits: Callable[[], bool]) -> None:
+        rank = PRIORITIES[spec.intent.priority][0] if spec.intent.priority is not None else s.rank
+        self._queue[token] = (rank, next(self._tokens), fits)
+
+    def _dequeue(self, token: str) -> None:
+        self._queue.pop(token, None)
+        self._cv.notify_all()  # the room it took (or did not) is for the next in line to judge
+
+    def _ahead(self, token: str) -> bool:
+        """Whether a waiting call before this one in the queue's order (higher priority, or the same and
+        earlier) would fit now: it goes first. A call not yet queued is behind every queued one."""
+        me = self._queue.get(token)
+        for other, (rank, seq, fits) in list(self._queue.items()):
+            if other == token:
+                continue
+            if me is not None and (rank < me[0] or (rank == me[0] and seq > me[1])):
+                continue
+            if fits():
+                return True
+        return False
 
     def _free_for(self, s: SessionState) -> int:
         """What a new call may count on: each budget's room, less what admitted calls declared but have not

@@ -355,7 +355,7 @@ class Dispatch:
         if self.store is not None:
             self.store.drop_call(cs.id)
         self.outcomes.save(cs.session.uid, out)
-        self.admission.learn(out)  # the next call of its kind is sized from this one
+        self.admission.learn(out, cs.session.uid)  # the next call of its kind (of its uid) is sized from this one
         log.info(
             "event=call-end session=%s call=%s rc=%s killed_by=%s peak=%s duration=%.3f",
             cs.session.name,

@@ -129,3 +129,70 @@ class Predictor:
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
+
+
+#: uids whose history a daemon keeps open at once (least recently used closed first)
+MAX_SCOPES = 256
+
+
+class ScopedPredictor:
+    """One :class:`Predictor` per uid: a call is predicted only from calls its own uid ran, so one tenant's
+    commands never size (or reveal themselves through) another tenant's admission. Root's history is the state
+    directory's own store (``<state_dir>/history.sqlite3``, as for an embedded controller); uid N's is
+    ``<state_dir>/history/uid-N/history.sqlite3``, in directories mode 0700 owned by the daemon."""
+
+    def __init__(self, state_dir: str | os.PathLike[str] | None = None, rule: Rule = DEFAULT_RULE) -> None:
+        self._dir = None if state_dir is None else os.fspath(state_dir)
+        self._rule = rule
+        self._lock = threading.Lock()
+        self._scopes: dict[int, Predictor] = {}  # insertion order = least recently used first
+
+    def scope(self, uid: int = 0) -> Predictor:
+        with self._lock:
+            p = self._scopes.pop(uid, None)
+            if p is None:
+                p = Predictor(self._path(uid), self._rule)
+            self._scopes[uid] = p
+            while len(self._scopes) > MAX_SCOPES:
+                oldest = next(iter(self._scopes))
+                if oldest == 0:  # root's stays open
+                    self._scopes[0] = self._scopes.pop(0)
+                    oldest = next(iter(self._scopes))
+                self._scopes.pop(oldest).close()
+            return p
+
+    def _path(self, uid: int) -> str | None:
+        if self._dir is None or uid == 0:
+            return self._dir
+        path = os.path.join(self._dir, "history", f"uid-{int(uid)}")
+        try:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+            os.chmod(os.path.join(self._dir, "history"), 0o700)
+        except OSError as exc:  # no store costs this uid's persistence, never its calls
+            log.warning("event=history-dir-unusable uid=%d dir=%s error=%r", uid, path, str(exc))
+            return None
+        return path
+
+    def predict(self, spec: CallSpec, session: str, uid: int = 0) -> Prediction | None:
+        return self.scope(uid).predict(spec, session)
+
+    def learn(self, out: Outcome, uid: int = 0) -> None:
+        self.scope(uid).learn(out)
+
+    def seed(self, observations: Iterable[Observation], uid: int = 0) -> None:
+        self.scope(uid).seed(observations)
+
+    def alias(self, argv: Sequence[str], command: str, uid: int = 0) -> None:
+        self.scope(uid).alias(argv, command)
+
+    def wait_calibrated(self, timeout: float | None = None) -> None:
+        with self._lock:
+            scopes = list(self._scopes.values())
+        for p in scopes:
+            p.wait_calibrated(timeout)
+
+    def close(self) -> None:
+        with self._lock:
+            scopes, self._scopes = list(self._scopes.values()), {}
+        for p in scopes:
+            p.close()

@@ -166,6 +166,32 @@ print(r[-1]["outcome"]["exit_code"])
         stop_daemon(d, root_name)
 
 
+@SAME_ON_EVERY_KERNEL
+def test_a_tenant_call_runs_with_every_id_of_its_client_and_no_groups(tmp_path, root_name, tenants) -> None:
+    """Real, effective and saved uid and gid all the client's, no supplementary group: set in the vfork child by
+    raw system calls (glibc's setuid() would walk the daemon's threads, which the child shares), 50 calls in a
+    row while the daemon's other threads run."""
+    d = start_daemon(tmp_path, root_name)
+    try:
+        probe = (
+            "print(' '.join(l.split(':')[1].strip() for l in open('/proc/self/status')"
+            " if l[:4] in ('Uid:', 'Gid:', 'Grou')))"
+        )
+        body = f"""
+ask({{"op": "open_session", "id": 1, "name": "t"}})
+import base64
+for i in range(50):
+    r = ask({{"op": "run", "id": 2, "session": "t", "argv": ["{SYS_PY}", "-c", {probe!r}], "capture_output": True}})
+    print(base64.b64decode(r[-1]["outcome"]["stdout_b64"]).decode().strip())
+"""
+        out = attack(tenants[0], d, body, timeout=120)
+        u, g = tenants[0].uid, tenants[0].gid
+        want = " ".join([f"{u}\t{u}\t{u}\t{u}", f"{g}\t{g}\t{g}\t{g}", ""]).strip()
+        assert len(out) == 50 and set(out) == {want}, out[:3]
+    finally:
+        stop_daemon(d, root_name)
+
+
 # --- 2. durations ------------------------------------------------------------------------------------------
 @SAME_ON_EVERY_KERNEL
 def test_durations_out_of_range_are_refused_naming_the_value(daemon, tenants) -> None:

@@ -14,7 +14,7 @@ from agentcgroup.controller.admission import Admission
 from agentcgroup.controller.callspec import CallSpec
 from agentcgroup.controller.config import ControllerConfig
 from agentcgroup.controller.intent import Intent
-from agentcgroup.controller.predicted import Predictor
+from agentcgroup.controller.predicted import Predictor, ScopedPredictor
 from agentcgroup.errors import InvalidValue
 from agentcgroup.outcome import Outcome
 
@@ -88,9 +88,9 @@ class _Room:
 
     def __init__(self, wait: float) -> None:
         self.usage = 200 * MiB
-        self.session = SimpleNamespace(name="s", budget=400 * MiB)
+        self.session = SimpleNamespace(name="s", budget=400 * MiB, uid=0, rank=1)
         self.running: list = [SimpleNamespace(id="c0", session=self.session)]
-        self.predictor = Predictor(None)
+        self.predictor = ScopedPredictor(None)
         self.predictor.learn(outcome("s", ["make"], 200 * MiB))  # predicted: 250 MiB
         cfg = ControllerConfig(admission_wait=wait, predict=True)
         snap = SimpleNamespace(
@@ -156,3 +156,109 @@ def test_the_margins_are_recalibrated_as_calls_are_learned(monkeypatch) -> None:
     p.wait_calibrated(30)
     assert p.rule.calibration is not None and p.rule.calibration["memory"]["*"] == pytest.approx(3.0)
     p.close()
+
+
+# --- one history per uid (the daemon's --predict) --------------------------------------------------------------
+
+
+def test_each_uid_is_predicted_from_its_own_calls_only(tmp_path) -> None:
+    p = ScopedPredictor(tmp_path)
+    spec = CallSpec.of(["make", "-j8"])
+    p.learn(outcome("s", ["make", "-j8"], 900 * MiB), uid=1001)
+    assert p.predict(spec, "s", uid=1001) is not None
+    assert p.predict(spec, "s", uid=1002) is None  # another tenant: nothing of 1001's commands or sizes
+    assert p.predict(spec, "s", uid=0) is None  # nor root's
+    p.learn(outcome("r", ["make", "-j8"], 100 * MiB))  # root's: the state dir's own store, as embedded
+    p.close()
+    assert (tmp_path / "history.sqlite3").exists()
+    tenant = tmp_path / "history" / "uid-1001"
+    assert (tenant / "history.sqlite3").exists()
+    assert (tmp_path / "history").stat().st_mode & 0o777 == 0o700 and tenant.stat().st_mode & 0o777 == 0o700
+    again = ScopedPredictor(tmp_path)  # a restarted daemon: each uid's history back, still apart
+    assert again.predict(spec, "s", uid=1001).memory > again.predict(spec, "r", uid=0).memory
+    assert again.predict(spec, "s", uid=1002) is None
+    again.close()
+
+
+def test_scopes_beyond_the_bound_are_closed_least_recently_used_first(monkeypatch) -> None:
+    from agentcgroup.controller import predicted
+
+    monkeypatch.setattr(predicted, "MAX_SCOPES", 3)
+    p = ScopedPredictor(None)
+    root = p.scope(0)
+    for uid in (1, 2, 3, 4):
+        p.scope(uid)
+    assert p.scope(0) is root  # root's stays open
+    assert len(p._scopes) == 3 and 1 not in p._scopes
+    p.close()
+
+
+# --- the queue is in priority order ---------------------------------------------------------------------------
+
+
+def _two_sessions():
+    usage = {"used": 300 * MiB}
+    low = SimpleNamespace(name="low", budget=None, uid=0, rank=0)
+    high = SimpleNamespace(name="high", budget=None, uid=0, rank=2)
+    running: list = [SimpleNamespace(id="c0", session=low)]
+    cfg = ControllerConfig(admission_wait=30, budget=400 * MiB)  # 360 MiB usable
+    snap = SimpleNamespace(
+        budgets=lambda: [("", usage["used"], 400 * MiB, running)],
+        stats=lambda cs: SimpleNamespace(memory_current=0),
+    )
+    adm = Admission(cfg, threading.RLock(), lambda: snap, lambda: running, "v2")
+    return adm, low, high, usage
+
+
+def test_room_that_frees_goes_to_the_higher_priority_waiting_call_first() -> None:
+    adm, low, high, usage = _two_sessions()
+    got: list[str] = []
+
+    def admit(s, name: str) -> None:
+        res = adm.admit(s, CallSpec.of(["make"], intent=Intent(memory=200 * MiB)))
+        assert not isinstance(res, Outcome)
+        got.append(name)
+
+    t_low = threading.Thread(target=admit, args=(low, "low"))
+    t_low.start()
+    time.sleep(0.2)  # the low call waits first
+    t_high = threading.Thread(target=admit, args=(high, "high"))
+    t_high.start()
+    time.sleep(0.2)
+    assert got == [] and adm.waiting == 2
+    usage["used"] = 100 * MiB  # room for one of them (360 - 100 = 260 MiB)
+    adm.release("c0")
+    t_high.join(5)
+    time.sleep(0.3)
+    assert got == ["high"]  # the high one, though it came second; the low one still waits
+    usage["used"] = 0  # the high one's reservation (200 MiB) still counts: 160 MiB free, too little
+    adm.release("nothing")
+    time.sleep(0.3)
+    assert got == ["high"]
+    adm._reserved.clear()  # the high call ended
+    adm.release("nothing")
+    t_low.join(5)
+    assert got == ["high", "low"] and adm.waiting == 0
+
+
+def test_a_waiting_call_that_does_not_fit_does_not_hold_back_a_lower_one_that_does() -> None:
+    adm, low, high, usage = _two_sessions()
+    got: list[str] = []
+
+    def admit(s, name: str, mem: int) -> None:
+        res = adm.admit(s, CallSpec.of(["make"], intent=Intent(memory=mem)))
+        assert not isinstance(res, Outcome)
+        got.append(name)
+
+    t_high = threading.Thread(target=admit, args=(high, "high", 300 * MiB))
+    t_high.start()
+    time.sleep(0.2)
+    t_low = threading.Thread(target=admit, args=(low, "low", 40 * MiB))
+    t_low.start()  # 60 MiB free: the low call fits, the high one does not
+    t_low.join(5)
+    assert got == ["low"] and adm.waiting == 1
+    usage["used"] = 0
+    adm._reserved.clear()
+    adm.release("c0")
+    t_high.join(5)
+    assert got == ["low", "high"]
