@@ -538,7 +538,7 @@ class PressurePolicy(Policy):
         if not frozen:
             return []
         actions = self._kill_frozen(view, scope, usage, budget, calls, frozen)
-        if not any(a.call is call for a in actions):
+        if not any(a.verb == "kill" and a.call is call for a in actions):  # not it: it waits on, frozen
             actions.append(self._deadline(view, call, "frozen", scope, usage, budget, calls)[1])
         return actions
 
