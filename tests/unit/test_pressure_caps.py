@@ -249,3 +249,16 @@ def test_a_stuck_protected_call_has_a_frozen_call_worth_its_memory_killed_for_it
         enf.pressure()
     kills = [a for a in rec.done if a.verb == "kill"]
     assert [a.call.id for a in kills] == ["l2"] and "older call" in kills[0].reason
+
+
+def test_a_sessions_only_call_is_not_capped_by_its_sessions_budget() -> None:
+    """Under a session's budget alone, a call may grow to the session's hard limit (nothing of the session to
+    protect); a second call under it and both are capped."""
+    p = PressurePolicy(sampling=False)
+    a, b = call("c1", FakeSession("s", "normal")), call("c2", FakeSession("s", "normal"))
+    view = FakeView(CFG, {"c1": 500 * MiB, "c2": 10 * MiB})
+    budgets = [("s", 510 * MiB, 1000 * MiB, [a])]
+    view.budgets = lambda: budgets  # type: ignore[method-assign]  # a session's budget, no host budget
+    assert caps_of(p.on_pressure(view)) == {}
+    budgets[0] = ("s", 510 * MiB, 1000 * MiB, [a, b])
+    assert set(caps_of(p.on_pressure(view))) == {"c1", "c2"}

@@ -301,7 +301,9 @@ class PressurePolicy(Policy):
         protected ones too (they are not held when they reach it, but no burst of theirs meets the hard limit
         first); ``also``: a held call about to go on, counted as running."""
         out: dict[str, int] = {}
-        for _, usage, budget, calls in budgets:
+        for scope, usage, budget, calls in budgets:
+            if self._alone(scope, calls):
+                continue  # a session's only call: nothing of the session to protect from it, its hard limit holds
             shares = [
                 Share(c.id, view.rank_of(c), view.call_usage(c), view.rank_of(c) < HIGH)
                 for c in self._live(calls)
@@ -341,6 +343,10 @@ class PressurePolicy(Policy):
                     actions.append(self.act("cap", c, why, level=new))
         return actions
 
+    def _alone(self, scope: str, calls: Sequence[CallInfo]) -> bool:
+        """A session's budget with one live call in it (the host's budget is shared with every session's agents)."""
+        return scope != "" and len(self._live(calls)) == 1
+
     def _stuck(self, view: View, budgets: Sequence[tuple[str, int, int, Sequence[CallInfo]]]) -> list[Action]:
         """A protected call below high priority that has waited at its cap, the budget full, for ``stall_grace +
         kill_after`` would wait until its timeout, holding what others wait for. If the held calls under the budget
@@ -352,6 +358,8 @@ class PressurePolicy(Policy):
         cfg = view.config
         actions: list[Action] = []
         for scope, usage, budget, calls in budgets:
+            if self._alone(scope, calls):
+                continue
             full = usage >= cfg.pressure_on * budget - budget // STEP_OF_BUDGET  # its cap is the budget's line
             for c in self._protected(view, scope, calls):
                 cap = self.capped.get(c.id)
