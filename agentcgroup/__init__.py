@@ -9,8 +9,6 @@ The public API::
     out.feedback    # a short message for the LLM
 """
 
-from typing import TYPE_CHECKING
-
 from ._lazy import lazy_names
 from .errors import (
     AgentCgroupError,
@@ -22,6 +20,8 @@ from .errors import (
     PermissionDenied,
     Unsupported,
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (a process per call pays for it)
 
 if TYPE_CHECKING:
     from .backends import get_manager

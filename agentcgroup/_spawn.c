@@ -234,12 +234,19 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
         .errpipe = pipefd[1], .oldmask = &old,
     };
     pthread_sigmask(SIG_SETMASK, &all, &old);
+    /* The GIL is let go while this thread waits for the child to exec, as CPython's _posixsubprocess does
+     * (gh-104372): placement (a v1 migration can wait for an RCU grace period, ~10 ms) and exec take long, and
+     * a daemon's other threads would wait on us. Safe: the child touches no Python object (everything it
+     * reads is in `a`, kept alive by this thread, which is suspended until the child execs or exits), calls
+     * only async-signal-safe functions, and has every signal blocked until just before exec. */
+    PyThreadState *ts = PyEval_SaveThread();
     pid_t pid = vfork();
     if (pid == 0) {
         child(&a);
         _exit(127); /* not reached */
     }
     int saved = errno;
+    PyEval_RestoreThread(ts);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     close(pipefd[1]);
     pipefd[1] = -1;

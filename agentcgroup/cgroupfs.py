@@ -163,11 +163,14 @@ class Dir:
                 return self._read_once(fd, fname)
             self._files[fname] = fd
         try:
-            chunks, offset = [], 0
-            while True:
-                chunk = os.pread(fd, 65536, offset)
-                if not chunk:
-                    break
+            chunk = os.pread(fd, 65536, 0)
+            if len(chunk) < 65536:
+                # a kept file is one seq_file record (the whole file, the buffer grown to fit): a short read is
+                # its end. One pread, not a second one only to see 0 bytes: the metrics read 4 files of every
+                # session at every scrape
+                return chunk.decode()
+            chunks, offset = [chunk], len(chunk)
+            while chunk := os.pread(fd, 65536, offset):
                 chunks.append(chunk)
                 offset += len(chunk)
             return b"".join(chunks).decode()

@@ -16,32 +16,47 @@ import posixpath
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import lru_cache
 
+from ._record import Frozen
 from .parsers import Mount, parse_mountinfo, parse_proc_cgroup, v1_controllers
 
 #: the v1 controllers the hybrid/v1 backend drives
 V1_USED = ("memory", "cpu", "cpuacct", "pids", "freezer")
 
 
-@dataclass(frozen=True)
-class Hierarchy:
+class Hierarchy(Frozen):
     """One mounted cgroup hierarchy, as this process sees it."""
 
+    FIELDS = ("version", "controllers", "mountpoint", "own_path", "base")
     version: int  # 1 or 2
     controllers: tuple[str, ...]  # v1: from mount options; v2: from cgroup.controllers of the mount root
     mountpoint: str
     own_path: str  # this process's cgroup, as a directory under mountpoint
     base: str  # where our root may be created (a directory)
 
+    def __init__(self, version: int, controllers: tuple[str, ...], mountpoint: str, own_path: str, base: str) -> None:
+        self._set("version", version)
+        self._set("controllers", controllers)
+        self._set("mountpoint", mountpoint)
+        self._set("own_path", own_path)
+        self._set("base", base)
 
-@dataclass(frozen=True)
-class HostLayout:
+
+class HostLayout(Frozen):
+    FIELDS = ("mode", "unified", "v1", "reason")
     mode: str
-    unified: Hierarchy | None = None
-    v1: dict[str, Hierarchy] = field(default_factory=dict)  # controller name -> hierarchy
-    reason: str = ""  # why the mode is "none", or remarks
+    unified: Hierarchy | None
+    v1: dict[str, Hierarchy]  # controller name -> hierarchy
+    reason: str  # why the mode is "none", or remarks
+
+    def __init__(
+        self, mode: str, unified: Hierarchy | None = None, v1: dict[str, Hierarchy] | None = None, reason: str = ""
+    ) -> None:
+        self._set("mode", mode)
+        self._set("unified", unified)
+        self._set("v1", {} if v1 is None else v1)
+        self._set("reason", reason)
 
     def describe(self) -> str:
         if self.mode == "none":

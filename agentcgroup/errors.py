@@ -7,7 +7,10 @@
 from __future__ import annotations
 
 import errno
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (a process per call pays for it)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class AgentCgroupError(Exception):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
-
 from .errors import InvalidValue
 from .units import MAX_BYTES, format_cpu, format_size_arg, parse_count, parse_cpu, parse_size
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (a process per call pays for it)
+if TYPE_CHECKING:
+    from typing import Any
 
 #: the smallest memory limit a user may give: below it not even ``true`` starts (exec fails inside the leaf, or
 #: the kernel OOM-kills it at once), and the caller would see a bare exit 127 or 137
@@ -16,7 +17,6 @@ MIN_MEMORY_LIMIT = 1 << 20
 WEIGHT_MIN, WEIGHT_MAX = 1, 10_000
 
 
-@dataclass(frozen=True)
 class Limits:
     """What a cgroup may use. ``None`` leaves a field as it is (a new cgroup: unlimited / default).
 
@@ -28,17 +28,68 @@ class Limits:
     cpu_weight   relative CPU share, 1..10000 (100 = default)
     pids_max     most processes/threads at once
     oom_group    kill the whole cgroup on OOM, not one task (v2 memory.oom.group)
+
+    Immutable, compared and hashed by value. A plain class, not a dataclass: ``agentcg run`` imports it in a
+    process per tool call, and ``dataclasses`` (with ``inspect``) and making the class cost more than the rest
+    of this module (docs/performance.md).
     """
 
-    memory_max: int | None = None
-    memory_high: int | None = None
-    memory_low: int | None = None
-    cpu: float | None = None
-    cpu_weight: int | None = None
-    pids_max: int | None = None
-    oom_group: bool | None = None
+    __slots__ = FIELDS = ("memory_max", "memory_high", "memory_low", "cpu", "cpu_weight", "pids_max", "oom_group")
 
-    def __post_init__(self) -> None:
+    memory_max: int | None
+    memory_high: int | None
+    memory_low: int | None
+    cpu: float | None
+    cpu_weight: int | None
+    pids_max: int | None
+    oom_group: bool | None
+
+    def __init__(
+        self,
+        memory_max: int | None = None,
+        memory_high: int | None = None,
+        memory_low: int | None = None,
+        cpu: float | None = None,
+        cpu_weight: int | None = None,
+        pids_max: int | None = None,
+        oom_group: bool | None = None,
+    ) -> None:
+        put = object.__setattr__
+        put(self, "memory_max", memory_max)
+        put(self, "memory_high", memory_high)
+        put(self, "memory_low", memory_low)
+        put(self, "cpu", cpu)
+        put(self, "cpu_weight", cpu_weight)
+        put(self, "pids_max", pids_max)
+        put(self, "oom_group", oom_group)
+        self._check()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}: Limits are immutable (use merged)")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}: Limits are immutable")
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Limits)
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.FIELDS)
+        return f"{self.__class__.__qualname__}({inner})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (self.__class__, self._values())
+
+    def _check(self) -> None:
         for name in ("memory_max", "memory_high", "memory_low", "pids_max"):
             value = getattr(self, name)
             floor = 0 if name == "memory_low" else 1  # no protection (0) is a protection level
@@ -91,15 +142,21 @@ class Limits:
         """These limits with every field ``other`` sets taken from ``other``."""
         if other is None:
             return self
-        return replace(self, **{f.name: v for f in fields(other) if (v := getattr(other, f.name)) is not None})
+        mine = self.as_dict()
+        mine.update((name, v) for name in self.FIELDS if (v := getattr(other, name)) is not None)
+        return Limits(**mine)
 
     def is_empty(self) -> bool:
-        return all(getattr(self, f.name) is None for f in fields(self))
+        return all(getattr(self, name) is None for name in self.FIELDS)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every field, in bytes, cores and counts (``None`` where unset), as ``Limits(**d)`` takes it back."""
+        return {name: getattr(self, name) for name in self.FIELDS}
 
     def to_dict(self) -> dict[str, Any]:
         """Only the fields that are set, in user units (``512M``, ``20%``)."""
         out: dict[str, Any] = {}
-        for key, value in asdict(self).items():
+        for key, value in self.as_dict().items():
             if value is None:
                 continue
             if key.startswith("memory_"):

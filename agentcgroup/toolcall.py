@@ -8,13 +8,13 @@ behind, reads the figures, removes the leaf and returns the :class:`~agentcgroup
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ._lazy import lazy_logger
 from .backends.base import Cgroup, Manager, Stats
 from .errors import FreezeTimeout
 from .feedback import build_feedback, command_text
@@ -26,7 +26,7 @@ from .warm import new_call_id
 if TYPE_CHECKING:
     from .controller.callspec import CallSpec
 
-log = logging.getLogger("agentcgroup")
+log = lazy_logger("agentcgroup")
 
 #: how long a freeze waits for every task to stop before it is left to the kernel to finish
 FREEZE_WAIT = 0.5

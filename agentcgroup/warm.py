@@ -10,16 +10,19 @@ of finished calls. A call takes a spare, sets its limits and makes the stub exec
 from __future__ import annotations
 
 import collections
-import logging
 import os
 import threading
+from typing import TYPE_CHECKING
 
+from ._lazy import lazy_logger
 from .backends.base import Cgroup, Manager
 from .errors import AgentCgroupError
 from .spawn import STUBS
-from .stub import Stub
 
-log = logging.getLogger("agentcgroup")
+if TYPE_CHECKING:
+    from .stub import Stub  # imported when a spare is made: a one-call process (warm=0) never needs it
+
+log = lazy_logger("agentcgroup")
 
 DEBOUNCE_S = 0.005
 
@@ -98,6 +101,8 @@ class WarmPool:
         m = self.manager
         cg = m.create((*self.tools_path, new_call_id()), exist_ok=False, full=True)
         try:
+            from .stub import Stub
+
             stub = Stub()
         except BaseException:
             m.destroy(cg)

@@ -78,9 +78,12 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
 
 
-def start_daemon(root: str, extra: list[str], agentcg: str | None = None) -> tuple[subprocess.Popen, str, str]:
-    """``agentcg daemon`` (``agentcg``: another build's command line, to compare side by side)."""
-    tmp = tempfile.mkdtemp(prefix="agentcg-bench-load-")
+def start_daemon(
+    root: str, extra: list[str], agentcg: str | None = None, base: str | None = None
+) -> tuple[subprocess.Popen, str, str]:
+    """``agentcg daemon`` (``agentcg``: another build's command line, to compare side by side), its socket and
+    state dir in a new directory under ``base`` (default: the temp dir)."""
+    tmp = tempfile.mkdtemp(prefix="agentcg-bench-load-", dir=base)
     sock = os.path.join(tmp, "agentcg.sock")
     base = shlex.split(agentcg) if agentcg else [sys.executable, "-m", "agentcgroup"]
     cmd = [*base, "daemon", "--socket", sock, "--root", root]
@@ -195,10 +198,16 @@ def main() -> None:
     ap.add_argument("--root", default="agentcg-bench-load")
     ap.add_argument("--daemon-arg", action="append", default=[], help="passed on to agentcg daemon")
     ap.add_argument("--agentcg", help="the agentcg command line whose daemon to measure (default: this one's)")
+    ap.add_argument(
+        "--state-base",
+        help="where the daemon's state dir goes (default: the temp dir). The daemon's own default, /run/agentcg, is "
+        "on tmpfs on a systemd host; /tmp here is ext4, where creating and removing a few files per call costs "
+        "more CPU than on tmpfs (/dev/shm): docs/performance.md",
+    )
     args = ap.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # this process holds the idle connections
-    proc, sock, tmp = start_daemon(args.root, args.daemon_arg, args.agentcg)
+    proc, sock, tmp = start_daemon(args.root, args.daemon_arg, args.agentcg, args.state_base)
     try:
         line = idle(sock, proc.pid, args.sessions) if args.sessions else load(sock, proc.pid, args.clients, args.calls)
     finally:

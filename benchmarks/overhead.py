@@ -12,7 +12,10 @@ state; the ratios are of the medians.
 
 Prints medians, p99 and ratios; the last line is machine-readable:
 
-    added_p50_ms=0.41 added_p99_ms=2.3 ratio_true=1.3 ... cli_ratio=2.1 cli_daemon_ratio=1.6
+    added_p50_ms=0.41 added_p99_ms=2.3 ratio_true=1.3 ... cli_ratio=2.1 cli_daemon_ratio=1.6 cli_cpu_ratio=1.9 ...
+
+(``cli_cpu_ratio``, ``cli_daemon_cpu_ratio``: the same pairs in CPU time, user + system of the process and the
+children it waited for, which a loaded machine disturbs less than wall time; the daemon's share is not in it.)
 
 The package is compiled to bytecode first (an installed package is; PYTHONDONTWRITEBYTECODE would make each
 process compile what it imports).
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import resource
 import shlex
 import shutil
 import signal
@@ -74,14 +78,25 @@ def bytecode_env() -> dict[str, str]:
     return env
 
 
-def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
+def timed(argv: list[str], env: dict[str, str] | None = None, cpu: list[float] | None = None) -> float:
+    """Wall ms of one run; its CPU ms (user + system, with the children it waited for) appended to ``cpu``."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(argv, check=True, env=env, stdin=subprocess.DEVNULL)
-    return (time.perf_counter() - t0) * 1000
+    wall = (time.perf_counter() - t0) * 1000
+    if cpu is not None:
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append((r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime) * 1000)
+    return wall
 
 
 def measure_cli(
-    runs: int, root: str, socket_path: str | None, agentcg: list[str], warmup: int = 3
+    runs: int,
+    root: str,
+    socket_path: str | None,
+    agentcg: list[str],
+    warmup: int = 3,
+    cpu: tuple[list[float], list[float]] | None = None,
 ) -> tuple[list[float], list[float]]:
     """Paired: ``python3 -c pass`` then ``agentcg run -- /bin/true`` (through the daemon if a socket is given)."""
     base = bytecode_env()
@@ -92,8 +107,9 @@ def measure_cli(
     ours_argv = [*agentcg, "run", "--", "/bin/true"]
     python, ours = [], []
     for i in range(runs + warmup):
-        p = timed([sys.executable, "-c", "pass"], base)
-        o = timed(ours_argv, env)
+        keep = cpu if i >= warmup else None
+        p = timed([sys.executable, "-c", "pass"], base, keep[0] if keep else None)
+        o = timed(ours_argv, env, keep[1] if keep else None)
         if i >= warmup:
             python.append(p)
             ours.append(o)
@@ -104,10 +120,12 @@ def cli_figures(runs: int, root: str, agentcg: list[str], given: str | None = No
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from daemon_load import start_daemon  # the daemon of the load benchmark, on a socket of its own
 
-    py, emb = measure_cli(runs, root, None, agentcg)
+    cpu: tuple[list[float], list[float]] = ([], [])  # python3 -c pass, agentcg run (embedded)
+    cpu_d: tuple[list[float], list[float]] = ([], [])  # the same pair, through the daemon
+    py, emb = measure_cli(runs, root, None, agentcg, cpu=cpu)
     proc, sock, tmp = start_daemon(root + "-daemon", [], given)  # the same build's daemon
     try:
-        py_d, dmn = measure_cli(runs, root, sock, agentcg)
+        py_d, dmn = measure_cli(runs, root, sock, agentcg, cpu=cpu_d)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
@@ -119,12 +137,20 @@ def cli_figures(runs: int, root: str, agentcg: list[str], given: str | None = No
         "python_d_p50": median(py_d),
         "cli_daemon_p50": median(dmn),
         "cli_daemon_ratio": median(dmn) / median(py_d),
+        # CPU time (the process and what it waited for; the daemon's share not included): less sensitive to a
+        # loaded machine than wall time
+        "cli_cpu_ratio": median(cpu[1]) / median(cpu[0]),
+        "cli_daemon_cpu_ratio": median(cpu_d[1]) / median(cpu_d[0]),
     }
     print(
         f"cli      python3 -c pass p50 {r['python_p50']:.1f} ms | agentcg run -- /bin/true p50 {r['cli_p50']:.1f} ms"
         f" | ratio {r['cli_ratio']:.2f}\n"
         f"cli      python3 -c pass p50 {r['python_d_p50']:.1f} ms | the same with AGENTCG_SOCKET p50 "
-        f"{r['cli_daemon_p50']:.1f} ms | ratio {r['cli_daemon_ratio']:.2f}"
+        f"{r['cli_daemon_p50']:.1f} ms | ratio {r['cli_daemon_ratio']:.2f}\n"
+        f"cli      CPU (user + system) p50: python3 -c pass {median(cpu[0]):.1f} ms | agentcg run "
+        f"{median(cpu[1]):.1f} ms"
+        f" (ratio {r['cli_cpu_ratio']:.2f}) | with AGENTCG_SOCKET {median(cpu_d[1]):.1f} ms (ratio "
+        f"{r['cli_daemon_cpu_ratio']:.2f})"
     )
     return r
 
@@ -141,7 +167,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.cli_only:
         c = cli_figures(args.cli_runs, args.root, agentcg_argv(args.agentcg), args.agentcg)
-        print(f"cli_ratio={c['cli_ratio']:.2f} cli_daemon_ratio={c['cli_daemon_ratio']:.2f} cli_runs={args.cli_runs}")
+        print(
+            f"cli_ratio={c['cli_ratio']:.2f} cli_daemon_ratio={c['cli_daemon_ratio']:.2f} "
+            f"cli_cpu_ratio={c['cli_cpu_ratio']:.2f} cli_daemon_cpu_ratio={c['cli_daemon_cpu_ratio']:.2f} "
+            f"cli_runs={args.cli_runs}"
+        )
         return
     cases = {"true": ["/bin/true"], "sleep50": ["/bin/sleep", "0.05"]}
     results = {}
@@ -172,7 +202,11 @@ def main() -> None:
     cli = ""
     if args.cli_runs:
         c = cli_figures(args.cli_runs, args.root, agentcg_argv(args.agentcg), args.agentcg)
-        cli = f" cli_ratio={c['cli_ratio']:.2f} cli_daemon_ratio={c['cli_daemon_ratio']:.2f} cli_runs={args.cli_runs}"
+        cli = (
+            f" cli_ratio={c['cli_ratio']:.2f} cli_daemon_ratio={c['cli_daemon_ratio']:.2f}"
+            f" cli_cpu_ratio={c['cli_cpu_ratio']:.2f} cli_daemon_cpu_ratio={c['cli_daemon_cpu_ratio']:.2f}"
+            f" cli_runs={args.cli_runs}"
+        )
     t = results["true"]
     s50 = results["sleep50"]
     print(

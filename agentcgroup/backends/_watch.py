@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from ..cgroupfs import Dir, read_proc_cgroup
 from ..detect import HostLayout
 from ..errors import CgroupError, FreezeTimeout
-from ..parsers import parse_flat_keyed, parse_proc_cgroup, parse_psi
+from ..parsers import parse_flat_keyed, parse_proc_cgroup, parse_psi_avg10
 from .base import Cgroup, EventSource, Features
 
 
@@ -79,9 +79,8 @@ class TreeWatch:
         text = d.read_optional("memory.pressure") if d is not None else None
         if not text:
             return None, None
-        psi = parse_psi(text)
-        some, full = psi.get("some"), psi.get("full")
-        return (some.avg10 if some else None), (full.avg10 if full else None)
+        psi = parse_psi_avg10(text)
+        return psi.get("some"), psi.get("full")
 
     # --- waiting for the kernel, shared by v2 and hybrid ------------------------------------------------------
     def wait_empty(self, cg: Cgroup, before: list[int], timeout: float) -> int:

@@ -8,46 +8,86 @@ from __future__ import annotations
 import abc
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .._record import Frozen, Record
 from ..detect import HostLayout
 from ..errors import Unsupported
 from ..limits import Limits
 from ..spawn import Process
 
 
-@dataclass
-class Stats:
+class Stats(Record):
     """A cgroup's figures at one moment. ``None``: this backend or kernel cannot tell."""
 
-    memory_current: int | None = None
-    memory_peak: int | None = None  # since creation (v2 memory.peak, v1 max_usage_in_bytes, or sampled)
-    cpu_usec: int | None = None  # user + system
-    cpu_throttled_usec: int | None = None
-    nr_throttled: int | None = None
-    oom_kills: int = 0  # processes the kernel OOM-killed in this cgroup
-    memory_max_events: int = 0  # times usage hit the hard limit
-    memory_high_events: int = 0  # times usage went over the soft limit (v2) / stalled at it (v1)
-    under_oom: bool = False  # v1: tasks are stalled at the limit right now (oom_kill_disable=1)
-    pids_current: int | None = None
-    pids_denied: int = 0  # forks refused by pids.max
-    populated: bool | None = None
-    frozen: bool | None = None
+    FIELDS = (
+        "memory_current",
+        "memory_peak",
+        "cpu_usec",
+        "cpu_throttled_usec",
+        "nr_throttled",
+        "oom_kills",
+        "memory_max_events",
+        "memory_high_events",
+        "under_oom",
+        "pids_current",
+        "pids_denied",
+        "populated",
+        "frozen",
+    )
+
+    def __init__(
+        self,
+        memory_current: int | None = None,
+        memory_peak: int | None = None,
+        cpu_usec: int | None = None,
+        cpu_throttled_usec: int | None = None,
+        nr_throttled: int | None = None,
+        oom_kills: int = 0,
+        memory_max_events: int = 0,
+        memory_high_events: int = 0,
+        under_oom: bool = False,
+        pids_current: int | None = None,
+        pids_denied: int = 0,
+        populated: bool | None = None,
+        frozen: bool | None = None,
+    ) -> None:
+        self.memory_current = memory_current
+        self.memory_peak = memory_peak  # since creation (v2 memory.peak, v1 max_usage_in_bytes, or sampled)
+        self.cpu_usec = cpu_usec  # user + system
+        self.cpu_throttled_usec = cpu_throttled_usec
+        self.nr_throttled = nr_throttled
+        self.oom_kills = oom_kills  # processes the kernel OOM-killed in this cgroup
+        self.memory_max_events = memory_max_events  # times usage hit the hard limit
+        self.memory_high_events = memory_high_events  # times usage went over the soft limit (v2) / stalled at it (v1)
+        self.under_oom = under_oom  # v1: tasks are stalled at the limit right now (oom_kill_disable=1)
+        self.pids_current = pids_current
+        self.pids_denied = pids_denied  # forks refused by pids.max
+        self.populated = populated
+        self.frozen = frozen
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.as_dict()
 
 
-@dataclass
-class Cgroup:
+class Cgroup(Record):
     """A handle on one cgroup the manager created or opened. ``path`` is relative to the manager's root."""
 
-    path: tuple[str, ...]
-    parent: Cgroup | None = None
-    limits: Limits = field(default_factory=Limits)
-    backend_data: dict[str, Any] = field(default_factory=dict)
-    closed: bool = False
+    FIELDS = ("path", "parent", "limits", "backend_data", "closed")
+
+    def __init__(
+        self,
+        path: tuple[str, ...],
+        parent: Cgroup | None = None,
+        limits: Limits | None = None,
+        backend_data: dict[str, Any] | None = None,
+        closed: bool = False,
+    ) -> None:
+        self.path = path
+        self.parent = parent
+        self.limits = Limits() if limits is None else limits
+        self.backend_data: dict[str, Any] = {} if backend_data is None else backend_data
+        self.closed = closed
 
     @property
     def name(self) -> str:
@@ -57,16 +97,18 @@ class Cgroup:
         return f"Cgroup({self.name!r})"
 
 
-@dataclass
-class EventSource:
+class EventSource(Record):
     """A kernel notification to poll: ``fd`` becomes ready (``events``: select.EPOLLIN or EPOLLPRI) when
     something happened; call ``drain()`` after each wakeup (re-arms it), ``close()`` when done."""
 
-    fd: int
-    events: int
-    kind: str  # "memory-events", "oom", "threshold", "psi"
-    drain: Callable[[], None]
-    level: int | None = None  # the usage level of a threshold
+    FIELDS = ("fd", "events", "kind", "drain", "level")
+
+    def __init__(self, fd: int, events: int, kind: str, drain: Callable[[], None], level: int | None = None) -> None:
+        self.fd = fd
+        self.events = events
+        self.kind = kind  # "memory-events", "oom", "threshold", "psi"
+        self.drain = drain
+        self.level = level  # the usage level of a threshold
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -74,10 +116,25 @@ class EventSource:
             self.fd = -1
 
 
-@dataclass(frozen=True)
-class Features:
+class Features(Frozen):
     """What this host can do, probed once. ``notes`` explain what is missing and what we do instead."""
 
+    FIELDS = (
+        "backend",
+        "enforce_memory",
+        "enforce_cpu",
+        "enforce_pids",
+        "memory_high",
+        "freeze",
+        "kill",
+        "memory_peak",
+        "oom_group",
+        "events",
+        "psi",
+        "psi_min_window_us",
+        "fast_spawn",
+        "notes",
+    )
     backend: str
     enforce_memory: bool
     enforce_cpu: bool
@@ -91,10 +148,32 @@ class Features:
     psi: str  # "per-cgroup", "system", ""
     psi_min_window_us: int
     fast_spawn: bool
-    notes: tuple[str, ...] = ()
+    notes: tuple[str, ...]
+
+    def __init__(
+        self,
+        backend: str,
+        enforce_memory: bool,
+        enforce_cpu: bool,
+        enforce_pids: bool,
+        memory_high: str,
+        freeze: str,
+        kill: str,
+        memory_peak: str,
+        oom_group: str,
+        events: str,
+        psi: str,
+        psi_min_window_us: int,
+        fast_spawn: bool,
+        notes: tuple[str, ...] = (),
+    ) -> None:
+        values: tuple[Any, ...] = (backend, enforce_memory, enforce_cpu, enforce_pids, memory_high, freeze, kill)
+        values += (memory_peak, oom_group, events, psi, psi_min_window_us, fast_spawn, notes)
+        for name, value in zip(self.FIELDS, values, strict=True):
+            self._set(name, value)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.as_dict()
 
 
 class Manager(abc.ABC):

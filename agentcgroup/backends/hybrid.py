@@ -21,7 +21,7 @@ from ..cgroupfs import Dir
 from ..detect import HostLayout
 from ..errors import Busy, CgroupError, LimitRejected, Unsupported
 from ..limits import Limits
-from ..parsers import parse_flat_keyed, parse_pids
+from ..parsers import parse_flat_keyed, parse_pids, parse_usage_usec
 from ..reap import release_memory
 from ..units import MAX_BYTES
 from ._tree import TreeManager
@@ -176,7 +176,7 @@ class HybridManager(TreeManager):
     @staticmethod
     def _cpu_usec(dirs: dict[str, Dir]) -> int | None:
         if "unified" in dirs:
-            return int(parse_flat_keyed(dirs["unified"].read("cpu.stat")).get("usage_usec", 0))
+            return parse_usage_usec(dirs["unified"].read("cpu.stat"))
         if "cpuacct" in dirs or ("cpu" in dirs and dirs["cpu"].has("cpuacct.usage")):
             d = dirs.get("cpuacct") or dirs["cpu"]
             return int(d.read("cpuacct.usage")) // 1000

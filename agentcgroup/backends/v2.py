@@ -15,7 +15,7 @@ from ..cgroupfs import Dir
 from ..detect import HostLayout
 from ..errors import CgroupError, Unsupported
 from ..limits import Limits
-from ..parsers import parse_flat_keyed, parse_list
+from ..parsers import parse_flat_keyed, parse_list, parse_usage_usec
 from ..reap import release_memory
 from ..units import MAX_BYTES
 from ._tree import TreeManager
@@ -127,7 +127,7 @@ class V2Manager(TreeManager):
         d = cg.backend_data["dirs"]["unified"]
         s = Stats()
         self._memory(cg, d, s)
-        s.cpu_usec = int(parse_flat_keyed(d.read("cpu.stat")).get("usage_usec", 0))
+        s.cpu_usec = parse_usage_usec(d.read("cpu.stat"))
         return s
 
     @staticmethod

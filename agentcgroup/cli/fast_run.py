@@ -10,7 +10,10 @@ run_call, on either path, by the same functions.
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (a process per call pays for it)
+if TYPE_CHECKING:
+    from typing import Any
+
 
 # option -> run_call's parameter; these take a value
 _VALUED = {

@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING
 
 from ..errors import AgentCgroupError, InvalidValue
 from ..limits import Limits
 from ..units import parse_duration
 from .errors import CANNOT_EXECUTE, NOT_FOUND, RUNNER_FAILED, bad_input, check_command_line, command_argv, fail
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (a process per call pays for it)
 
 if TYPE_CHECKING:
     from ..outcome import Outcome

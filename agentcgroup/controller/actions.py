@@ -8,22 +8,21 @@ the Manager's verbs (through the call's :class:`~agentcgroup.toolcall.ToolCall`)
 from __future__ import annotations
 
 import collections
-import logging
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .._lazy import lazy_logger
+from .._record import Record
 from ..errors import AgentCgroupError
 
 if TYPE_CHECKING:
     from .policies.base import CallInfo
     from .state import CallState
 
-log = logging.getLogger("agentcgroup")
+log = lazy_logger("agentcgroup")
 
 
-@dataclass
-class Action:
+class Action(Record):
     """``verb``: throttle | release | cap | recover | freeze | thaw | kill | note | timer.
 
     throttle/release  set the call's soft limit to ``level`` (release: ``None`` lifts it; a cap still holds)
@@ -33,15 +32,29 @@ class Action:
     timer             after ``delay`` s, the policy's ``on_timer`` with ``key``
     """
 
-    verb: str
-    call: CallInfo
-    reason: str
-    policy: str = "controller"
-    level: int | None = None
-    by: str = "policy"
-    delay: float = 0.0
-    key: str = ""
-    figures: dict[str, Any] = field(default_factory=dict)
+    FIELDS = ("verb", "call", "reason", "policy", "level", "by", "delay", "key", "figures")
+
+    def __init__(
+        self,
+        verb: str,
+        call: CallInfo,
+        reason: str,
+        policy: str = "controller",
+        level: int | None = None,
+        by: str = "policy",
+        delay: float = 0.0,
+        key: str = "",
+        figures: dict[str, Any] | None = None,
+    ) -> None:
+        self.verb = verb
+        self.call = call
+        self.reason = reason
+        self.policy = policy
+        self.level = level
+        self.by = by
+        self.delay = delay
+        self.key = key
+        self.figures: dict[str, Any] = {} if figures is None else figures
 
 
 def least(*levels: int | None) -> int | None:

@@ -11,13 +11,13 @@ was predicted and how long it waited."""
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .._lazy import lazy_logger
 from ..feedback import command_text
 from ..outcome import Outcome
 from ..units import MAX_BYTES, format_size
@@ -31,7 +31,7 @@ from .state import CallState, SessionState
 if TYPE_CHECKING:  # the predictor (and agentcgroup.predict) is imported only where predict=True
     from .predicted import ScopedPredictor
 
-log = logging.getLogger("agentcgroup")
+log = lazy_logger("agentcgroup")
 
 
 def load_predictor(state_dir: str | os.PathLike[str] | None) -> ScopedPredictor:

@@ -10,10 +10,10 @@ Leaves nobody recorded (a dead controller's spare leaves) are killed and removed
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
+from .._lazy import lazy_logger
 from ..backends.base import Cgroup, Manager
 from ..cgroupfs import check_name
 from ..errors import AgentCgroupError, InvalidName, NotFound
@@ -28,7 +28,7 @@ from .persist import StateDir
 from .sessions import Sessions
 from .state import CallFuture, CallState, SessionState
 
-log = logging.getLogger("agentcgroup")
+log = lazy_logger("agentcgroup")
 
 #: a process whose kernel start time is later than its call's recorded start (by more than this) is not the
 #: call's: its pid was reused

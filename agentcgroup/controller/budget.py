@@ -3,11 +3,11 @@ usage thresholds of each budget (v1), and the protection the root grants its ses
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
 
+from .._lazy import lazy_logger
 from ..backends.base import Cgroup, EventSource, Manager
 from ..errors import AgentCgroupError
 from ..limits import Limits
@@ -15,7 +15,7 @@ from ..units import MAX_BYTES
 from .config import ControllerConfig
 from .loop import Loop
 
-log = logging.getLogger("agentcgroup")
+log = lazy_logger("agentcgroup")
 
 
 class RootBudget:

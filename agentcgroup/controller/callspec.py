@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from .._record import Frozen
 from ..cgroupfs import check_name
 from ..errors import InvalidValue
 from ..limits import Limits
@@ -18,8 +18,7 @@ if TYPE_CHECKING:
     from ..toolcall import Launcher
 
 
-@dataclass(frozen=True)
-class CallSpec:
+class CallSpec(Frozen):
     """What to run and how.
 
     argv, env, cwd      the command (env None: this process's environment)
@@ -37,26 +36,87 @@ class CallSpec:
                         start it, and the cgroup its leaf goes beneath instead of ``<session>/tools``
     """
 
+    FIELDS = (
+        "argv",
+        "limits",
+        "intent",
+        "timeout",
+        "call_id",
+        "run_as",
+        "env",
+        "cwd",
+        "stdin",
+        "stdout",
+        "stderr",
+        "capture_output",
+        "relay_stdout",
+        "keep_background",
+        "new_session",
+        "capture_limit",
+        "launcher",
+        "parent",
+    )
     argv: tuple[str, ...]
-    limits: Limits = field(default_factory=Limits)
-    intent: Intent = field(default_factory=Intent)
-    timeout: float | None = None
-    call_id: str | None = None
-    run_as: tuple[int, int] | None = None
-    env: Mapping[str, str] | None = None
-    cwd: str | None = None
-    stdin: Any = None
-    stdout: Any = None
-    stderr: Any = None
-    capture_output: bool = False
-    relay_stdout: int | None = None
-    keep_background: bool = False
-    new_session: bool = False
-    capture_limit: int | None = None
-    launcher: Launcher | None = None
-    parent: tuple[str, ...] | None = None
+    limits: Limits
+    intent: Intent
+    timeout: float | None
+    call_id: str | None
+    run_as: tuple[int, int] | None
+    env: Mapping[str, str] | None
+    cwd: str | None
+    stdin: Any
+    stdout: Any
+    stderr: Any
+    capture_output: bool
+    relay_stdout: int | None
+    keep_background: bool
+    new_session: bool
+    capture_limit: int | None
+    launcher: Launcher | None
+    parent: tuple[str, ...] | None
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        argv: tuple[str, ...],
+        limits: Limits | None = None,
+        intent: Intent | None = None,
+        timeout: float | None = None,
+        call_id: str | None = None,
+        run_as: tuple[int, int] | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        stdin: Any = None,
+        stdout: Any = None,
+        stderr: Any = None,
+        capture_output: bool = False,
+        relay_stdout: int | None = None,
+        keep_background: bool = False,
+        new_session: bool = False,
+        capture_limit: int | None = None,
+        launcher: Launcher | None = None,
+        parent: tuple[str, ...] | None = None,
+    ) -> None:
+        self._set("argv", argv)
+        self._set("limits", Limits() if limits is None else limits)
+        self._set("intent", Intent() if intent is None else intent)
+        self._set("timeout", timeout)
+        self._set("call_id", call_id)
+        self._set("run_as", run_as)
+        self._set("env", env)
+        self._set("cwd", cwd)
+        self._set("stdin", stdin)
+        self._set("stdout", stdout)
+        self._set("stderr", stderr)
+        self._set("capture_output", capture_output)
+        self._set("relay_stdout", relay_stdout)
+        self._set("keep_background", keep_background)
+        self._set("new_session", new_session)
+        self._set("capture_limit", capture_limit)
+        self._set("launcher", launcher)
+        self._set("parent", parent)
+        self._check()
+
+    def _check(self) -> None:
         if not self.argv:
             raise InvalidValue("command", list(self.argv), "must not be empty")
         t = self.timeout
@@ -79,6 +139,6 @@ class CallSpec:
     def resolved(self) -> CallSpec:
         """Limits completed from the intent (soft limit 1.25x a declared peak, CPU weight) and the timeout
         defaulted from a declared duration."""
-        return replace(
-            self, limits=size_limits(self.intent, self.limits), timeout=default_timeout(self.intent, self.timeout)
+        return self.replace(
+            limits=size_limits(self.intent, self.limits), timeout=default_timeout(self.intent, self.timeout)
         )

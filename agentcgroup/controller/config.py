@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from .._record import Frozen
 from ..errors import InvalidValue
 from ..units import parse_duration, parse_size
 
@@ -18,8 +18,7 @@ def check_priority(value: str) -> str:
     return value
 
 
-@dataclass(frozen=True)
-class ControllerConfig:
+class ControllerConfig(Frozen):
     """Everything the controller decides with. Sizes in bytes, times in seconds.
 
     budget          memory for all sessions together (the root cgroup's hard limit); None: no global budget
@@ -49,26 +48,87 @@ class ControllerConfig:
                     used (history in the state dir, when there is one); queued while it does not fit
     """
 
-    budget: int | None = None
-    pressure_on: float = 0.90
-    pressure_off: float = 0.80
-    stall_grace: float = 1.0
-    kill_after: float = 2.0
-    urgent_level: float = 0.97
-    urgent_grace: float = 0.1
-    lead_time: float = 1.0
-    sample_interval: float = 0.05
-    admission_wait: float = 30.0
-    tool_oom_score_adj: int = 1000
-    agent_memory_low: int = 256 << 20
-    psi_stall_ms: int = 150
-    psi_window_ms: int = 2000
-    checkpoint: int | None = None
-    warm: int = 2
-    warm_after: int = 0
-    predict: bool = False
+    FIELDS = (
+        "budget",
+        "pressure_on",
+        "pressure_off",
+        "stall_grace",
+        "kill_after",
+        "urgent_level",
+        "urgent_grace",
+        "lead_time",
+        "sample_interval",
+        "admission_wait",
+        "tool_oom_score_adj",
+        "agent_memory_low",
+        "psi_stall_ms",
+        "psi_window_ms",
+        "checkpoint",
+        "warm",
+        "warm_after",
+        "predict",
+    )
+    budget: int | None
+    pressure_on: float
+    pressure_off: float
+    stall_grace: float
+    kill_after: float
+    urgent_level: float
+    urgent_grace: float
+    lead_time: float
+    sample_interval: float
+    admission_wait: float
+    tool_oom_score_adj: int
+    agent_memory_low: int
+    psi_stall_ms: int
+    psi_window_ms: int
+    checkpoint: int | None
+    warm: int
+    warm_after: int
+    predict: bool
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        budget: int | None = None,
+        pressure_on: float = 0.90,
+        pressure_off: float = 0.80,
+        stall_grace: float = 1.0,
+        kill_after: float = 2.0,
+        urgent_level: float = 0.97,
+        urgent_grace: float = 0.1,
+        lead_time: float = 1.0,
+        sample_interval: float = 0.05,
+        admission_wait: float = 30.0,
+        tool_oom_score_adj: int = 1000,
+        agent_memory_low: int = 256 << 20,
+        psi_stall_ms: int = 150,
+        psi_window_ms: int = 2000,
+        checkpoint: int | None = None,
+        warm: int = 2,
+        warm_after: int = 0,
+        predict: bool = False,
+    ) -> None:
+        self._set("budget", budget)
+        self._set("pressure_on", pressure_on)
+        self._set("pressure_off", pressure_off)
+        self._set("stall_grace", stall_grace)
+        self._set("kill_after", kill_after)
+        self._set("urgent_level", urgent_level)
+        self._set("urgent_grace", urgent_grace)
+        self._set("lead_time", lead_time)
+        self._set("sample_interval", sample_interval)
+        self._set("admission_wait", admission_wait)
+        self._set("tool_oom_score_adj", tool_oom_score_adj)
+        self._set("agent_memory_low", agent_memory_low)
+        self._set("psi_stall_ms", psi_stall_ms)
+        self._set("psi_window_ms", psi_window_ms)
+        self._set("checkpoint", checkpoint)
+        self._set("warm", warm)
+        self._set("warm_after", warm_after)
+        self._set("predict", predict)
+        self._check()
+
+    def _check(self) -> None:
         if self.budget is not None and self.budget <= 0:
             raise InvalidValue("budget", self.budget, "must be a positive size")
         if not 0 < self.pressure_off < self.pressure_on <= 1:
@@ -121,7 +181,7 @@ class ControllerConfig:
     @classmethod
     def parse(cls, **kw: Any) -> ControllerConfig:
         """From user text: sizes like ``2G``, durations like ``500ms``; unknown keys are an error."""
-        names = {f.name for f in fields(cls)}
+        names = set(cls.FIELDS)
         out: dict[str, Any] = {}
         for key, value in kw.items():
             if value is None:
@@ -145,7 +205,7 @@ class ControllerConfig:
         return cls(**out)
 
     def with_(self, **kw: Any) -> ControllerConfig:
-        return replace(self, **kw)
+        return self.replace(**kw)
 
 
 def _flag(key: str, value: Any) -> bool:

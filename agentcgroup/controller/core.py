@@ -13,12 +13,12 @@ Embedded (``Controller()`` inside the agent's process, its loop on a background 
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .._lazy import lazy_logger
 from ..backends import Manager, get_manager
 from ..backends.base import Cgroup
 from ..errors import AgentCgroupError, NotFound
@@ -49,7 +49,7 @@ from .sessions import ROOT_UID, AccessDenied, Sessions
 from .snapshot import Snapshot
 from .state import CallState, SessionState
 
-log = logging.getLogger("agentcgroup")
+log = lazy_logger("agentcgroup")
 
 __all__ = ["ROOT_UID", "AccessDenied", "CallHandle", "Controller", "default_policies"]
 

@@ -9,15 +9,14 @@ serves on.
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from typing import Any
 
+from .._lazy import lazy_logger
 from ..backends.base import Cgroup, EventSource, Manager
 from ..errors import AgentCgroupError, CgroupError
 from ..feedback import build_feedback, command_text
@@ -39,7 +38,7 @@ from .policies.base import Policy
 from .snapshot import Snapshot
 from .state import CallFuture, CallState, SessionState
 
-log = logging.getLogger("agentcgroup")
+log = lazy_logger("agentcgroup")
 
 #: v1 notifies an OOM *before* its killer picks a victim: look again this long after
 OOM_RELOOK_S = (0.005, 0.05, 0.25)
@@ -167,7 +166,7 @@ class Dispatch:
                 "started": call.started_wall,
                 "started_boot": boot_clock() - call.elapsed(),
                 "timeout": call.timeout,
-                "limits": asdict(call.limits),
+                "limits": call.limits.as_dict(),
                 "intent": cs.intent.to_dict(),
                 "soft": cs.soft,
                 "keep_background": call.keep_background,

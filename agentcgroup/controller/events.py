@@ -10,16 +10,16 @@ caller's thread for sessions, admission and a call's start): they must be quick 
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
+from .._lazy import lazy_logger
+from .._record import Frozen
 from ..outcome import Outcome
 
-log = logging.getLogger("agentcgroup")
+log = lazy_logger("agentcgroup")
 
 #: every kind of event there is
 KINDS = (
@@ -43,14 +43,30 @@ ACTIONS = ("throttle", "release", "recover", "freeze", "thaw", "kill")
 OUTCOME_KINDS = ("exit", "memory", "timeout", "policy", "signal", "refused", "error")
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(Frozen):
+    FIELDS = ("kind", "session", "uid", "t", "call", "fields")
     kind: str
     session: str  # the controller's name (a tenant's sessions are ``u<uid>:<name>``)
     uid: int  # the session's owner
     t: float  # wall clock (time.time())
-    call: str | None = None
-    fields: dict[str, Any] = field(default_factory=dict)
+    call: str | None
+    fields: dict[str, Any]
+
+    def __init__(
+        self,
+        kind: str,
+        session: str,
+        uid: int,
+        t: float,
+        call: str | None = None,
+        fields: dict[str, Any] | None = None,
+    ) -> None:
+        self._set("kind", kind)
+        self._set("session", session)
+        self._set("uid", uid)
+        self._set("t", t)
+        self._set("call", call)
+        self._set("fields", {} if fields is None else fields)
 
     def to_dict(self) -> dict[str, Any]:
         return {"t": round(self.t, 6), "kind": self.kind, "session": self.session, "call": self.call, **self.fields}

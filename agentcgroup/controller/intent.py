@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any
 
+from .._record import Frozen
 from ..limits import Limits, parse_memory_limit
 from ..units import MAX_BYTES, MAX_DURATION, parse_cpu, parse_duration
 from .config import check_priority
@@ -13,8 +13,7 @@ from .config import check_priority
 SOFT_SLACK = 1.25
 
 
-@dataclass(frozen=True)
-class Intent:
+class Intent(Frozen):
     """Optional declaration of a tool call. Every field may be left out.
 
     memory    expected peak memory (bytes): admission reserves it; the leaf's soft limit is 1.25x it
@@ -23,10 +22,23 @@ class Intent:
     priority  "high" / "normal" / "low": overrides the session's for this call
     """
 
-    memory: int | None = None
-    cpu: float | None = None
-    duration: float | None = None
-    priority: str | None = None
+    FIELDS = ("memory", "cpu", "duration", "priority")
+    memory: int | None
+    cpu: float | None
+    duration: float | None
+    priority: str | None
+
+    def __init__(
+        self,
+        memory: int | None = None,
+        cpu: float | None = None,
+        duration: float | None = None,
+        priority: str | None = None,
+    ) -> None:
+        self._set("memory", memory)
+        self._set("cpu", cpu)
+        self._set("duration", duration)
+        self._set("priority", priority)
 
     @classmethod
     def parse(
@@ -44,10 +56,10 @@ class Intent:
         )
 
     def is_empty(self) -> bool:
-        return all(v is None for v in asdict(self).values())
+        return all(v is None for v in self.as_dict().values())
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        return {k: v for k, v in self.as_dict().items() if v is not None}
 
 
 def size_limits(intent: Intent, limits: Limits) -> Limits:

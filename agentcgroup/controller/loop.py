@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import logging
 import os
 import select
 import threading
@@ -18,7 +17,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-log = logging.getLogger("agentcgroup")
+from .._lazy import lazy_logger
+
+log = lazy_logger("agentcgroup")
 
 #: a handler that holds the loop longer than this is logged (event=loop-slow): every other call waits for it
 SLOW_S = 0.1

@@ -4,10 +4,10 @@ read them, and the status of what runs."""
 from __future__ import annotations
 
 import collections
-import logging
 from collections.abc import Callable
 from typing import Any
 
+from .._lazy import lazy_logger
 from ..errors import NotFound
 from ..feedback import command_text
 from ..outcome import Outcome
@@ -15,7 +15,7 @@ from .persist import StateDir, StateWriteError
 from .sessions import ROOT_UID, AccessDenied, Sessions
 from .snapshot import Snapshot
 
-log = logging.getLogger("agentcgroup")
+log = lazy_logger("agentcgroup")
 
 #: outcomes kept in memory (and as files in the state dir)
 KEEP_OUTCOMES = 1000

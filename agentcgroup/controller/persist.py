@@ -13,14 +13,13 @@ controller then refuses the work it could not write down (a successor could not 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from ..cgroupfs import check_name
 from ..errors import AgentCgroupError
-from ..outcome import Outcome, Step
+from ..outcome import Outcome, outcome_from_dict
 
 KEEP_OUTCOME_FILES = 1000
 #: outcome files written past KEEP_OUTCOME_FILES before the oldest go, in one pass (listing and sorting a
@@ -43,6 +42,8 @@ class StateDir:
         check_name(name)
         final = self.path / kind / f"{name}.json"
         tmp = final.with_suffix(".tmp")
+        import json  # here, not at the top: an embedded agentcg run imports this module but has no state dir
+
         try:
             text = json.dumps(data, separators=(",", ":"))  # one shot: json.dump would encode in pure Python
             with open(tmp, "w") as f:
@@ -59,6 +60,8 @@ class StateDir:
             pass
 
     def _load(self, kind: str) -> dict[str, dict[str, Any]]:
+        import json
+
         out = {}
         for p in sorted((self.path / kind).glob("*.json")):
             try:
@@ -121,6 +124,8 @@ class StateDir:
         self._outcome_files = n
 
     def outcomes(self) -> list[tuple[int, Outcome]]:
+        import json
+
         found = []
         for p in sorted((self.path / "outcomes").glob("*.json"), key=lambda p: p.stat().st_mtime):
             try:
@@ -136,12 +141,3 @@ def _mtime(p: Path) -> float:
         return p.stat().st_mtime
     except FileNotFoundError:  # removed meanwhile (another pass): first in line to go anyway
         return 0.0
-
-
-def outcome_from_dict(d: dict[str, Any]) -> Outcome:
-    """Rebuild an :class:`Outcome` from :meth:`Outcome.to_dict` (unknown keys ignored)."""
-    fields = set(Outcome.__dataclass_fields__)
-    kw = {k: v for k, v in d.items() if k in fields and k not in ("steps", "stdout", "stderr")}
-    out = Outcome(**kw)
-    out.steps = [Step(s["at"], s["action"], s["reason"], s.get("figures", {})) for s in d.get("steps", [])]
-    return out

@@ -3,13 +3,12 @@ written down with everything a successor needs to adopt them, and removed by the
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Any
 
+from .._lazy import lazy_logger
 from ..backends.base import Cgroup, Manager
 from ..cgroupfs import check_name
 from ..errors import AccessDenied, AgentCgroupError, NotFound
@@ -20,7 +19,7 @@ from .config import PRIORITIES, ControllerConfig, check_priority
 from .persist import StateDir
 from .state import CallState, SessionState
 
-log = logging.getLogger("agentcgroup")
+log = lazy_logger("agentcgroup")
 
 ROOT_UID = 0
 
@@ -156,7 +155,7 @@ class Sessions:
         return {
             "uid": s.uid,
             "priority": s.priority,
-            "limits": asdict(s.limits),
+            "limits": s.limits.as_dict(),
             "agent_memory": s.protected,
             "created": s.created,
         }

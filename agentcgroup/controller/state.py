@@ -10,9 +10,9 @@ import select
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .._record import Identity
 from ..backends.base import Cgroup, EventSource
 from ..limits import Limits
 from ..outcome import Outcome
@@ -25,27 +25,66 @@ if TYPE_CHECKING:
     from .loop import Timer
 
 
-@dataclass(eq=False)  # one object per session: compared and hashed by identity
-class SessionState:
-    name: str
-    uid: int
-    priority: str
-    limits: Limits
-    cg: Cgroup
-    agent_cg: Cgroup | None = None
-    pool: WarmPool | None = None
-    warm: int = 0  # spare leaves to make on demand (ControllerConfig.warm_after; SessionRef.starting)
-    starts: int = 0
-    closing: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    calls: dict[str, CallState] = field(default_factory=dict)
-    sources: list[EventSource] = field(default_factory=list)
-    created: bool = True
-    protected: int = 0  # bytes of the agent leaf's memory.low
-    opened_at: float = field(default_factory=time.time)
-    #: leaves of calls run with keep_background whose processes still ran at the call's end: kept (with their
-    #: limits) until the session closes
-    kept: list[Cgroup] = field(default_factory=list)
+class SessionState(Identity):  # one object per session: compared and hashed by identity
+    FIELDS = (
+        "name",
+        "uid",
+        "priority",
+        "limits",
+        "cg",
+        "agent_cg",
+        "pool",
+        "warm",
+        "starts",
+        "closing",
+        "lock",
+        "calls",
+        "sources",
+        "created",
+        "protected",
+        "opened_at",
+        "kept",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        uid: int,
+        priority: str,
+        limits: Limits,
+        cg: Cgroup,
+        agent_cg: Cgroup | None = None,
+        pool: WarmPool | None = None,
+        warm: int = 0,
+        starts: int = 0,
+        closing: bool = False,
+        lock: threading.Lock | None = None,
+        calls: dict[str, CallState] | None = None,
+        sources: list[EventSource] | None = None,
+        created: bool = True,
+        protected: int = 0,
+        opened_at: float | None = None,
+        kept: list[Cgroup] | None = None,
+    ) -> None:
+        self.name = name
+        self.uid = uid
+        self.priority = priority
+        self.limits = limits
+        self.cg = cg
+        self.agent_cg = agent_cg
+        self.pool = pool
+        self.warm = warm  # spare leaves to make on demand (ControllerConfig.warm_after; SessionRef.starting)
+        self.starts = starts
+        self.closing = closing
+        self.lock: threading.Lock = threading.Lock() if lock is None else lock
+        self.calls: dict[str, CallState] = {} if calls is None else calls
+        self.sources: list[EventSource] = [] if sources is None else sources
+        self.created = created
+        self.protected = protected  # bytes of the agent leaf's memory.low
+        self.opened_at: float = time.time() if opened_at is None else opened_at
+        #: leaves of calls run with keep_background whose processes still ran at the call's end: kept (with their
+        #: limits) until the session closes
+        self.kept: list[Cgroup] = [] if kept is None else kept
 
     @property
     def rank(self) -> int:
@@ -103,22 +142,55 @@ class CallFuture:
         return self._outcome
 
 
-@dataclass(eq=False)  # one object per call: compared and hashed by identity
-class CallState:
-    call: ToolCall
-    session: SessionState
-    intent: Intent
-    future: CallFuture
-    soft: int | None = None  # the call's own soft limit (user's or from its intent)
-    phase: str = "running"  # running | throttled | frozen | done
-    throttled_by: str | None = None  # the policy whose throttle holds it
-    throttled_at: float | None = None
-    checkpoint: int | None = None
-    cap: int | None = None  # its share of a shared budget (policies/shares.py): the kernel's soft limit is the least
-    sources: list[EventSource] = field(default_factory=list)
-    timers: dict[tuple[str, str], Timer] = field(default_factory=dict)  # (policy, key) -> timer
-    queued_s: float = 0.0
-    pipes: dict[int, Any] = field(default_factory=dict)
+class CallState(Identity):  # one object per call: compared and hashed by identity
+    FIELDS = (
+        "call",
+        "session",
+        "intent",
+        "future",
+        "soft",
+        "phase",
+        "throttled_by",
+        "throttled_at",
+        "checkpoint",
+        "cap",
+        "sources",
+        "timers",
+        "queued_s",
+        "pipes",
+    )
+
+    def __init__(
+        self,
+        call: ToolCall,
+        session: SessionState,
+        intent: Intent,
+        future: CallFuture,
+        soft: int | None = None,
+        phase: str = "running",
+        throttled_by: str | None = None,
+        throttled_at: float | None = None,
+        checkpoint: int | None = None,
+        cap: int | None = None,
+        sources: list[EventSource] | None = None,
+        timers: dict[tuple[str, str], Timer] | None = None,
+        queued_s: float = 0.0,
+        pipes: dict[int, Any] | None = None,
+    ) -> None:
+        self.call = call
+        self.session = session
+        self.intent = intent
+        self.future = future
+        self.soft = soft  # the call's own soft limit (user's or from its intent)
+        self.phase = phase  # running | throttled | frozen | done
+        self.throttled_by = throttled_by  # the policy whose throttle holds it
+        self.throttled_at = throttled_at
+        self.checkpoint = checkpoint
+        self.cap = cap  # its share of a shared budget (policies/shares.py): the kernel's soft limit is the least
+        self.sources: list[EventSource] = [] if sources is None else sources
+        self.timers: dict[tuple[str, str], Timer] = {} if timers is None else timers  # (policy, key) -> timer
+        self.queued_s = queued_s
+        self.pipes: dict[int, Any] = {} if pipes is None else pipes
 
     @property
     def id(self) -> str:

@@ -8,20 +8,22 @@ daemon, which adopted it.
 from __future__ import annotations
 
 import array
-import base64
 import itertools
 import os
 import socket
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
 
 from ..errors import AccessDenied, AgentCgroupError, CgroupError, InvalidValue, NotFound, PermissionDenied, Unsupported
 from ..limits import Limits
-from ..outcome import Outcome
-from .policy import NotAllowed, TooMany
+from ..outcome import Outcome, outcome_from_dict
+from .refusals import NotAllowed, TooMany
 from .wire import ProtocolError, TooLarge
 from .wire import encode_request as encode
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (a process per call pays for it)
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_SOCKET = "/run/agentcg.sock"
 
@@ -78,13 +80,14 @@ def _raise(error: dict[str, Any]) -> None:
 
 
 def outcome_from(d: dict[str, Any]) -> Outcome:
-    from ..controller.persist import outcome_from_dict
-
     out = outcome_from_dict(d)
-    for name in ("stdout", "stderr"):
-        data = d.get(name + "_b64")
-        if data is not None:
-            setattr(out, name, base64.b64decode(data))
+    if "stdout_b64" in d or "stderr_b64" in d:
+        import base64
+
+        for name in ("stdout", "stderr"):
+            data = d.get(name + "_b64")
+            if data is not None:
+                setattr(out, name, base64.b64decode(data))
     return out
 
 

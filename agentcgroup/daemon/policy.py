@@ -23,20 +23,14 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from ..controller.config import PRIORITIES
-from ..errors import AgentCgroupError, InvalidValue
+from ..errors import InvalidValue
 from ..limits import WEIGHT_MAX, WEIGHT_MIN
 from ..units import format_size_arg, parse_count, parse_size
+from .refusals import NotAllowed as NotAllowed  # re-exported: in refusals.py for the client's import time
+from .refusals import TooMany as TooMany
 
 ROOT = 0
 MiB = 1 << 20
-
-
-class NotAllowed(InvalidValue):
-    """A value above what the operator allows this uid (the error names the value and the cap)."""
-
-
-class TooMany(AgentCgroupError):
-    """A count cap (sessions, calls, connections) is reached for this uid."""
 
 
 @dataclass(frozen=True)

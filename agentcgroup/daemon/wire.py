@@ -5,9 +5,12 @@ share and a request's encoding. The standard library's json only: a thin client 
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from ..errors import AgentCgroupError, InvalidValue
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (a process per call pays for it)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class ProtocolError(AgentCgroupError):

@@ -7,8 +7,9 @@ figures ``agentcg status`` reads. Labels stay bounded: a session's name and prio
 outcome or action from a fixed set; never a call id or a command. Counters outlive their sessions, so they
 carry the priority, not the session.
 
-The HTTP server is prometheus-client's own, on a thread of its own; the daemon serves it only when asked
-(``--metrics HOST:PORT``), on loopback unless told otherwise.
+The HTTP server is prometheus-client's own (wsgiref), on a thread of its own; the daemon serves it only when
+asked (``--metrics HOST:PORT``), on loopback unless told otherwise. What it serves is prometheus-client's
+rendering of each family, cached while the family's samples stay the same (:mod:`.exposition`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ..backends.base import Cgroup, Stats
@@ -26,6 +26,7 @@ from ..controller.config import PRIORITIES
 from ..controller.events import ACTIONS, OUTCOME_KINDS, Event
 from ..errors import CgroupError, InvalidValue
 from ..units import MAX_BYTES
+from .exposition import Exposition, Rows, serve
 
 if TYPE_CHECKING:
     from ..controller.core import Controller
@@ -36,8 +37,23 @@ LAG_PROBE_S = 0.5
 REACTION_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 LAG_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
 WAIT_BUCKETS = (0.001, 0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+Row = tuple[tuple[str, ...], float]
 PHASES = ("running", "throttled", "frozen")
 DECISIONS = ("admitted", "queued", "refused")
+#: the families read when scraped, and their types
+LIVE_FAMILIES = {
+    "agentcg_sessions": "gauge",
+    "agentcg_calls_running": "gauge",
+    "agentcg_session_memory_bytes": "gauge",
+    "agentcg_session_memory_peak_bytes": "gauge",
+    "agentcg_session_memory_budget_bytes": "gauge",
+    "agentcg_session_cpu_seconds": "counter",
+    "agentcg_session_memory_pressure_ratio": "gauge",
+    "agentcg_root_memory_bytes": "gauge",
+    "agentcg_root_memory_peak_bytes": "gauge",
+    "agentcg_root_memory_budget_bytes": "gauge",
+    "agentcg_admission_queue_length": "gauge",
+}
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -108,7 +124,15 @@ class Metrics:
             self.oom_kills.labels(p)
         for d in DECISIONS:
             self.admissions.labels(d)
-        self.registry.register(_Live(controller))
+        live = _Live(controller)
+        self.registry.register(live)
+        #: what /metrics serves: the same text as generate_latest(registry), families unchanged since the last
+        #: scrape not rendered again
+        self.exposition = Exposition(
+            [self.finished, self.actions, self.oom_kills, self.admissions, self.admission_wait, self.reaction,
+             self.loop_lag],
+            live.rows,
+        )  # fmt: skip
         self._server: Any = None
         self._probing = False
         controller.events.subscribe(self.on_event)
@@ -117,23 +141,32 @@ class Metrics:
     def on_event(self, ev: Event) -> None:
         f = ev.fields
         prio = f.get("priority", "normal")
+        touch = self.exposition.touch
         if ev.kind in ACTIONS:
             self.actions.labels(ev.kind, prio).inc()
+            touch(self.actions)
             latency = f.get("latency_s")
             if latency is not None:
                 self.reaction.observe(latency)
+                touch(self.reaction)
         elif ev.kind == "call-end":
             self.finished.labels(prio, f["outcome"]).inc()
+            touch(self.finished)
             if f.get("oom_kills"):
                 self.oom_kills.labels(prio).inc(f["oom_kills"])
+                touch(self.oom_kills)
         elif ev.kind == "refuse":
             self.finished.labels(prio, "refused").inc()
             self.admissions.labels("refused").inc()
+            touch(self.finished)
+            touch(self.admissions)
         elif ev.kind == "admit":
             queued = f.get("queued_s") or 0.0
             self.admissions.labels("queued" if queued > 0 else "admitted").inc()
+            touch(self.admissions)
             if queued > 0:
                 self.admission_wait.observe(queued)
+                touch(self.admission_wait)
 
     # --- the loop's lag -----------------------------------------------------------------------------------
     def start_probe(self) -> None:
@@ -150,14 +183,13 @@ class Metrics:
 
     def _tick(self, due: float) -> None:
         self.loop_lag.observe(max(0.0, time.monotonic() - due))
+        self.exposition.touch(self.loop_lag)
         self._arm()
 
     # --- serving ------------------------------------------------------------------------------------------
     def serve(self, host: str, port: int) -> tuple[str, int]:
         """Serve /metrics on ``host:port`` (its own thread); the address bound (port 0: one the kernel chose)."""
-        from prometheus_client import start_http_server
-
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        server = serve(host, port, self.exposition, self.registry)
         self._server = server
         self.start_probe()
         bound = server.server_address
@@ -173,82 +205,94 @@ class Metrics:
 
 
 class _Live(Collector):
-    """The gauges, read when scraped."""
+    """The gauges, read when scraped: as :class:`Rows` (what :class:`Exposition` compares with the last
+    scrape) or as prometheus-client families (``collect``, for ``generate_latest`` over the registry)."""
 
     def __init__(self, controller: Controller) -> None:
         self.controller = controller
 
     def collect(self) -> Iterator[Any]:
+        for fam in self.rows():
+            yield fam.build()
+
+    def describe(self) -> Iterator[Any]:
+        """The families' names without reading anything: what a ``?name[]=`` filtered scrape looks up."""
+        for name, kind in LIVE_FAMILIES.items():
+            yield Rows(name, "", kind, (), []).build()
+
+    def rows(self) -> list[Rows]:
         ctl = self.controller
-        labels = ["session", "priority"]
-        sessions = GaugeMetricFamily("agentcg_sessions", "Sessions open, by priority.", labels=["priority"])
-        running = GaugeMetricFamily(
-            "agentcg_calls_running",
-            "Tool calls running now, by phase (throttled and frozen only while a call is).",
-            labels=[*labels, "phase"],
-        )
-        mem = GaugeMetricFamily("agentcg_session_memory_bytes", "A session's memory in use.", labels=labels)
-        peak = GaugeMetricFamily("agentcg_session_memory_peak_bytes", "A session's peak memory.", labels=labels)
-        budget = GaugeMetricFamily(
-            "agentcg_session_memory_budget_bytes", "A session's memory budget (its hard limit).", labels=labels
-        )
-        cpu = CounterMetricFamily("agentcg_session_cpu_seconds", "CPU time used by a session's cgroup.", labels=labels)
-        psi = GaugeMetricFamily(
-            "agentcg_session_memory_pressure_ratio",
-            "A session's memory PSI (avg10, as a ratio), where the host has per-cgroup PSI.",
-            labels=[*labels, "kind"],
-        )
+        labels = ("session", "priority")
+        running: list[Row] = []
+        mem: list[Row] = []
+        peak: list[Row] = []
+        budget: list[Row] = []
+        cpu: list[Row] = []
+        psi: list[Row] = []
         counts = dict.fromkeys(PRIORITIES, 0)
         for s in ctl.session_states():
             counts[s.priority] = counts.get(s.priority, 0) + 1
-            key = [s.name, s.priority]
+            key = (s.name, s.priority)
             phases = dict.fromkeys(PHASES, 0)
             for cs in list(s.calls.values()):
                 if cs.phase in phases:
                     phases[cs.phase] += 1
             for phase, n in phases.items():
                 if n or phase == "running":  # throttled and frozen only while a call is: fewer lines to scrape
-                    running.add_metric([*key, phase], n)
+                    running.append(((*key, phase), n))
             st = _usage(ctl, s.cg)
             if st.memory_current is not None:
-                mem.add_metric(key, st.memory_current)
+                mem.append((key, st.memory_current))
             if st.memory_peak is not None:
-                peak.add_metric(key, st.memory_peak)
+                peak.append((key, st.memory_peak))
             if s.budget is not None and s.budget < MAX_BYTES:
-                budget.add_metric(key, s.budget)
+                budget.append((key, s.budget))
             if st.cpu_usec is not None:
-                cpu.add_metric(key, st.cpu_usec / 1e6)
+                cpu.append((key, st.cpu_usec / 1e6))
             try:
                 some, full = ctl.manager.memory_pressure(s.cg)
             except CgroupError:
                 some = full = None
             if some is not None:
-                psi.add_metric([*key, "some"], some / 100)
+                psi.append(((*key, "some"), some / 100))
             if full is not None:
-                psi.add_metric([*key, "full"], full / 100)
-        for p, n in counts.items():
-            sessions.add_metric([p], n)
-        yield from (sessions, running, mem, peak, budget, cpu, psi)
-        yield from self._root()
-        queue = GaugeMetricFamily("agentcg_admission_queue_length", "Calls waiting for admission now.")
-        queue.add_metric([], ctl.admission.waiting)
-        yield queue
+                psi.append(((*key, "full"), full / 100))
+        return [
+            Rows("agentcg_sessions", "Sessions open, by priority.", "gauge", ("priority",),
+                 [((p,), n) for p, n in counts.items()]),
+            Rows("agentcg_calls_running",
+                 "Tool calls running now, by phase (throttled and frozen only while a call is).",
+                 "gauge", (*labels, "phase"), running),
+            Rows("agentcg_session_memory_bytes", "A session's memory in use.", "gauge", labels, mem),
+            Rows("agentcg_session_memory_peak_bytes", "A session's peak memory.", "gauge", labels, peak),
+            Rows("agentcg_session_memory_budget_bytes", "A session's memory budget (its hard limit).", "gauge",
+                 labels, budget),
+            Rows("agentcg_session_cpu_seconds", "CPU time used by a session's cgroup.", "counter", labels, cpu),
+            Rows("agentcg_session_memory_pressure_ratio",
+                 "A session's memory PSI (avg10, as a ratio), where the host has per-cgroup PSI.",
+                 "gauge", (*labels, "kind"), psi),
+            *self._root(),
+            Rows("agentcg_admission_queue_length", "Calls waiting for admission now.", "gauge", (),
+                 [((), ctl.admission.waiting)]),
+        ]  # fmt: skip
 
-    def _root(self) -> Iterator[Any]:
+    def _root(self) -> list[Rows]:
         ctl = self.controller
         root = ctl.root.cg
-        mem = GaugeMetricFamily("agentcg_root_memory_bytes", "Memory in use by every session together.")
-        peak = GaugeMetricFamily("agentcg_root_memory_peak_bytes", "Peak memory of every session together.")
-        budget = GaugeMetricFamily("agentcg_root_memory_budget_bytes", "The host budget (--budget), if set.")
+        mem: list[Row] = []
+        peak: list[Row] = []
         if root is not None:
             st = _usage(ctl, root)
             if st.memory_current is not None:
-                mem.add_metric([], st.memory_current)
+                mem.append(((), st.memory_current))
             if st.memory_peak is not None:
-                peak.add_metric([], st.memory_peak)
-        if ctl.config.budget is not None:
-            budget.add_metric([], ctl.config.budget)
-        yield from (mem, peak, budget)
+                peak.append(((), st.memory_peak))
+        budget: list[Row] = [] if ctl.config.budget is None else [((), ctl.config.budget)]
+        return [
+            Rows("agentcg_root_memory_bytes", "Memory in use by every session together.", "gauge", (), mem),
+            Rows("agentcg_root_memory_peak_bytes", "Peak memory of every session together.", "gauge", (), peak),
+            Rows("agentcg_root_memory_budget_bytes", "The host budget (--budget), if set.", "gauge", (), budget),
+        ]
 
 
 def _usage(ctl: Controller, cg: Cgroup) -> Stats:

@@ -154,6 +154,7 @@ def test_a_10_mb_request_is_refused_and_the_daemon_serves_on(daemon) -> None:
 
 NOBODY = """
 import json, os, sys  # everything is imported before dropping to nobody (who cannot read root's Python)
+import base64, struct  # what the client imports when first needed (the peer check, captured output)
 from agentcgroup.daemon.client import Client
 from agentcgroup.errors import NotFound
 import agentcgroup.controller.persist

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from agentcgroup.feedback import build_feedback, command_text
 from agentcgroup.outcome import Outcome, Step
 
@@ -133,17 +135,16 @@ def test_oom_score_adj_ranks_priorities() -> None:
     assert {ControllerConfig(tool_oom_score_adj=0).tool_adj(p) for p in adj} == {0}
 
 
-def test_outcome_to_dict_is_what_asdict_gives_without_the_output() -> None:
-    from dataclasses import asdict
-
+def test_outcome_to_dict_is_every_field_but_the_output_copied() -> None:
     from agentcgroup.outcome import Outcome, Step
 
     out = Outcome("s", "c1", "make", ["make", "-j"], "hybrid", exit_code=2, limits={"memory_max": 1 << 20})
     out.intent = {"memory": 5, "nested": {"a": [1, 2]}}
     out.steps = [Step(0.5, "kill", "memory", {"peak": 7, "list": [1]})]
     out.stdout, out.stderr = b"x" * 10, b"err"
-    want = asdict(out)
-    del want["stdout"], want["stderr"]
+    want = {name: getattr(out, name) for name in Outcome.FIELDS if name not in ("stdout", "stderr")}
+    want["steps"] = [{"at": 0.5, "action": "kill", "reason": "memory", "figures": {"peak": 7, "list": [1]}}]
+    assert want["exit_code"] == 2 and want["limits"] == {"memory_max": 1 << 20} and want["killed_by"] is None
     want["returncode"], want["signal_name"] = 2, None
     got = out.to_dict()
     assert got == want
@@ -152,3 +153,24 @@ def test_outcome_to_dict_is_what_asdict_gives_without_the_output() -> None:
     got["argv"].append("x")
     assert out.steps[0].figures["peak"] == 7 and out.intent["nested"]["a"] == [1, 2] and out.argv == ["make", "-j"]
     assert out.to_dict(include_output=True)["stdout"] == "x" * 10
+
+
+def test_outcome_and_step_behave_as_records() -> None:
+    """Plain classes (not dataclasses, for the import time of a process per call): fields by position or name,
+    fresh containers per object, equality by value, unhashable, a repr naming the fields."""
+    from agentcgroup.outcome import Outcome, Step
+
+    a = Outcome("s", "c1", "true", ["true"], "hybrid", 0)
+    b = Outcome(session="s", call_id="c1", command="true", argv=["true"], backend="hybrid", exit_code=0)
+    assert a == b and a.exit_code == 0 and a.signal is None and a.enforced and not a.refused
+    a.limits["x"] = 1
+    a.steps.append(Step(0.1, "note", "r"))
+    assert b.limits == {} and b.steps == [] and a != b
+    assert Step(1.0, "kill", "memory") == Step(1.0, "kill", "memory", {}) != Step(1.0, "kill", "timeout")
+    assert Step(1.0, "kill", "memory").figures is not Step(1.0, "kill", "memory").figures
+    with pytest.raises(TypeError):
+        hash(a)
+    assert repr(b).startswith("Outcome(session='s', call_id='c1', command='true'")
+    assert set(Outcome.FIELDS) >= {"stdout", "stderr", "exit_code", "steps"} and len(Outcome.FIELDS) == 33
+    with pytest.raises(TypeError):
+        Outcome("s", "c1", "true", ["true"], "hybrid", nonsense=1)  # type: ignore[call-arg]

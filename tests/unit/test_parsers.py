@@ -11,6 +11,8 @@ from agentcgroup.parsers import (
     parse_nested_keyed,
     parse_proc_cgroup,
     parse_psi,
+    parse_psi_avg10,
+    parse_usage_usec,
     v1_controllers,
 )
 from agentcgroup.units import MAX_BYTES
@@ -38,6 +40,12 @@ def test_cpu_stat_both_versions() -> None:
     assert {"usage_usec", "user_usec", "system_usec"} <= set(v2)
 
 
+def test_usage_usec_alone_agrees_with_the_full_parse() -> None:
+    text = (K / "v2-cpu.stat.txt").read_text()
+    assert parse_usage_usec(text) == parse_flat_keyed(text)["usage_usec"] > 0
+    assert parse_usage_usec("user_usec 5\nusage_usec 7\n") == 7 and parse_usage_usec("nr_periods 1\n") == 0
+
+
 def test_psi_lines() -> None:
     mem = parse_psi((K / "psi-memory.txt").read_text())
     assert set(mem) == {"some", "full"}
@@ -57,6 +65,15 @@ def test_psi_lines_malformed_or_extended() -> None:
     p = parse_psi(text)
     assert set(p) == {"some", "full2"}  # a bad number or a missing field drops that line alone
     assert p["some"].avg10 == 2.0 and p["some"].total_us == 7 and p["full2"].avg300 == 3.0
+
+
+def test_psi_avg10_alone_agrees_with_the_full_parse() -> None:
+    for name in ("psi-memory.txt", "psi-cpu.txt"):
+        text = (K / name).read_text()
+        assert parse_psi_avg10(text) == {k: p.avg10 for k, p in parse_psi(text).items()}
+    text = "\nsome avg60=1.00 avg10=2.50 total=7 stray\nfull avg10=x avg60=0\nfull2 xavg10=3 total=1\n"
+    assert parse_psi_avg10(text) == {"some": 2.5}  # in any place; unreadable or missing: left out
+    assert parse_psi_avg10("") == {}
 
 
 def test_nested_keyed_keeps_unknown_keys() -> None:

@@ -17,21 +17,31 @@ stands plus ``slack`` (less than the step a cap must move by to be written again
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from ..._record import Frozen
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (the per-call path: _record.py)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 #: a cap that moved less than this part of the budget is not written again (the kernel write costs, the event log)
 STEP_OF_BUDGET = 64
 
 
-@dataclass(frozen=True)
-class Share:
-    """One running call under a budget, as the caps see it."""
+class Share(Frozen):
+    """One running call under a budget, as the caps see it. ``capped`` False: never capped (high priority); its
+    weight keeps its share of the headroom free."""
 
+    FIELDS = ("id", "rank", "usage", "capped")
     id: str
     rank: int
     usage: int
-    capped: bool  # False: protected (never capped); its weight keeps its share of the headroom free
+    capped: bool
+
+    def __init__(self, id: str, rank: int, usage: int, capped: bool) -> None:
+        self._set("id", id)
+        self._set("rank", rank)
+        self._set("usage", usage)
+        self._set("capped", capped)
 
 
 def weight(rank: int) -> int:
