@@ -1,4 +1,4 @@
-# The C spawner (_spawn.c), built at install when a compiler is present: its one function, for type checkers.
+# The C spawner (_spawn.c), built at install when a compiler is present: its functions, for type checkers.
 
 def spawn(
     path: bytes,
@@ -17,3 +17,4 @@ def spawn(
     oom_score_adj: int = ...,
     /,
 ) -> int: ...
+def close_fds(fds: list[int], /) -> None: ...

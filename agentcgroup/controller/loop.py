@@ -107,7 +107,12 @@ class Loop:
             timeout = min(MAX_WAIT_S, max(0.0, self._timers[0][0] - time.monotonic()))
         if max_wait is not None:
             timeout = min(timeout, max_wait)
-        for fd, ev in self._ep.poll(timeout):
+        events = self._ep.poll(timeout)
+        # what other threads handed over first (a worker's result, a call's completion): it finishes work
+        # already under way, which should not wait behind this turn's new input (a flood of it, in a daemon)
+        for _ in range(len(self._soon)):
+            self._guard(self._soon.popleft())
+        for fd, ev in events:
             if fd == self._wake:
                 try:
                     os.eventfd_read(self._wake)

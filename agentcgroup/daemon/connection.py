@@ -28,6 +28,7 @@ from .observe_ops import ObserveOps
 from .ops import ROOT, Ops, RunningCall
 from .policy import Caps, TooMany
 from .protocol import MAX_FDS, MAX_LINE, ProtocolError, Request, TooLarge, encode, error_reply, parse_request
+from .ratelimit import VIOLATION_COST
 
 if TYPE_CHECKING:
     from .server import Daemon
@@ -37,6 +38,8 @@ log = logging.getLogger("agentcgroup")
 #: replies waiting to be written past which no further request of this connection is read
 OUT_HIGH = 1 << 20
 READ_CHUNK = 65536
+#: request lines of one connection handled in one turn of the loop
+LINES_PER_TURN = 8
 EPOLLRDHUP = getattr(select, "EPOLLRDHUP", 0x2000)
 #: the errors a request may end with (anything else is a bug: logged, and the client still gets an answer)
 INLINE = ("outcome", "kill")
@@ -60,6 +63,7 @@ class Connection(Ops, ObserveOps):
         self.closed = False
         self.call: RunningCall | None = None
         self.paused = False  # its uid is over its request rate: not read until the bucket refills
+        self._deferred = False  # lines left for the loop's next turn
         self._backoff = 0.0
         self._armed = 0  # the events the loop watches for us
 
@@ -130,7 +134,10 @@ class Connection(Ops, ObserveOps):
 
     # --- requests ---------------------------------------------------------------------------------------
     def pump(self) -> None:
-        """Handle the next complete request line, if no other is under way and replies are being read."""
+        """Handle the next complete request lines, if no other is under way and replies are being read: at
+        most :data:`LINES_PER_TURN` in one turn of the loop; the rest wait for the next turn, after every other
+        client's events (a burst of one client's lines does not hold the loop)."""
+        handled = 0
         while not self.closed and not self.busy and not self.paused and len(self.outbuf) < OUT_HIGH:
             nl = self.inbuf.find(b"\n")
             if nl < 0:
@@ -142,6 +149,12 @@ class Connection(Ops, ObserveOps):
             if nl > 0 and not self.daemon.buckets.take(self.uid, self.caps.max_requests_per_s):
                 self.pause()  # its uid is over its rate: this line waits (a token first, then the work)
                 return
+            if handled >= LINES_PER_TURN:
+                if not self._deferred:
+                    self._deferred = True
+                    self.daemon.loop.call_later(0, self._next_turn)
+                return
+            handled += 1
             self._backoff = 0.0
             line = bytes(self.inbuf[:nl])
             del self.inbuf[: nl + 1]
@@ -151,6 +164,12 @@ class Connection(Ops, ObserveOps):
                 self._close(fds)
                 continue
             self.handle(line, fds)
+
+    def _next_turn(self) -> None:
+        self._deferred = False
+        if not self.closed:
+            self.pump()
+            self.rearm()
 
     def pause(self) -> None:
         """Stop reading until the uid's bucket may have a token again. Its paused connections share one bucket:
@@ -272,7 +291,8 @@ class Connection(Ops, ObserveOps):
             self.close(reason="hung up")
 
     def fail(self, exc: ProtocolError) -> None:
-        """A violation after which the stream cannot be trusted: say why, then close."""
+        """A violation after which the stream cannot be trusted: say why, then close (and charge its uid)."""
+        self.daemon.buckets.charge(self.uid, self.caps.max_requests_per_s, VIOLATION_COST)
         if self.daemon.logs.allow(self.uid):
             log.warning("event=request-refused uid=%d pid=%d reason=%r", self.uid, self.pid, str(exc))
         if self.outbuf:  # replies not yet read are dropped: this one must not wait behind them

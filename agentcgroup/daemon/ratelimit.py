@@ -3,7 +3,9 @@
 A token bucket per uid: ``rate`` tokens a second, at most ``burst`` saved up; a request line or a new
 connection takes one. A uid out of tokens is not answered faster: its connections are not read until the
 bucket refills (a flood waits on itself; its well-formed requests are served a little later) and a new
-connection of it is closed unread. Log lines caused by a uid (refused requests,
+connection of it is closed unread. A protocol violation (more fds than a request may carry, a line over the
+limit) costs :data:`VIOLATION_COST` tokens: a uid that keeps sending them spends most of its time refused at
+once, unread, which is the daemon's cheapest answer. Log lines caused by a uid (refused requests,
 closed connections) have a budget too; what is over it is counted and summed up in one line.
 """
 
@@ -13,6 +15,9 @@ import logging
 import time
 
 log = logging.getLogger("agentcgroup")
+
+#: tokens a protocol violation costs its uid (a well-formed request costs one)
+VIOLATION_COST = 50
 
 
 class Buckets:
@@ -35,6 +40,18 @@ class Buckets:
         if len(self._level) > 65536:  # uids come and go: forget the full buckets
             self._level = {u: v for u, v in self._level.items() if v[0] < burst}
         return True
+
+    def charge(self, uid: int, rate: float | None, n: float, burst: float | None = None) -> None:
+        """Spend ``n`` tokens of ``uid``'s at once (a protocol violation costs more than a request): the bucket
+        may go down to ``-burst``, so that a uid that keeps misbehaving is refused for up to two bursts' time,
+        at once and unread, at the cost of an accept."""
+        if rate is None:
+            return
+        burst = burst if burst is not None else rate
+        now = self._clock()
+        tokens, at = self._level.get(uid, (burst, now))
+        tokens = min(burst, tokens + (now - at) * rate)
+        self._level[uid] = (max(-burst, tokens - n), now)
 
     def wait(self, uid: int, rate: float) -> float:
         """Seconds until ``uid`` has a token again."""

@@ -4,7 +4,8 @@ No thread per connection or per session: the loop (the controller's own :class:`
 class, a second instance on the daemon's main thread) accepts, reads and writes every socket without blocking;
 each connection is a small state machine (:mod:`.connection`) with bounded buffers. What may block (the
 controller's admission queue, creating and removing cgroups) runs on a bounded pool of worker threads, and a
-call's completion comes back onto the loop through its future's callback.
+call's completion comes back onto the loop through its future's callback. Connections refused unread are
+closed on one more thread (:mod:`.closer`), so that the loop drains the listening queue briskly under a flood.
 
 Limits (docs/security.md): a request line of at most 1 MiB, and at most that much unread input per
 connection; at most 3 fds per request and per connection; per-uid caps on connections, sessions and running
@@ -32,6 +33,7 @@ from ..controller.core import Controller
 from ..controller.loop import Loop
 from ..errors import AgentCgroupError
 from ..observe.eventlog import EventLog
+from .closer import Closer
 from .connection import Connection
 from .observe_ops import Followers
 from .ops import RunningCall
@@ -46,6 +48,9 @@ MAX_CONNECTIONS = 4096
 WORKERS = 16
 #: jobs of one uid (not root) on the workers at once
 JOBS_PER_UID = 4
+#: connections accepted per turn of the loop (the rest wait for the next turn, after the other clients' events;
+#: a client that connects waits behind every connection queued before it, so the queue is drained briskly)
+ACCEPT_BATCH = 64
 #: how long accepting pauses after EMFILE/ENFILE
 ACCEPT_BACKOFF_S = 0.1
 #: how often running calls are checked for a completion whose callback did not come (a failed outcome)
@@ -117,6 +122,7 @@ class Daemon:
         self.calls_of: collections.Counter[int] = collections.Counter()
         self.lock = threading.Lock()  # sessions counted and opened as one step, across workers
         self.buckets = Buckets()  # requests a second, per uid
+        self.closer = Closer()  # closes connections refused unread, off this thread
         self.logs = LogBudget()  # log lines a uid may cause
         self._in_flight = 0
         self._jobs_of: collections.Counter[int] = collections.Counter()  # jobs on the workers, per uid
@@ -209,29 +215,39 @@ class Daemon:
         self.loop.call_later(ACCEPT_BACKOFF_S, self._resume_accept)
 
     def _on_accept(self, fd: int, events: int) -> None:
-        for _ in range(64):
-            try:
-                sock, _ = self.sock.accept()
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    self._pause_accept(os.strerror(exc.errno))
-                    return
-                if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR):
-                    continue
-                self._pause_accept(str(exc))
-                return
-            self._admit(sock)
-
-    def _admit(self, sock: socket.socket) -> None:
+        refused: list[int] = []  # closed by the closer thread, after the batch
         try:
-            sock.setblocking(False)
+            for _ in range(ACCEPT_BATCH):
+                try:
+                    conn_fd, _ = self.sock._accept()  # type: ignore[attr-defined]  # a bare fd: no enum lookups
+                except BlockingIOError:
+                    return
+                except OSError as exc:
+                    if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                        self._pause_accept(os.strerror(exc.errno))
+                        return
+                    if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR):
+                        continue
+                    self._pause_accept(str(exc))
+                    return
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, conn_fd)
+                if not self._admit(sock):
+                    refused.append(sock.detach())
+        finally:
+            if refused:
+                self.closer.close_later(refused)
+
+    def _admit(self, sock: socket.socket) -> bool:
+        """Serve, answer or close ``sock``; False: the caller closes it (refused unread: its uid is over its
+        rate, the cheapest answer to a flood of connections)."""
+        try:
             pid, uid, gid = peer_credentials(sock)
         except OSError:
             sock.close()
-            return
+            return True
         caps = self.policy.caps(0 if uid == self.owner else uid, gid)
+        if not self.buckets.take(uid, caps.max_requests_per_s):
+            return False
         refusal = None
         if len(self.conns) >= self.max_connections:
             refusal = TooMany(f"the daemon has {len(self.conns)} connections open, its most ({self.max_connections})")
@@ -243,18 +259,18 @@ class Daemon:
         if refusal is not None:
             if self.logs.allow(uid):
                 log.warning("event=connection-refused uid=%d pid=%d reason=%r", uid, pid, str(refusal))
-            if self.buckets.take(uid, caps.max_requests_per_s):
-                Connection.refuse(sock, refusal)
-            else:  # a uid over its rate too gets no answer: that would cost what the flood is refused for
-                sock.close()
-            return
-        if not self.buckets.take(uid, caps.max_requests_per_s):
-            sock.close()  # over its rate: closed at once, unread (the cheapest answer to a flood of connections)
-            return
+            Connection.refuse(sock, refusal)
+            return True
+        try:
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            return True
         c = Connection(self, sock, pid, uid, gid, caps)
         self.conns[c.fd] = c
         self.conns_of[uid] += 1
         c.rearm()
+        return True
 
     def forget(self, c: Connection) -> None:
         """A connection closed (the loop's side of :meth:`Connection.close`)."""
@@ -287,6 +303,7 @@ class Daemon:
         while self._in_flight and time.monotonic() < deadline:
             self.loop.run_once(0.05)
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.closer.stop()
         with self._wake_lock:
             self._loop_closed = True
             self.loop.close()

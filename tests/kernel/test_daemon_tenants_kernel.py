@@ -234,6 +234,7 @@ for _ in range(100):
         closed += 1
     s.close()
 print("CLOSED", closed)
+time.sleep(1.5)  # each violation cost its uid 50 tokens: refused at once, unread, for up to a second
 # ten fds on one message
 s = conn()
 s.sendmsg([b'{"op": "hello"}\n'], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [nul] * 10))])

@@ -101,6 +101,31 @@ def test_a_calls_environment_is_the_clients_plus_its_users_defaults(monkeypatch)
     assert env == {"HOME": "/", "SHELL": "/bin/sh", "PATH": tenants.DEFAULT_PATH}
 
 
+def test_the_loop_delivers_what_other_threads_finished_before_this_turns_new_input() -> None:
+    import os
+    import select
+    import threading
+
+    from agentcgroup.controller.loop import Loop
+
+    loop = Loop()
+    r, w = os.pipe()
+    order: list[str] = []
+    try:
+        loop.add(r, select.EPOLLIN, lambda fd, ev: order.append("input") or os.read(fd, 1))
+        os.write(w, b"x")
+        t = threading.Thread(target=loop.call_soon_threadsafe, args=(lambda: order.append("completion"),))
+        t.start()
+        t.join()
+        loop.run_once(1.0)
+        assert order == ["completion", "input"]
+    finally:
+        loop.remove(r)
+        loop.close()
+        os.close(r)
+        os.close(w)
+
+
 def test_buckets_and_log_budget() -> None:
     now = [0.0]
     b = Buckets(clock=lambda: now[0])
@@ -109,6 +134,17 @@ def test_buckets_and_log_budget() -> None:
     assert 0 < b.wait(1, 10) <= 0.1
     now[0] += 0.1
     assert b.take(1, 10) and not b.take(1, 10)
+    # a violation costs its uid 50 tokens at once, down to minus one burst: refused until they came back
+    b.charge(3, 100, 50)
+    assert [b.take(3, 100) for _ in range(51)] == [True] * 50 + [False]
+    for _ in range(10):
+        b.charge(3, 100, 50)
+    now[0] += 0.99  # from -100 (the floor, not -500): 99 tokens back after 0.99 s, still short of one
+    assert not b.take(3, 100)
+    now[0] += 0.02
+    assert b.take(3, 100) and not b.take(3, 100)
+    b.charge(4, None, 50)
+    assert b.take(4, None)  # no limit, no charge
     lb = LogBudget(per_window=2, window_s=1, clock=lambda: now[0])
     assert [lb.allow(5) for _ in range(4)] == [True, True, False, False] and lb.allow(0)
     now[0] += 1

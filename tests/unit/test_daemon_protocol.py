@@ -49,6 +49,8 @@ def test_a_good_run_request() -> None:
     [
         (b"{nope", "not JSON"),
         (b"[1, 2]", "a JSON object"),
+        (b"[" * 100_000, "a JSON object, got a line starting '\\[\\[\\["),
+        (b"  nope", "a JSON object, got a line starting 'nope'"),
         (req(op="explode"), "unknown op 'explode'"),
         (req(), "unknown op None"),
     ],
@@ -119,3 +121,61 @@ def test_the_clients_encoding_is_what_the_daemon_parses() -> None:
     assert parse_request(line).op == "run"
     with pytest.raises(InvalidValue, match="run"):
         encode_request({"op": "run", "timeout": math.nan})
+
+
+def test_one_connection_gets_at_most_a_few_request_lines_a_turn_of_the_loop() -> None:
+    """A burst of one client's lines is served a few per turn (the rest on the next turns, after every other
+    client's events), not all at once while everyone else waits."""
+    import select
+    import socket
+    from types import SimpleNamespace
+
+    from agentcgroup.controller.loop import Loop
+    from agentcgroup.daemon.connection import LINES_PER_TURN, Connection
+    from agentcgroup.daemon.policy import Policy
+    from agentcgroup.daemon.ratelimit import Buckets, LogBudget
+
+    loop = Loop()
+    manager = SimpleNamespace(kind="none", features=SimpleNamespace(to_dict=dict))
+    daemon = SimpleNamespace(
+        loop=loop,
+        owner=0,
+        buckets=Buckets(),
+        logs=LogBudget(),
+        controller=SimpleNamespace(manager=manager),
+        followers=SimpleNamespace(conns={}, drop=lambda c: None),
+        forget=lambda c: loop.remove(c.fd),
+    )
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    theirs.settimeout(5)
+    c = Connection(daemon, ours, 1, 0, 0, Policy().caps(0, 0))  # type: ignore[arg-type]
+    try:
+        n = 3 * LINES_PER_TURN + 1
+        theirs.sendall(b"".join(b'{"op": "hello", "id": %d}\n' % i for i in range(n)))
+
+        def answered() -> int:
+            theirs.setblocking(False)
+            got = b""
+            try:
+                while True:
+                    got += theirs.recv(1 << 20)
+            except BlockingIOError:
+                pass
+            theirs.setblocking(True)
+            return got.count(b"\n")
+
+        c.on_event(c.fd, select.EPOLLIN)
+        assert answered() == LINES_PER_TURN
+        loop.run_once(0)
+        assert answered() == LINES_PER_TURN
+        loop.run_once(0)
+        assert answered() == LINES_PER_TURN
+        loop.run_once(0)
+        assert answered() == 1  # the last one
+        loop.run_once(0)
+        assert answered() == 0
+    finally:
+        c.close()
+        theirs.close()
+        loop.close()
