@@ -59,7 +59,10 @@ def _what_to_do(o: Outcome, step: Step | None) -> str:
 def killed_for_shared_budget(o: Outcome, cmd: str, frozen: str, peak: str, took: str) -> list[str]:
     """The call died because the shared budget ran out (the kernel's OOM killer or the pressure policy)."""
     step = shared_step(o, "kill")
-    if o.killed_by == "policy" and step is not None:
+    if o.killed_by == "policy" and step is not None and "cap" in step.figures:
+        what = f"{frozen}killed: {_budget(step, o.session)} had no more room for it beside the other work"
+        why = f" ({o.kill_reason})" if o.kill_reason else ""
+    elif o.killed_by == "policy" and step is not None:
         what = f"{frozen}killed to free memory for higher-priority work: {_budget(step, o.session)} was full"
         why = f" ({o.kill_reason})" if o.kill_reason else ""
     else:

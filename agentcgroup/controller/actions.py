@@ -23,9 +23,10 @@ log = lazy_logger("agentcgroup")
 
 
 class Action(Record):
-    """``verb``: throttle | release | recover | freeze | thaw | kill | note | timer.
+    """``verb``: throttle | release | cap | recover | freeze | thaw | kill | note | timer.
 
-    throttle/release  set the call's soft limit to ``level`` (release: ``None`` lifts it)
+    throttle/release  set the call's soft limit to ``level`` (release: ``None`` lifts it; a cap still holds)
+    cap               the call's share of a shared budget (``None``: none), in force while it runs
     recover           the call came back under its limit by itself: it runs on, nothing to write
     kill              ``by``: "memory" | "timeout" | "policy" | "error"
     timer             after ``delay`` s, the policy's ``on_timer`` with ``key``
@@ -56,6 +57,12 @@ class Action(Record):
         self.figures: dict[str, Any] = {} if figures is None else figures
 
 
+def least(*levels: int | None) -> int | None:
+    """The lowest of the soft levels set (None: none is)."""
+    set_ = [v for v in levels if v is not None]
+    return min(set_) if set_ else None
+
+
 class Actuator:
     """Carries out actions through the Manager verbs, one at a time, on the loop thread."""
 
@@ -75,8 +82,13 @@ class Actuator:
             call.step(action.verb, action.reason, **action.figures)
             return
         try:
+            if action.verb == "cap":
+                if cs.phase == "running":  # a held call's throttle is in force; its release writes the cap
+                    call.manager.set_soft_limit(call.cg, least(cs.cap, cs.soft, cs.checkpoint))
+                return
             if action.verb in ("throttle", "release"):
-                call.manager.set_soft_limit(call.cg, action.level)
+                level = action.level if action.verb == "throttle" else least(action.level, cs.cap)
+                call.manager.set_soft_limit(call.cg, level)
                 call.step(action.verb, action.reason, **action.figures)
             elif action.verb == "freeze":
                 call.freeze(action.reason, **action.figures)

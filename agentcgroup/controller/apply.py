@@ -4,7 +4,10 @@ For each event it takes a fresh :class:`~.snapshot.Snapshot`, asks each policy i
 policy's actions before asking the next (so the next sees the phases the first one set). Applying an action:
 
     throttle  phase throttled, held by the action's policy (since now); the kernel's soft limit to ``level``
-    release   phase running; the call's soft limit becomes ``level`` (None: lifted); written to the kernel
+    release   phase running; the call's soft limit becomes ``level`` (None: lifted); written to the kernel (the
+              least of it and the call's cap)
+    cap       the call's share of a shared budget becomes ``level`` (None: none); written to the kernel while it
+              runs (the least of it and its own soft limit); no phase change, no step in the outcome
     recover   phase running (the call came back under its limit by itself); nothing written
     freeze    phase frozen; the call's tree frozen
     thaw      phase throttled if a throttle still holds it, else running; the tree thawed
@@ -141,6 +144,8 @@ class Enforcer:
             cs.phase, cs.throttled_by = "running", None
             if a.verb == "release":
                 cs.soft = a.level
+        elif a.verb == "cap":
+            cs.cap = a.level
         elif a.verb == "freeze":
             cs.phase = "frozen"
         elif a.verb == "thaw":

@@ -254,6 +254,8 @@ class Dispatch:
         nxt = usage + self.config.checkpoint_step
         level = nxt if cs.soft is None or nxt < cs.soft else cs.soft
         cs.checkpoint = None if level == cs.soft else nxt
+        if cs.cap is not None and cs.cap < level:
+            level = cs.cap  # its share of the shared budget holds (the cap's crossing notifies too)
         try:
             self.manager.set_soft_limit(cs.call.cg, level)
         except CgroupError as exc:

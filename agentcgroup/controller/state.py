@@ -153,6 +153,7 @@ class CallState(Identity):  # one object per call: compared and hashed by identi
         "throttled_by",
         "throttled_at",
         "checkpoint",
+        "cap",
         "sources",
         "timers",
         "queued_s",
@@ -170,6 +171,7 @@ class CallState(Identity):  # one object per call: compared and hashed by identi
         throttled_by: str | None = None,
         throttled_at: float | None = None,
         checkpoint: int | None = None,
+        cap: int | None = None,
         sources: list[EventSource] | None = None,
         timers: dict[tuple[str, str], Timer] | None = None,
         queued_s: float = 0.0,
@@ -184,6 +186,7 @@ class CallState(Identity):  # one object per call: compared and hashed by identi
         self.throttled_by = throttled_by  # the policy whose throttle holds it
         self.throttled_at = throttled_at
         self.checkpoint = checkpoint
+        self.cap = cap  # its share of a shared budget (policies/shares.py): the kernel's soft limit is the least
         self.sources: list[EventSource] = [] if sources is None else sources
         self.timers: dict[tuple[str, str], Timer] = {} if timers is None else timers  # (policy, key) -> timer
         self.queued_s = queued_s

@@ -21,6 +21,16 @@ When the budget is under ``pressure_off`` and not predicted to be short within t
 calls are released one at a time, highest priority (then oldest) first, each at least a sampling window after
 the one before, so they do not all resume into the limit together; if no call under the budget runs any more,
 the first held one is released whatever the level. Agent leaves are never touched.
+
+Before any of that, every running call below high priority is *capped* (``caps``, :mod:`.shares`): its usage
+plus its share of the budget's headroom (up to ``pressure_on`` for the top rank present, ``pressure_off`` for the
+ranks below it), recomputed at each sample, so that a burst faster than a sample stalls at the call's own cap
+rather than at the budget's hard limit, where the kernel's OOM killer would choose. A call found stalled at its
+cap is throttled there (held) unless it is protected. With caps, held calls go on as soon as the cap they would
+get leaves them room (they meet their caps, not the limit), the most important first, one per two samples,
+instead of by the budget's level. A protected call below high priority that waits at its cap with the budget
+full for ``stall_grace + kill_after`` has the frozen call that frees the most killed for it, if the held calls
+keep a part of the budget worth having; if not, it needs more than the budget has beside the rest, and dies.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ from ...units import format_size
 from ..actions import Action
 from .base import CallInfo, Policy, View
 from .growth import Series, time_to_limit
+from .shares import STEP_OF_BUDGET, Share, fair_caps, moved
 
 HIGH = 2
 #: growth under which a call does not count as growing (B/s)
@@ -40,14 +51,24 @@ GROWING = 4 << 20
 #: rate-based throttling starts over this fraction of ``pressure_off`` (a burst at a low level is no shortage)
 WATCH_FROM = 0.5
 HELD = ("throttled", "frozen")
+#: the least cap or throttle level: what a call's processes need to start (fork and exec are charged without
+#: stalling: at a v1 limit they fail with ENOMEM)
+FLOOR = 32 << 20
+#: held calls keeping this part of a budget (1/HELD_WORTH) are worth a kill for a protected call stuck at its cap
+HELD_WORTH = 16
+MAX_LEVEL = 1 << 62
 
 
 class PressurePolicy(Policy):
     name = "pressure"
 
-    def __init__(self, sampling: bool = True) -> None:
-        """``sampling``: keep a timer that reads the budgets every ``sample_interval`` (off: events only)."""
+    def __init__(self, sampling: bool = True, caps: bool = True) -> None:
+        """``sampling``: keep a timer that reads the budgets every ``sample_interval`` (off: events only).
+        ``caps``: cap every call that would give way at its share of the budget's headroom (off: levels only)."""
         self.sampling = sampling
+        self.caps = caps
+        self.capped: dict[str, int | None] = {}  # call id -> the cap last asked for
+        self.stuck_since: dict[str, float] = {}  # protected call id -> since when it waits at its cap, budget full
         self.victims: dict[str, list[CallInfo]] = {}  # scope ("" = global, else session name) -> calls
         self.hurried: set[tuple[str, str]] = set()  # (call id, phase) whose deadline was shortened
         self.series: Series | None = None
@@ -136,10 +157,11 @@ class PressurePolicy(Policy):
         budgets = self._observe(view)
         for scope, usage, budget, calls in budgets:
             actions += self._evaluate(view, scope, usage, budget, calls)
-        return actions + self._tick(view, budgets)
+        actions += self._stuck(view, budgets)
+        return actions + self._share(view, budgets, actions) + self._tick(view, budgets)
 
     def on_memory(self, view: View, call: CallInfo, stats: Stats) -> list[Action]:
-        return self.on_pressure(view)
+        return self._stalled(view, call, stats) + self.on_pressure(view)
 
     def on_end(self, view: View, call: CallInfo) -> list[Action]:
         for victims in self.victims.values():
@@ -148,6 +170,8 @@ class PressurePolicy(Policy):
         self.hurried -= {(call.id, "throttled"), (call.id, "frozen")}
         self.killed.discard(call.id)
         self.held_rate.pop(call.id, None)
+        self.capped.pop(call.id, None)
+        self.stuck_since.pop(call.id, None)
         if self.series is not None:
             self.series.forget(f"call:{call.id}")
         if call.id == self.tick_call:
@@ -245,7 +269,8 @@ class PressurePolicy(Policy):
         where = self._where(scope, usage, budget)
         for call in sorted(chosen, key=lambda c: (view.rank_of(c), -self.rate(c))):
             used = view.call_usage(call)
-            level = used + budget // 64  # room for what a held call's kernel needs (v1: else fork/exec fail)
+            # room for what a held call's kernel needs (v1: else fork/exec fail), a starting call's processes too
+            level = max(min(used + budget // 64, self.capped.get(call.id) or MAX_LEVEL), FLOOR)
             victims.append(call)
             self.held_rate[call.id] = max(0.0, self.rate(call))
             actions.append(
@@ -268,11 +293,144 @@ class PressurePolicy(Policy):
             if other is not victim and view.rank_of(other) > view.rank_of(victim)
         ]
 
+    # --- caps -----------------------------------------------------------------------------------------
+    def _cap_levels(
+        self, view: View, budgets: Sequence[tuple[str, int, int, Sequence[CallInfo]]], also: CallInfo | None = None
+    ) -> dict[str, int]:
+        """The cap of each running call below high priority under some budget (the least over its budgets): the
+        protected ones too (they are not held when they reach it, but no burst of theirs meets the hard limit
+        first); ``also``: a held call about to go on, counted as running."""
+        out: dict[str, int] = {}
+        for scope, usage, budget, calls in budgets:
+            if self._alone(scope, calls):
+                continue  # a session's only call: nothing of the session to protect from it, its hard limit holds
+            shares = [
+                Share(c.id, view.rank_of(c), view.call_usage(c), view.rank_of(c) < HIGH)
+                for c in self._live(calls)
+                if ((c.phase == "running" and not self._is_victim(c)) or c is also) and not c.exited
+            ]
+            # beside a higher-priority call the lower ones stop at pressure_off: what is left above is the room it
+            # bursts into without meeting their memory (which only a kill gives back); the top rank at pressure_on
+            top = max((view.rank_of(c) for c in self._live(calls)), default=0)
+            slack = budget // (4 * STEP_OF_BUDGET)
+            on = fair_caps(int(view.config.pressure_on * budget) - usage, shares, FLOOR, slack)
+            off = fair_caps(int(view.config.pressure_off * budget) - usage, shares, FLOOR, slack)
+            for sh in shares:
+                level = (on if sh.rank >= top else off).get(sh.id)
+                if level is not None:
+                    out[sh.id] = min(level, out.get(sh.id, level))
+        return out
+
+    def _share(
+        self, view: View, budgets: Sequence[tuple[str, int, int, Sequence[CallInfo]]], done: Sequence[Action]
+    ) -> list[Action]:
+        """Each running call's cap, written when it moved by a step (lifted once it no longer gives way)."""
+        if not self.caps or not budgets:
+            return []
+        levels = self._cap_levels(view, budgets)
+        step = min(b for _, _, b, _ in budgets)
+        acted = {a.call.id for a in done if a.verb in ("throttle", "release", "cap")}
+        actions: list[Action] = []
+        for _, _, _, calls in budgets:
+            for c in self._live(calls):
+                if c.id in acted or c.phase != "running" or c.exited or self._is_victim(c):
+                    continue  # a held call's throttle is in force; its release sets its cap
+                acted.add(c.id)
+                new = levels.get(c.id)
+                if moved(self.capped.get(c.id), new, step):
+                    self.capped[c.id] = new
+                    why = "its share of the budget's headroom" if new is not None else "it no longer gives way"
+                    actions.append(self.act("cap", c, why, level=new))
+        return actions
+
+    def _alone(self, scope: str, calls: Sequence[CallInfo]) -> bool:
+        """A session's budget with one live call in it (the host's budget is shared with every session's agents)."""
+        return scope != "" and len(self._live(calls)) == 1
+
+    def _stuck(self, view: View, budgets: Sequence[tuple[str, int, int, Sequence[CallInfo]]]) -> list[Action]:
+        """A protected call below high priority that has waited at its cap, the budget full, for ``stall_grace +
+        kill_after`` would wait until its timeout, holding what others wait for. If the held calls under the budget
+        keep a part of it worth having (``budget / HELD_WORTH``), the frozen one that frees the most for the least
+        lost work dies for it (as for a higher-priority call at the edge); if they keep less, what it needs is
+        more than the budget has beside the rest (agents, other work): it dies. The last resort either way."""
+        if not self.caps:
+            return []
+        cfg = view.config
+        actions: list[Action] = []
+        for scope, usage, budget, calls in budgets:
+            if self._alone(scope, calls):
+                continue
+            full = usage >= cfg.pressure_on * budget - budget // STEP_OF_BUDGET  # its cap is the budget's line
+            for c in self._protected(view, scope, calls):
+                cap = self.capped.get(c.id)
+                at_cap = cap is not None and view.call_usage(c) >= cap - budget // STEP_OF_BUDGET
+                if not (full and at_cap and c.phase == "running" and view.rank_of(c) < HIGH):
+                    self.stuck_since.pop(c.id, None)
+                    continue
+                since = self.stuck_since.setdefault(c.id, view.now)
+                if view.now - since < cfg.stall_grace + cfg.kill_after or c.id in self.killed:
+                    continue
+                if self._waiting(view, scope, calls, c, True) or any(k in self.killed for k in (x.id for x in calls)):
+                    continue  # a higher-priority call runs, or memory is on its way back: not yet
+                where = self._where(scope, usage, budget)
+                held = [v for v in self.victims.get(scope, []) if v.phase in HELD and v.id not in self.killed]
+                if sum(view.call_usage(v) for v in held) >= budget // HELD_WORTH:
+                    frozen = [v for v in held if v.phase == "frozen"]
+                    if frozen:
+                        need = "an older call, stalled at its share, needs the memory it holds"
+                        actions += self._kill_frozen(view, scope, usage, budget, calls, frozen, need)
+                        self.stuck_since[c.id] = view.now  # its turn again only a whole deadline later
+                    continue
+                used = view.call_usage(c)
+                actions.append(
+                    self.act(
+                        "kill",
+                        c,
+                        f"{where}: it waited {view.now - since:.1f} s at its share, {format_size(cap)}, and needs more"
+                        " than the budget has beside the other work",
+                        by="policy",
+                        figures={"usage": used, "scope": scope or "host", "cap": cap},
+                    )
+                )
+                self.killed.add(c.id)
+        return actions
+
+    def _stalled(self, view: View, call: CallInfo, stats: Stats) -> list[Action]:
+        """A running call stalled at its cap (v1: under_oom; v2: at its memory.high): held there, in order."""
+        cap = self.capped.get(call.id)
+        if cap is None or call.phase != "running" or call.exited or self._is_victim(call):
+            return []
+        found = [b for b in self._observe(view) if call in b[3]]
+        if not found or any(call in self._protected(view, b[0], b[3]) for b in found):
+            return []  # a protected call stalled at its cap waits there: the held calls' memory is what it needs
+        used = stats.memory_current or 0
+        if not (stats.under_oom or used >= 0.95 * cap) or (call.soft is not None and call.soft <= cap):
+            return []  # not at the cap, or at its own soft limit (the soft-limit policy's business)
+        scope, usage, budget, calls = min(found, key=lambda b: b[2] - b[1])  # the budget with the least room
+        self.victims.setdefault(scope, []).append(call)
+        self.held_rate[call.id] = max(0.0, self.rate(call))
+        where = self._where(scope, usage, budget)
+        return [
+            self.act(
+                "throttle",
+                call,
+                f"{where}: at its share of it, {format_size(cap)}; lower-priority calls give way",
+                level=max(cap, used),
+                figures={"usage": used, "scope": scope or "host", "cap": cap},
+            ),
+            self._deadline(view, call, "throttled", scope, usage, budget, calls)[1],
+            *self._notes(view, call, calls, f"{call.label} was throttled: {where}"),
+        ]
+
     # --- releasing ------------------------------------------------------------------------------------
     def _release(self, view: View, call: CallInfo, scope: str, why: str) -> list[Action]:
         actions: list[Action] = []
         if call.phase == "frozen":
             actions.append(self.act("thaw", call, why))
+        if self.caps:  # it goes on under its share of what is left (written with the release)
+            cap = self._cap_levels(view, view.budgets(), also=call).get(call.id)
+            self.capped[call.id] = cap
+            actions.append(self.act("cap", call, "its share of the budget's headroom", level=cap))
         actions.append(self.act("release", call, why, level=call.soft))
         self.victims.get(scope, []).remove(call)
         self.hurried -= {(call.id, "throttled"), (call.id, "frozen")}
@@ -296,6 +454,8 @@ class PressurePolicy(Policy):
         """Under ``below`` (``pressure_off``) and not growing short: the most important held call goes on (one
         per sampling window)."""
         cfg = view.config
+        if self.caps:
+            return self._release_capped(view, scope, usage, budget, victims)
         level = cfg.pressure_off if below is None else below
         if usage >= level * budget or self._tte(scope, usage, budget, calls) < 2 * cfg.lead_time:
             return []
@@ -312,6 +472,20 @@ class PressurePolicy(Policy):
         if time_to_limit(usage, budget, again) < cfg.lead_time and held_for < cfg.stall_grace + cfg.kill_after:
             return []
         return self._release(view, call, scope, f"pressure passed ({self._where(scope, usage, budget)})")
+
+    def _release_capped(self, view: View, scope: str, usage: int, budget: int, victims: list[CallInfo]) -> list[Action]:
+        """With caps: the most important held call whose cap would leave it a step of the budget above its usage
+        goes on (it cannot run into the limit: it meets its cap first), one per two samples; a big one waiting
+        for room does not hold back a small one behind it."""
+        if view.now - self.released_at.get(scope, -math.inf) < 2 * view.config.sample_interval:
+            return []
+        held = [v for v in victims if v.phase in HELD and v.throttled_by == self.name and v.id not in self.killed]
+        for call in sorted(held, key=lambda c: (-view.rank_of(c), -c.elapsed(), c.id)):
+            cap = self._cap_levels(view, view.budgets(), also=call).get(call.id)
+            if cap is None or cap >= view.call_usage(call) + budget // STEP_OF_BUDGET:
+                why = f"room again under its share ({self._where(scope, usage, budget)})"
+                return self._release(view, call, scope, why)
+        return []
 
     def _unstick(
         self, view: View, scope: str, usage: int, budget: int, calls: Sequence[CallInfo], victims: list[CallInfo]
@@ -371,6 +545,24 @@ class PressurePolicy(Policy):
             frozen = [v for v in frozen if view.rank_of(v) < HIGH]
         if not frozen:
             return []
+        actions = self._kill_frozen(view, scope, usage, budget, calls, frozen)
+        if not any(a.verb == "kill" and a.call is call for a in actions):  # not it: it waits on, frozen
+            actions.append(self._deadline(view, call, "frozen", scope, usage, budget, calls)[1])
+        return actions
+
+    def _kill_frozen(
+        self,
+        view: View,
+        scope: str,
+        usage: int,
+        budget: int,
+        calls: Sequence[CallInfo],
+        frozen: Sequence[CallInfo],
+        need: str = "a higher-priority call needs the memory it holds",
+    ) -> list[Action]:
+        """Of ``frozen``, the call whose death frees the most for the least lost work: lowest priority first, then
+        the most memory per second it has run."""
+        victims = self.victims.get(scope, [])
         dead = min(frozen, key=lambda c: (view.rank_of(c), -view.call_usage(c) / (c.elapsed() + 1.0), c.id))
         st = view.stats(dead)
         why = self._where(scope, usage, budget)
@@ -378,7 +570,7 @@ class PressurePolicy(Policy):
             self.act(
                 "kill",
                 dead,
-                f"{why}: a higher-priority call needs the memory it holds",
+                f"{why}: {need}",
                 by="policy",
                 figures={"usage": st.memory_current, "scope": scope or "host"},
             )
@@ -386,6 +578,4 @@ class PressurePolicy(Policy):
         actions += self._notes(view, dead, calls, f"{dead.label} was killed: {why}")
         victims.remove(dead)  # it is gone: nothing to thaw or release when the pressure passes
         self.killed.add(dead.id)
-        if dead is not call:
-            actions.append(self._deadline(view, call, "frozen", scope, usage, budget, calls)[1])
         return actions
