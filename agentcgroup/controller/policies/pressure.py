@@ -39,116 +39,19 @@ import math
 from collections.abc import Sequence
 
 from ...backends.base import Stats
-from ...units import format_size
 from ..actions import Action
-from .base import CallInfo, Policy, View
-from .growth import Series, time_to_limit
-from .shares import STEP_OF_BUDGET, Share, fair_caps, moved
+from .base import CallInfo, View
+from .growth import time_to_limit
+from .pressure_caps import PressureCaps
+from .pressure_watch import FLOOR, GROWING, HELD, HIGH, MAX_LEVEL, WATCH_FROM, PressureWatch
+from .shares import STEP_OF_BUDGET
 
-HIGH = 2
-#: growth under which a call does not count as growing (B/s)
-GROWING = 4 << 20
-#: rate-based throttling starts over this fraction of ``pressure_off`` (a burst at a low level is no shortage)
-WATCH_FROM = 0.5
-HELD = ("throttled", "frozen")
-#: the least cap or throttle level: what a call's processes need to start (fork and exec are charged without
-#: stalling: at a v1 limit they fail with ENOMEM)
-FLOOR = 32 << 20
-#: held calls keeping this part of a budget (1/HELD_WORTH) are worth a kill for a protected call stuck at its cap
-HELD_WORTH = 16
-MAX_LEVEL = 1 << 62
+__all__ = ["FLOOR", "GROWING", "HELD", "HIGH", "MAX_LEVEL", "WATCH_FROM", "PressurePolicy", "PressureWatch"]
 
 
-class PressurePolicy(Policy):
+class PressurePolicy(PressureCaps):
     name = "pressure"
 
-    def __init__(self, sampling: bool = True, caps: bool = True) -> None:
-        """``sampling``: keep a timer that reads the budgets every ``sample_interval`` (off: events only).
-        ``caps``: cap every call that would give way at its share of the budget's headroom (off: levels only)."""
-        self.sampling = sampling
-        self.caps = caps
-        self.capped: dict[str, int | None] = {}  # call id -> the cap last asked for
-        self.stuck_since: dict[str, float] = {}  # protected call id -> since when it waits at its cap, budget full
-        self.victims: dict[str, list[CallInfo]] = {}  # scope ("" = global, else session name) -> calls
-        self.hurried: set[tuple[str, str]] = set()  # (call id, phase) whose deadline was shortened
-        self.series: Series | None = None
-        self.released_at: dict[str, float] = {}  # scope -> when its last held call was released
-        self.killed: set[str] = set()  # call ids this policy killed (draining)
-        self.held_rate: dict[str, float] = {}  # call id -> how fast it grew when it was throttled (B/s)
-        self.tick_due: float | None = None
-        self.tick_call: str | None = None
-
-    # --- what the figures say -------------------------------------------------------------------------
-    def _observe(self, view: View) -> list[tuple[str, int, int, Sequence[CallInfo]]]:
-        cfg = view.config
-        if self.series is None:
-            self.series = Series(max(0.3, 6 * cfg.sample_interval))
-        budgets = view.budgets()
-        for scope, usage, _, calls in budgets:
-            self.series.add(f"budget:{scope}", view.now, usage)
-            for c in calls:
-                self.series.add(f"call:{c.id}", view.now, view.call_usage(c))
-        return budgets
-
-    def rate(self, call: CallInfo) -> float:
-        return 0.0 if self.series is None else self.series.rate(f"call:{call.id}")
-
-    def _growth(self, scope: str, calls: Sequence[CallInfo]) -> float:
-        """B/s the budget grows at: what its running calls add, plus what grows in it apart from the calls
-        (agents, caches; its own trend less all the calls'). Held calls do not count: their past growth is
-        over."""
-        if self.series is None:
-            return 0.0
-        running = sum(max(0.0, self.rate(c)) for c in calls if c.phase == "running" and not self._is_victim(c))
-        other = self.series.rate(f"budget:{scope}") - sum(self.rate(c) for c in calls)
-        return running + max(0.0, other)
-
-    def _tte(self, scope: str, usage: int, budget: int, calls: Sequence[CallInfo]) -> float:
-        return time_to_limit(usage, budget, self._growth(scope, calls))
-
-    def _short(self, view: View, scope: str, usage: int, budget: int, calls: Sequence[CallInfo]) -> bool:
-        cfg = view.config
-        level = usage / budget
-        # host PSI hastens action once usage is past pressure_off; below that, a stall is a call's own doing
-        psi = scope == "" and level >= cfg.pressure_off and view.psi_recent()
-        soon = level >= WATCH_FROM * cfg.pressure_off and self._tte(scope, usage, budget, calls) < cfg.lead_time
-        return level >= cfg.pressure_on or psi or soon
-
-    def _edge(self, view: View, scope: str, usage: int, budget: int, calls: Sequence[CallInfo]) -> bool:
-        cfg = view.config
-        return usage >= cfg.urgent_at * budget or self._tte(scope, usage, budget, calls) <= cfg.urgent_lead
-
-    def _is_victim(self, call: CallInfo) -> bool:
-        return any(call in v for v in self.victims.values())
-
-    def _live(self, calls: Sequence[CallInfo]) -> list[CallInfo]:
-        return [c for c in calls if c.id not in self.killed and c.phase != "done"]
-
-    def _protected(self, view: View, scope: str, calls: Sequence[CallInfo]) -> list[CallInfo]:
-        """The calls that never give way under this budget."""
-        live = self._live(calls)
-        if not live:
-            return []
-        ranks = {view.rank_of(c) for c in live}
-        if scope == "" or len(ranks) > 1:
-            top = max(ranks)
-            mine = [c for c in live if view.rank_of(c) == top]
-            if len(ranks) > 1 or (scope == "" and top >= HIGH):
-                return mine
-        return [max(live, key=lambda c: (c.elapsed(), c.id))]  # one priority: the oldest runs on
-
-    def _waiting(
-        self, view: View, scope: str, calls: Sequence[CallInfo], victim: CallInfo, higher: bool = False
-    ) -> bool:
-        """A call at least as important as ``victim`` (``higher``: more) still runs: it waits on what the held
-        calls keep."""
-        mine = view.rank_of(victim) + (1 if higher else 0)
-        return any(
-            c.phase == "running" and not self._is_victim(c) and c is not victim and view.rank_of(c) >= mine
-            for c in self._live(calls)
-        )
-
-    # --- events ---------------------------------------------------------------------------------------
     def on_start(self, view: View, call: CallInfo) -> list[Action]:
         return self.on_pressure(view)
 
@@ -205,24 +108,6 @@ class PressurePolicy(Policy):
             return self._release_one(view, scope, usage, budget, calls, victims)
         return []
 
-    # --- throttling -----------------------------------------------------------------------------------
-    def _urgent(self, view: View, usage: int, budget: int, calls: Sequence[CallInfo], victim: CallInfo) -> bool:
-        """At the budget's edge with a higher-priority call still running: it waits on the victim's memory."""
-        scope = next((s for s, v in self.victims.items() if victim in v), victim.session_name)
-        return self._edge(view, scope, usage, budget, calls) and self._waiting(view, scope, calls, victim, True)
-
-    def _deadline(
-        self, view: View, call: CallInfo, phase: str, scope: str, usage: int, budget: int, calls: Sequence[CallInfo]
-    ) -> tuple[bool, Action]:
-        """(urgent, the timer to the step after ``phase``): ``urgent_grace`` if a protected call waits."""
-        cfg = view.config
-        usual, key = (cfg.stall_grace, "freeze") if phase == "throttled" else (cfg.kill_after, "kill")
-        urgent = self._urgent(view, usage, budget, calls, call) and cfg.urgent_grace < usual
-        if urgent:
-            self.hurried.add((call.id, phase))
-        delay = cfg.urgent_grace if urgent else usual
-        return urgent, self.timer(call, f"pressure deadline ({phase})", delay, f"{key}:{scope}")
-
     def _hurry(
         self, view: View, scope: str, usage: int, budget: int, calls: Sequence[CallInfo], victims: list[CallInfo]
     ) -> list[Action]:
@@ -235,11 +120,6 @@ class PressurePolicy(Policy):
             if urgent:
                 actions.append(timer)
         return actions
-
-    @staticmethod
-    def _where(scope: str, usage: int, budget: int) -> str:
-        what = "the host budget" if scope == "" else f"session {scope}'s budget"
-        return f"{what} {format_size(budget)} at {100 * usage / budget:.0f}%"
 
     def _candidates(self, view: View, scope: str, calls: Sequence[CallInfo]) -> list[CallInfo]:
         protected = self._protected(view, scope, calls)
@@ -286,143 +166,6 @@ class PressurePolicy(Policy):
             actions += self._notes(view, call, calls, f"{call.label} was throttled: {where}")
         return actions
 
-    def _notes(self, view: View, victim: CallInfo, calls: Sequence[CallInfo], text: str) -> list[Action]:
-        return [
-            self.act("note", other, f"protected: {text}")
-            for other in calls
-            if other is not victim and view.rank_of(other) > view.rank_of(victim)
-        ]
-
-    # --- caps -----------------------------------------------------------------------------------------
-    def _cap_levels(
-        self, view: View, budgets: Sequence[tuple[str, int, int, Sequence[CallInfo]]], also: CallInfo | None = None
-    ) -> dict[str, int]:
-        """The cap of each running call below high priority under some budget (the least over its budgets): the
-        protected ones too (they are not held when they reach it, but no burst of theirs meets the hard limit
-        first); ``also``: a held call about to go on, counted as running."""
-        out: dict[str, int] = {}
-        for scope, usage, budget, calls in budgets:
-            if self._alone(scope, calls):
-                continue  # a session's only call: nothing of the session to protect from it, its hard limit holds
-            shares = [
-                Share(c.id, view.rank_of(c), view.call_usage(c), view.rank_of(c) < HIGH)
-                for c in self._live(calls)
-                if ((c.phase == "running" and not self._is_victim(c)) or c is also) and not c.exited
-            ]
-            # beside a higher-priority call the lower ones stop at pressure_off: what is left above is the room it
-            # bursts into without meeting their memory (which only a kill gives back); the top rank at pressure_on
-            top = max((view.rank_of(c) for c in self._live(calls)), default=0)
-            slack = budget // (4 * STEP_OF_BUDGET)
-            on = fair_caps(int(view.config.pressure_on * budget) - usage, shares, FLOOR, slack)
-            off = fair_caps(int(view.config.pressure_off * budget) - usage, shares, FLOOR, slack)
-            for sh in shares:
-                level = (on if sh.rank >= top else off).get(sh.id)
-                if level is not None:
-                    out[sh.id] = min(level, out.get(sh.id, level))
-        return out
-
-    def _share(
-        self, view: View, budgets: Sequence[tuple[str, int, int, Sequence[CallInfo]]], done: Sequence[Action]
-    ) -> list[Action]:
-        """Each running call's cap, written when it moved by a step (lifted once it no longer gives way)."""
-        if not self.caps or not budgets:
-            return []
-        levels = self._cap_levels(view, budgets)
-        step = min(b for _, _, b, _ in budgets)
-        acted = {a.call.id for a in done if a.verb in ("throttle", "release", "cap")}
-        actions: list[Action] = []
-        for _, _, _, calls in budgets:
-            for c in self._live(calls):
-                if c.id in acted or c.phase != "running" or c.exited or self._is_victim(c):
-                    continue  # a held call's throttle is in force; its release sets its cap
-                acted.add(c.id)
-                new = levels.get(c.id)
-                if moved(self.capped.get(c.id), new, step):
-                    self.capped[c.id] = new
-                    why = "its share of the budget's headroom" if new is not None else "it no longer gives way"
-                    actions.append(self.act("cap", c, why, level=new))
-        return actions
-
-    def _alone(self, scope: str, calls: Sequence[CallInfo]) -> bool:
-        """A session's budget with one live call in it (the host's budget is shared with every session's agents)."""
-        return scope != "" and len(self._live(calls)) == 1
-
-    def _stuck(self, view: View, budgets: Sequence[tuple[str, int, int, Sequence[CallInfo]]]) -> list[Action]:
-        """A protected call below high priority that has waited at its cap, the budget full, for ``stall_grace +
-        kill_after`` would wait until its timeout, holding what others wait for. If the held calls under the budget
-        keep a part of it worth having (``budget / HELD_WORTH``), the frozen one that frees the most for the least
-        lost work dies for it (as for a higher-priority call at the edge); if they keep less, what it needs is
-        more than the budget has beside the rest (agents, other work): it dies. The last resort either way."""
-        if not self.caps:
-            return []
-        cfg = view.config
-        actions: list[Action] = []
-        for scope, usage, budget, calls in budgets:
-            if self._alone(scope, calls):
-                continue
-            full = usage >= cfg.pressure_on * budget - budget // STEP_OF_BUDGET  # its cap is the budget's line
-            for c in self._protected(view, scope, calls):
-                cap = self.capped.get(c.id)
-                at_cap = cap is not None and view.call_usage(c) >= cap - budget // STEP_OF_BUDGET
-                if not (full and at_cap and c.phase == "running" and view.rank_of(c) < HIGH):
-                    self.stuck_since.pop(c.id, None)
-                    continue
-                since = self.stuck_since.setdefault(c.id, view.now)
-                if view.now - since < cfg.stall_grace + cfg.kill_after or c.id in self.killed:
-                    continue
-                if self._waiting(view, scope, calls, c, True) or any(k in self.killed for k in (x.id for x in calls)):
-                    continue  # a higher-priority call runs, or memory is on its way back: not yet
-                where = self._where(scope, usage, budget)
-                held = [v for v in self.victims.get(scope, []) if v.phase in HELD and v.id not in self.killed]
-                if sum(view.call_usage(v) for v in held) >= budget // HELD_WORTH:
-                    frozen = [v for v in held if v.phase == "frozen"]
-                    if frozen:
-                        need = "an older call, stalled at its share, needs the memory it holds"
-                        actions += self._kill_frozen(view, scope, usage, budget, calls, frozen, need)
-                        self.stuck_since[c.id] = view.now  # its turn again only a whole deadline later
-                    continue
-                used = view.call_usage(c)
-                actions.append(
-                    self.act(
-                        "kill",
-                        c,
-                        f"{where}: it waited {view.now - since:.1f} s at its share, {format_size(cap)}, and needs more"
-                        " than the budget has beside the other work",
-                        by="policy",
-                        figures={"usage": used, "scope": scope or "host", "cap": cap},
-                    )
-                )
-                self.killed.add(c.id)
-        return actions
-
-    def _stalled(self, view: View, call: CallInfo, stats: Stats) -> list[Action]:
-        """A running call stalled at its cap (v1: under_oom; v2: at its memory.high): held there, in order."""
-        cap = self.capped.get(call.id)
-        if cap is None or call.phase != "running" or call.exited or self._is_victim(call):
-            return []
-        found = [b for b in self._observe(view) if call in b[3]]
-        if not found or any(call in self._protected(view, b[0], b[3]) for b in found):
-            return []  # a protected call stalled at its cap waits there: the held calls' memory is what it needs
-        used = stats.memory_current or 0
-        if not (stats.under_oom or used >= 0.95 * cap) or (call.soft is not None and call.soft <= cap):
-            return []  # not at the cap, or at its own soft limit (the soft-limit policy's business)
-        scope, usage, budget, calls = min(found, key=lambda b: b[2] - b[1])  # the budget with the least room
-        self.victims.setdefault(scope, []).append(call)
-        self.held_rate[call.id] = max(0.0, self.rate(call))
-        where = self._where(scope, usage, budget)
-        return [
-            self.act(
-                "throttle",
-                call,
-                f"{where}: at its share of it, {format_size(cap)}; lower-priority calls give way",
-                level=max(cap, used),
-                figures={"usage": used, "scope": scope or "host", "cap": cap},
-            ),
-            self._deadline(view, call, "throttled", scope, usage, budget, calls)[1],
-            *self._notes(view, call, calls, f"{call.label} was throttled: {where}"),
-        ]
-
-    # --- releasing ------------------------------------------------------------------------------------
     def _release(self, view: View, call: CallInfo, scope: str, why: str) -> list[Action]:
         actions: list[Action] = []
         if call.phase == "frozen":
@@ -436,10 +179,6 @@ class PressurePolicy(Policy):
         self.hurried -= {(call.id, "throttled"), (call.id, "frozen")}
         self.released_at[scope] = view.now
         return actions
-
-    def _first_held(self, view: View, victims: list[CallInfo]) -> CallInfo | None:
-        held = [v for v in victims if v.phase in HELD and v.throttled_by == self.name and v.id not in self.killed]
-        return max(held, key=lambda c: (view.rank_of(c), c.elapsed(), c.id)) if held else None
 
     def _release_one(
         self,
@@ -498,7 +237,6 @@ class PressurePolicy(Policy):
             return []
         return self._release(view, call, scope, f"{self._where(scope, usage, budget)}: no other call runs")
 
-    # --- deadlines ------------------------------------------------------------------------------------
     def on_timer(self, view: View, call: CallInfo, key: str) -> list[Action]:
         if key == "tick":
             self.tick_due = self.tick_call = None
@@ -548,34 +286,4 @@ class PressurePolicy(Policy):
         actions = self._kill_frozen(view, scope, usage, budget, calls, frozen)
         if not any(a.verb == "kill" and a.call is call for a in actions):  # not it: it waits on, frozen
             actions.append(self._deadline(view, call, "frozen", scope, usage, budget, calls)[1])
-        return actions
-
-    def _kill_frozen(
-        self,
-        view: View,
-        scope: str,
-        usage: int,
-        budget: int,
-        calls: Sequence[CallInfo],
-        frozen: Sequence[CallInfo],
-        need: str = "a higher-priority call needs the memory it holds",
-    ) -> list[Action]:
-        """Of ``frozen``, the call whose death frees the most for the least lost work: lowest priority first, then
-        the most memory per second it has run."""
-        victims = self.victims.get(scope, [])
-        dead = min(frozen, key=lambda c: (view.rank_of(c), -view.call_usage(c) / (c.elapsed() + 1.0), c.id))
-        st = view.stats(dead)
-        why = self._where(scope, usage, budget)
-        actions = [
-            self.act(
-                "kill",
-                dead,
-                f"{why}: {need}",
-                by="policy",
-                figures={"usage": st.memory_current, "scope": scope or "host"},
-            )
-        ]
-        actions += self._notes(view, dead, calls, f"{dead.label} was killed: {why}")
-        victims.remove(dead)  # it is gone: nothing to thaw or release when the pressure passes
-        self.killed.add(dead.id)
         return actions
