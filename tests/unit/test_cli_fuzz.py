@@ -102,8 +102,18 @@ def _reached(*_a, **_k):  # type: ignore[no-untyped-def]
 
 def invoke(args: list[str], ok=(0, 2)) -> object:  # type: ignore[no-untyped-def]
     cwd = os.getcwd()
+    # a fuzzed --out that is absolute (a "/") is made relative: the fuzz writes nowhere but its scratch dir (the
+    # tests' own paths, under pytest's tmp_path, stay as they are)
+    own = os.path.join(tempfile.gettempdir(), "pytest-of-")
+    args = [
+        f".{a}" if prev == "--out" and a.startswith("/") and not a.startswith(own) else a
+        for prev, a in zip(["", *args], args, strict=False)
+    ]
     with tempfile.TemporaryDirectory(prefix="agentcg-fuzz-") as scratch:
-        os.chdir(scratch)  # relative --out paths land in a temp dir, never in the checkout
+        # relative --out paths land in the scratch dir (two levels down: ".." and "../x" stay in it too), never in
+        # the checkout or /tmp
+        os.makedirs(os.path.join(scratch, "a", "b"))
+        os.chdir(os.path.join(scratch, "a", "b"))
         try:
             result = CliRunner().invoke(cli, args, catch_exceptions=True)
         finally:
