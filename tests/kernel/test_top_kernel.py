@@ -3,6 +3,7 @@ frozen call with their state, sorting and collapsing, ``q`` quits, and a tenant 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -48,6 +49,12 @@ class Tmux:
 
     def close(self) -> None:
         self.tmux("kill-server", check=False)
+        # tmux leaves its socket file behind when its server ends: not in /tmp/tmux-<uid> after us
+        path = os.path.join(os.environ.get("TMUX_TMPDIR", "/tmp"), f"tmux-{os.getuid()}", self.sock)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        with contextlib.suppress(OSError):  # its directory too, when nothing else of tmux's is in it
+            os.rmdir(os.path.dirname(path))
 
 
 def top_command(sock: str, *prefix: str) -> str:
