@@ -18,7 +18,7 @@ import pytest
 from agentcgroup.daemon.client import Client
 from tests.conftest import SLOW
 from tests.kernel.daemon_fixtures import PY, REPO, start_daemon, stop_daemon, wait_for
-from tests.kernel.test_observe_kernel import HOG, free_port
+from tests.kernel.test_observe_kernel import HOG, free_ports
 
 pytestmark = [
     pytest.mark.kernel,
@@ -74,7 +74,7 @@ def scalar(api: str, promql: str) -> float:
 
 def test_a_real_prometheus_sees_the_kill_and_the_throttle(tmp_path, root_name) -> None:
     binary = prometheus_binary()
-    port, web = free_port(), free_port()
+    port, web = free_ports(2)  # the daemon's metrics and Prometheus's own API: never the same port
     d = start_daemon(
         tmp_path, root_name, "--metrics", f"127.0.0.1:{port}", "--stall-grace", "300ms", "--kill-after", "3s"
     )
