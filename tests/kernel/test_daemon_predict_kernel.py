@@ -5,8 +5,8 @@ into a kill; and each uid is predicted from its own calls only (its history apar
 from __future__ import annotations
 
 import sqlite3
-import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,16 +14,9 @@ import pytest
 from agentcgroup.daemon.client import Client
 from tests.conftest import SLOW
 from tests.kernel.daemon_fixtures import make_tenants, remove_tenants, start_daemon, stop_daemon
+from tests.kernel.test_predicted_admission_kernel import HOLD, JOB, MiB  # the same call, through the daemon
 
 pytestmark = [pytest.mark.kernel, pytest.mark.v2]
-
-MiB = 1 << 20
-HOLD = 1.5 * SLOW
-JOB = [
-    sys.executable,
-    "-c",
-    f"import time; b = bytearray(250 << 20); b[::4096] = b'x' * len(b[::4096]); time.sleep({HOLD})",
-]
 
 
 def _rows(db: Path) -> int:
@@ -47,8 +40,6 @@ def test_the_daemon_queues_a_call_predicted_to_overflow_its_session(tmp_path, ro
 
         hold = threading.Thread(target=run, args=("hold",))
         hold.start()
-        import time
-
         time.sleep(0.5 * SLOW)  # the first holds its 250 MiB
         second = threading.Thread(target=run, args=("second",))
         second.start()
