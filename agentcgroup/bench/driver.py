@@ -32,6 +32,7 @@ from ..replay.plan import CallPlan, Point, ReplayPlan
 from ..replay.runner import WORKER
 from ..spawn import DEVNULL
 from .arms import Arm
+from .fit import could_not_fit
 
 #: the oomd-like killer: memory use of the budget, or host memory PSI (some avg10, %), held this long
 OOMD_USAGE = 0.90
@@ -54,6 +55,9 @@ class SessionRun:
     calls_queued: int = 0  # calls that waited for admission
     queued_s: float = 0.0  # and how long, together
     oom_kills: int = 0  # processes of its calls the kernel's OOM killer took
+    #: of ``calls_killed``, those that could not fit the budget even alone beside their agent (:mod:`.fit`):
+    #: lost whatever the policy
+    calls_unfit: int = 0
 
 
 @dataclass
@@ -80,9 +84,14 @@ class RunResult:
     def calls_killed(self) -> int:
         return sum(s.calls_killed for s in self.sessions)
 
+    @property
+    def calls_unfit(self) -> int:
+        """Killed calls that could not fit the budget even alone: no policy's choice."""
+        return sum(s.calls_unfit for s in self.sessions)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["agents_lost"], d["calls_killed"] = self.agents_lost, self.calls_killed
+        d["agents_lost"], d["calls_killed"], d["calls_unfit"] = self.agents_lost, self.calls_killed, self.calls_unfit
         return d
 
 
@@ -220,6 +229,7 @@ def run_once(
 
         def _drive(i: int) -> None:
             p, res, name = plans[i], results[i], names[i]
+            unfit = could_not_fit(p, budget)
             agent = ctl.spawn_agent(
                 name, sched.write(t0, 1e9, p.baseline, False), stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL
             )
@@ -246,6 +256,7 @@ def run_once(
                     if not out.ok:
                         res.calls_killed += 1
                         res.kills.append(out.killed_by or f"exit {out.returncode}")
+                        res.calls_unfit += c.index in unfit
                     if on_call is not None:
                         on_call()
                     last_end, planned_end = time.monotonic(), c.end
