@@ -52,6 +52,7 @@ class SessionRun:
     agent_lost: bool = False
     completion_s: float | None = None  # None when the agent was lost
     kills: list[str] = field(default_factory=list)
+    killed_calls: list[int] = field(default_factory=list)  # the plan's indexes of the calls in ``kills``
     calls_queued: int = 0  # calls that waited for admission
     queued_s: float = 0.0  # and how long, together
     oom_kills: int = 0  # processes of its calls the kernel's OOM killer took
@@ -256,6 +257,7 @@ def run_once(
                     if not out.ok:
                         res.calls_killed += 1
                         res.kills.append(out.killed_by or f"exit {out.returncode}")
+                        res.killed_calls.append(c.index)
                         res.calls_unfit += c.index in unfit
                     if on_call is not None:
                         on_call()
