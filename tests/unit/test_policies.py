@@ -162,6 +162,7 @@ def test_timeout_asks_for_a_timer_then_kills() -> None:
     view = FakeView(CFG, {})
     (timer,) = p.on_start(view, cs)
     assert (timer.verb, timer.delay, timer.key, timer.policy) == ("timer", 5.0, "timeout", "timeout")
+    cs.call.elapsed = lambda: 5.0  # type: ignore[method-assign]  # when its timer fires
     (kill,) = p.on_timer(view, cs, "timeout")
     assert (kill.verb, kill.by, kill.policy) == ("kill", "timeout", "timeout")
     assert p.on_start(view, call("c2", FakeSession("s"))) == []
