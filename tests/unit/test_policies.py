@@ -79,9 +79,12 @@ class FakeView:
         self.kernel_oom_group = False
         self.calls: list[CallState] = []
         self.under_oom: set[str] = set()
+        self.cpu: dict[str, int] = {}  # call id -> CPU µs (absent: the kernel cannot tell)
 
     def stats(self, cs: CallState) -> Stats:
-        return Stats(memory_current=self.usage.get(cs.id, 0), under_oom=cs.id in self.under_oom)
+        return Stats(
+            memory_current=self.usage.get(cs.id, 0), under_oom=cs.id in self.under_oom, cpu_usec=self.cpu.get(cs.id)
+        )
 
     def call_usage(self, cs: CallState) -> int:
         return self.usage.get(cs.id, 0)
