@@ -32,7 +32,7 @@ from ..replay.plan import CallPlan, Point, ReplayPlan
 from ..replay.runner import WORKER
 from ..spawn import DEVNULL
 from .arms import Arm
-from .fit import could_not_fit
+from .fit import over_budget_alone
 
 #: the oomd-like killer: memory use of the budget, or host memory PSI (some avg10, %), held this long
 OOMD_USAGE = 0.90
@@ -56,9 +56,10 @@ class SessionRun:
     calls_queued: int = 0  # calls that waited for admission
     queued_s: float = 0.0  # and how long, together
     oom_kills: int = 0  # processes of its calls the kernel's OOM killer took
-    #: of ``calls_killed``, those that could not fit the budget even alone beside their agent (:mod:`.fit`):
-    #: lost whatever the policy
-    calls_unfit: int = 0
+    #: of ``calls_killed``, those whose traced peak and their agent alone are over the budget (:mod:`.fit`)
+    calls_over: int = 0
+    #: such calls that ended well all the same (their processes, slowed, peaked at different times)
+    calls_over_done: int = 0
 
 
 @dataclass
@@ -86,13 +87,13 @@ class RunResult:
         return sum(s.calls_killed for s in self.sessions)
 
     @property
-    def calls_unfit(self) -> int:
-        """Killed calls that could not fit the budget even alone: no policy's choice."""
-        return sum(s.calls_unfit for s in self.sessions)
+    def calls_over(self) -> int:
+        """Killed calls whose traced peak and their agent alone are over the budget."""
+        return sum(s.calls_over for s in self.sessions)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["agents_lost"], d["calls_killed"], d["calls_unfit"] = self.agents_lost, self.calls_killed, self.calls_unfit
+        d["agents_lost"], d["calls_killed"], d["calls_over"] = self.agents_lost, self.calls_killed, self.calls_over
         return d
 
 
@@ -230,7 +231,7 @@ def run_once(
 
         def _drive(i: int) -> None:
             p, res, name = plans[i], results[i], names[i]
-            unfit = could_not_fit(p, budget)
+            over = over_budget_alone(p, budget)
             agent = ctl.spawn_agent(
                 name, sched.write(t0, 1e9, p.baseline, False), stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL
             )
@@ -258,7 +259,9 @@ def run_once(
                         res.calls_killed += 1
                         res.kills.append(out.killed_by or f"exit {out.returncode}")
                         res.killed_calls.append(c.index)
-                        res.calls_unfit += c.index in unfit
+                        res.calls_over += c.index in over
+                    else:
+                        res.calls_over_done += c.index in over
                     if on_call is not None:
                         on_call()
                     last_end, planned_end = time.monotonic(), c.end
