@@ -60,6 +60,9 @@ class SessionRun:
     calls_over: int = 0
     #: such calls that ended well all the same (their processes, slowed, peaked at different times)
     calls_over_done: int = 0
+    #: of ``calls_killed``, those whose traced peak and the agents alive when it ended were over the budget (the
+    #: agents are never a policy's to take)
+    calls_over_agents: int = 0
 
 
 @dataclass
@@ -91,9 +94,15 @@ class RunResult:
         """Killed calls whose traced peak and their agent alone are over the budget."""
         return sum(s.calls_over for s in self.sessions)
 
+    @property
+    def calls_over_agents(self) -> int:
+        """Killed calls whose traced peak and the agents alive when it ended were over the budget."""
+        return sum(s.calls_over_agents for s in self.sessions)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["agents_lost"], d["calls_killed"], d["calls_over"] = self.agents_lost, self.calls_killed, self.calls_over
+        d["calls_over_agents"] = self.calls_over_agents
         return d
 
 
@@ -260,6 +269,9 @@ def run_once(
                         res.kills.append(out.killed_by or f"exit {out.returncode}")
                         res.killed_calls.append(c.index)
                         res.calls_over += c.index in over
+                        if budget is not None:
+                            agents = sum(_usage(m, cg) for cg in agent_cgs if cg is not None)
+                            res.calls_over_agents += c.peak_bytes + agents >= budget
                     else:
                         res.calls_over_done += c.index in over
                     if on_call is not None:
@@ -310,6 +322,13 @@ def run_once(
         protected[0],
         kernel_kills,
     )
+
+
+def _usage(m: Manager, cg: Cgroup) -> int:
+    try:
+        return m.memory_current(cg)
+    except AgentCgroupError:
+        return 0
 
 
 def _oom_kills(m: Manager, cg: Cgroup) -> int:

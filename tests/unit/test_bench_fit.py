@@ -45,15 +45,16 @@ def test_a_call_counts_when_its_peak_and_its_agents_least_reach_the_budget() -> 
 
 def test_the_count_is_shown_apart_in_the_figures_json_and_table() -> None:
     sessions = [SessionRun("s0", "high", 3, 3, 0, False, 10.0), SessionRun("s1", "low", 5, 5, 4, False, 20.0)]
-    sessions[1].calls_over, sessions[1].calls_over_done = 3, 1
+    sessions[1].calls_over, sessions[1].calls_over_done, sessions[1].calls_over_agents = 3, 1, 4
     runs = [RunResult("agentcgroup", i, 1000, sessions, 20.0, 800.0, 900) for i in range(2)]
     assert runs[0].calls_killed == 4 and runs[0].calls_over == 3 and runs[0].to_dict()["calls_over"] == 3
-    assert runs[0].to_dict()["sessions"][1]["calls_over_done"] == 1
+    assert runs[0].to_dict()["sessions"][1]["calls_over_done"] == 1 and runs[0].to_dict()["calls_over_agents"] == 4
     (f,) = figures(runs, [10.0])
     assert f.calls_killed.value == 4 and f.calls_over.value == 3
     assert f.to_dict()["calls_killed_over_budget_alone"]["value"] == 3
+    assert f.to_dict()["calls_killed_over_budget_beside_agents"]["value"] == 4
     assert "of them, traced over the budget alone" in markdown_table([f])
-    assert "| agentcgroup | 2 | 0.00 | 4.00 | 3.00 |" in markdown_table([f])
+    assert "| agentcgroup | 2 | 0.00 | 4.00 | 3.00 | 4.00 |" in markdown_table([f])
 
 
 DOCS = ["NVIDIA__nv-ingest-71", "tobymao__sqlglot-4014", "getsentry__sentry-python-2148", "pre-commit__pre-commit-2524"]
