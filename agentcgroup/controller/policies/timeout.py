@@ -32,5 +32,10 @@ class TimeoutPolicy(Policy):
         left = min(t - (age - held), MOST * t - age)
         if left > 0.01:  # it was held: the time it was held is added to its limit
             return [self.timer(call, f"time limit ({held:.1f} s held)", left, "timeout")]
-        why = f"{t:g} s" if held < 0.01 else f"{t:g} s running, {held:.1f} s held beside"
+        if held < 0.01:
+            why = f"{t:g} s"
+        elif age - held >= t - 0.01:
+            why = f"{t:g} s of running, besides {held:.1f} s held"
+        else:
+            why = f"{MOST * t:g} s in all, {held:.1f} s of them held (at most {MOST:g}x its {t:g} s)"
         return [self.act("kill", call, why, by="timeout", figures={"timeout_s": t, "held_s": round(held, 3)})]
