@@ -32,6 +32,7 @@ from ..replay.plan import CallPlan, Point, ReplayPlan
 from ..replay.runner import WORKER
 from ..spawn import DEVNULL
 from .arms import Arm
+from .fit import over_budget_alone
 
 #: the oomd-like killer: memory use of the budget, or host memory PSI (some avg10, %), held this long
 OOMD_USAGE = 0.90
@@ -51,9 +52,17 @@ class SessionRun:
     agent_lost: bool = False
     completion_s: float | None = None  # None when the agent was lost
     kills: list[str] = field(default_factory=list)
+    killed_calls: list[int] = field(default_factory=list)  # the plan's indexes of the calls in ``kills``
     calls_queued: int = 0  # calls that waited for admission
     queued_s: float = 0.0  # and how long, together
     oom_kills: int = 0  # processes of its calls the kernel's OOM killer took
+    #: of ``calls_killed``, those whose traced peak and their agent alone are over the budget (:mod:`.fit`)
+    calls_over: int = 0
+    #: such calls that ended well all the same (their processes, slowed, peaked at different times)
+    calls_over_done: int = 0
+    #: of ``calls_killed``, those whose traced peak and the agents alive when it ended were over the budget (the
+    #: agents are never a policy's to take)
+    calls_over_agents: int = 0
 
 
 @dataclass
@@ -80,9 +89,20 @@ class RunResult:
     def calls_killed(self) -> int:
         return sum(s.calls_killed for s in self.sessions)
 
+    @property
+    def calls_over(self) -> int:
+        """Killed calls whose traced peak and their agent alone are over the budget."""
+        return sum(s.calls_over for s in self.sessions)
+
+    @property
+    def calls_over_agents(self) -> int:
+        """Killed calls whose traced peak and the agents alive when it ended were over the budget."""
+        return sum(s.calls_over_agents for s in self.sessions)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["agents_lost"], d["calls_killed"] = self.agents_lost, self.calls_killed
+        d["agents_lost"], d["calls_killed"], d["calls_over"] = self.agents_lost, self.calls_killed, self.calls_over
+        d["calls_over_agents"] = self.calls_over_agents
         return d
 
 
@@ -220,6 +240,7 @@ def run_once(
 
         def _drive(i: int) -> None:
             p, res, name = plans[i], results[i], names[i]
+            over = over_budget_alone(p, budget)
             agent = ctl.spawn_agent(
                 name, sched.write(t0, 1e9, p.baseline, False), stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL
             )
@@ -246,6 +267,13 @@ def run_once(
                     if not out.ok:
                         res.calls_killed += 1
                         res.kills.append(out.killed_by or f"exit {out.returncode}")
+                        res.killed_calls.append(c.index)
+                        res.calls_over += c.index in over
+                        if budget is not None:
+                            agents = sum(_usage(m, cg) for cg in agent_cgs if cg is not None)
+                            res.calls_over_agents += c.peak_bytes + agents >= budget
+                    else:
+                        res.calls_over_done += c.index in over
                     if on_call is not None:
                         on_call()
                     last_end, planned_end = time.monotonic(), c.end
@@ -294,6 +322,13 @@ def run_once(
         protected[0],
         kernel_kills,
     )
+
+
+def _usage(m: Manager, cg: Cgroup) -> int:
+    try:
+        return m.memory_current(cg)
+    except AgentCgroupError:
+        return 0
 
 
 def _oom_kills(m: Manager, cg: Cgroup) -> int:

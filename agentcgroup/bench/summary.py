@@ -19,6 +19,8 @@ class ArmFigures:
     runs: int
     agents_lost: Estimate  # per run
     calls_killed: Estimate  # per run
+    calls_over: Estimate  # per run, of calls_killed: those traced over the budget alone (bench/fit.py)
+    calls_over_agents: Estimate  # per run, of calls_killed: traced over the budget beside the agents then alive
     high_lost_runs: int  # runs in which the high-priority session's agent was lost
     high_slowdown_median: Estimate  # (completion / alone) - 1, over the runs it completed
     high_slowdown_p95: float
@@ -34,6 +36,8 @@ class ArmFigures:
             "runs": self.runs,
             "agents_lost": self.agents_lost.to_dict(),
             "calls_killed": self.calls_killed.to_dict(),
+            "calls_killed_over_budget_alone": self.calls_over.to_dict(),
+            "calls_killed_over_budget_beside_agents": self.calls_over_agents.to_dict(),
             "high_lost_runs": self.high_lost_runs,
             "high_slowdown_median": self.high_slowdown_median.to_dict(),
             "high_slowdown_p95": _num(self.high_slowdown_p95),
@@ -70,6 +74,8 @@ def figures(runs: Sequence[RunResult], alone_s: Sequence[float], high_index: int
                 runs=len(rs),
                 agents_lost=estimate([r.agents_lost for r in rs]),
                 calls_killed=estimate([r.calls_killed for r in rs]),
+                calls_over=estimate([r.calls_over for r in rs]),
+                calls_over_agents=estimate([r.calls_over_agents for r in rs]),
                 high_lost_runs=lost_high,
                 high_slowdown_median=estimate(slow, median),
                 high_slowdown_p95=p95(slow),
@@ -92,6 +98,8 @@ def table_rows(figs: Sequence[ArmFigures]) -> tuple[list[str], list[list[str]]]:
         "runs",
         "agents lost / run",
         "calls killed / run",
+        "of them, traced over the budget alone",
+        "of them, traced over it beside the agents",
         "kernel OOM kills / run",
         "high: lost runs",
         "high slowdown median",
@@ -107,6 +115,8 @@ def table_rows(figs: Sequence[ArmFigures]) -> tuple[list[str], list[list[str]]]:
                 str(f.runs),
                 f.agents_lost.text(),
                 f.calls_killed.text(),
+                f.calls_over.text(),
+                f.calls_over_agents.text(),
                 f.kernel_oom_kills.text(),
                 str(f.high_lost_runs),
                 _pct(f.high_slowdown_median),

@@ -224,7 +224,7 @@ def _run_all(
                 if progress.disable:  # not a terminal: a line per run instead of the bar
                     click.echo(
                         f"run {r + 1}/{runs} {arm.name}: {res.agents_lost} agents lost, {res.calls_killed} calls "
-                        f"killed, {res.makespan_s:.1f} s",
+                        f"killed ({res.calls_over} traced over the budget alone), {res.makespan_s:.1f} s",
                         err=True,
                     )
     return results, alone

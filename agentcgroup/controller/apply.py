@@ -137,7 +137,18 @@ class Enforcer:
 
     @staticmethod
     def _move(a: Action, cs: CallState, now: float) -> None:
-        """The call's phase after ``a``."""
+        """The call's phase after ``a``; the time it is held (throttled or frozen) added up as it goes."""
+        was_held = cs.phase in ("throttled", "frozen")
+        Enforcer._phase(a, cs, now)
+        held = cs.phase in ("throttled", "frozen")
+        if held and not was_held:
+            cs.held_from = now
+        elif was_held and not held and cs.held_from is not None:
+            cs.held_s += max(0.0, now - cs.held_from)
+            cs.held_from = None
+
+    @staticmethod
+    def _phase(a: Action, cs: CallState, now: float) -> None:
         if a.verb == "throttle":
             cs.phase, cs.throttled_by, cs.throttled_at = "throttled", a.policy, now
         elif a.verb in ("release", "recover"):

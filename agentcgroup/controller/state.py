@@ -158,6 +158,8 @@ class CallState(Identity):  # one object per call: compared and hashed by identi
         "timers",
         "queued_s",
         "pipes",
+        "held_s",
+        "held_from",
     )
 
     def __init__(
@@ -176,6 +178,8 @@ class CallState(Identity):  # one object per call: compared and hashed by identi
         timers: dict[tuple[str, str], Timer] | None = None,
         queued_s: float = 0.0,
         pipes: dict[int, Any] | None = None,
+        held_s: float = 0.0,
+        held_from: float | None = None,
     ) -> None:
         self.call = call
         self.session = session
@@ -191,6 +195,8 @@ class CallState(Identity):  # one object per call: compared and hashed by identi
         self.timers: dict[tuple[str, str], Timer] = {} if timers is None else timers  # (policy, key) -> timer
         self.queued_s = queued_s
         self.pipes: dict[int, Any] = {} if pipes is None else pipes
+        self.held_s = held_s  # seconds held (throttled or frozen) by a policy, the holds that ended
+        self.held_from = held_from  # when the hold in force began (None: not held)
 
     @property
     def id(self) -> str:
@@ -231,3 +237,7 @@ class CallState(Identity):  # one object per call: compared and hashed by identi
 
     def elapsed(self) -> float:
         return self.call.elapsed()
+
+    def held(self, now: float) -> float:
+        """Seconds the controller has held it (throttled or frozen) so far, the hold in force included."""
+        return self.held_s + (now - self.held_from if self.held_from is not None else 0.0)

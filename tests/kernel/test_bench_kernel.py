@@ -35,6 +35,10 @@ def test_bench_agentcgroup_keeps_agents_and_the_high_session(root_name, tmp_path
     ours = next(run for run in doc["runs"] if run["arm"] == "agentcgroup")
     assert ours["agents_lost"] == 0, ours
     assert all("kernel_oom_kills" in run for run in doc["runs"]) and all("kernel_oom_kills" in a for a in doc["arms"])
+    for run in doc["runs"]:  # the killed calls counted apart are among the killed ones, each session's by index
+        assert max(run["calls_over"], run["calls_over_agents"]) <= run["calls_killed"], run
+        assert all(len(s["killed_calls"]) == s["calls_killed"] for s in run["sessions"]), run
+    assert all("calls_killed_over_budget_beside_agents" in a for a in doc["arms"])
     high = ours["sessions"][0]
     assert high["calls_run"] == high["calls"] and high["calls_killed"] == 0, high
     assert doc["alone_s"]["median"] > 0

@@ -79,9 +79,12 @@ class FakeView:
         self.kernel_oom_group = False
         self.calls: list[CallState] = []
         self.under_oom: set[str] = set()
+        self.cpu: dict[str, int] = {}  # call id -> CPU µs (absent: the kernel cannot tell)
 
     def stats(self, cs: CallState) -> Stats:
-        return Stats(memory_current=self.usage.get(cs.id, 0), under_oom=cs.id in self.under_oom)
+        return Stats(
+            memory_current=self.usage.get(cs.id, 0), under_oom=cs.id in self.under_oom, cpu_usec=self.cpu.get(cs.id)
+        )
 
     def call_usage(self, cs: CallState) -> int:
         return self.usage.get(cs.id, 0)
@@ -162,6 +165,7 @@ def test_timeout_asks_for_a_timer_then_kills() -> None:
     view = FakeView(CFG, {})
     (timer,) = p.on_start(view, cs)
     assert (timer.verb, timer.delay, timer.key, timer.policy) == ("timer", 5.0, "timeout", "timeout")
+    cs.call.elapsed = lambda: 5.0  # type: ignore[method-assign]  # when its timer fires
     (kill,) = p.on_timer(view, cs, "timeout")
     assert (kill.verb, kill.by, kill.policy) == ("kill", "timeout", "timeout")
     assert p.on_start(view, call("c2", FakeSession("s"))) == []

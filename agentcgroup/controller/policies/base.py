@@ -54,6 +54,7 @@ class CallInfo(Protocol):
     @property
     def exited(self) -> bool: ...  # its command ended (the rest of its tree may not have)
     def elapsed(self) -> float: ...
+    def held(self, now: float) -> float: ...  # seconds the controller held it (throttled or frozen) so far
 
 
 #: (scope: "" for the host budget else the session's name, usage, budget, the running calls under it)

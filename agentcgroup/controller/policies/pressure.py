@@ -75,6 +75,7 @@ class PressurePolicy(PressureCaps):
         self.held_rate.pop(call.id, None)
         self.capped.pop(call.id, None)
         self.stuck_since.pop(call.id, None)
+        self.stuck_cpu.pop(call.id, None)
         if self.series is not None:
             self.series.forget(f"call:{call.id}")
         if call.id == self.tick_call:

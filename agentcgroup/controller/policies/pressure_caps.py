@@ -84,6 +84,10 @@ class PressureCaps(PressureWatch):
                 at_cap = cap is not None and view.call_usage(c) >= cap - budget // STEP_OF_BUDGET
                 if not (full and at_cap and c.phase == "running" and view.rank_of(c) < HIGH):
                     self.stuck_since.pop(c.id, None)
+                    self.stuck_cpu.pop(c.id, None)
+                    continue
+                if self._working(view, c):  # it works at its cap (its CPU grows): waiting, not stuck
+                    self.stuck_since[c.id] = view.now
                     continue
                 since = self.stuck_since.setdefault(c.id, view.now)
                 if view.now - since < cfg.stall_grace + cfg.kill_after or c.id in self.killed:
@@ -92,22 +96,31 @@ class PressureCaps(PressureWatch):
                     continue  # a higher-priority call runs, or memory is on its way back: not yet
                 where = self._where(scope, usage, budget)
                 held = [v for v in self.victims.get(scope, []) if v.phase in HELD and v.id not in self.killed]
+                worked = self._worked(view, c)
+                why = f"{where}: it waited {view.now - since:.1f} s at its share, {format_size(cap)}, and needs more"
                 if sum(view.call_usage(v) for v in held) >= budget // HELD_WORTH:
                     frozen = [v for v in held if v.phase == "frozen"]
-                    if frozen:
+                    if not frozen:
+                        continue
+                    other = self._cheapest(view, frozen)
+                    # the frozen one dies for it, unless it worked more than this one, that mostly waited: a kill
+                    # loses the work done, not the time waited (and this one frees more)
+                    if view.rank_of(other) < view.rank_of(c) or self._worked(view, other) <= worked:
                         need = "an older call, stalled at its share, needs the memory it holds"
                         actions += self._kill_frozen(view, scope, usage, budget, calls, frozen, need)
                         self.stuck_since[c.id] = view.now  # its turn again only a whole deadline later
-                    continue
+                        continue
+                    why += f" than the budget has beside held work; it worked {worked:.1f} s, they more"
+                else:
+                    why += " than the budget has beside the other work"
                 used = view.call_usage(c)
                 actions.append(
                     self.act(
                         "kill",
                         c,
-                        f"{where}: it waited {view.now - since:.1f} s at its share, {format_size(cap)}, and needs more"
-                        " than the budget has beside the other work",
+                        why,
                         by="policy",
-                        figures={"usage": used, "scope": scope or "host", "cap": cap},
+                        figures={"usage": used, "scope": scope or "host", "cap": cap, "worked_s": round(worked, 3)},
                     )
                 )
                 self.killed.add(c.id)

@@ -22,6 +22,8 @@ HELD = ("throttled", "frozen")
 FLOOR = 32 << 20
 #: held calls keeping this part of a budget (1/HELD_WORTH) are worth a kill for a protected call stuck at its cap
 HELD_WORTH = 16
+#: a call at its cap burning at least this much CPU (cores) still works there: it is not stuck
+WORKING = 0.1
 MAX_LEVEL = 1 << 62
 
 
@@ -33,6 +35,7 @@ class PressureWatch(Policy):
         self.caps = caps
         self.capped: dict[str, int | None] = {}  # call id -> the cap last asked for
         self.stuck_since: dict[str, float] = {}  # protected call id -> since when it waits at its cap, budget full
+        self.stuck_cpu: dict[str, tuple[float, int]] = {}  # such a call's id -> (when, its CPU µs then)
         self.victims: dict[str, list[CallInfo]] = {}  # scope ("" = global, else session name) -> calls
         self.hurried: set[tuple[str, str]] = set()  # (call id, phase) whose deadline was shortened
         self.series: Series | None = None
@@ -80,6 +83,23 @@ class PressureWatch(Policy):
     def _edge(self, view: View, scope: str, usage: int, budget: int, calls: Sequence[CallInfo]) -> bool:
         cfg = view.config
         return usage >= cfg.urgent_at * budget or self._tte(scope, usage, budget, calls) <= cfg.urgent_lead
+
+    def _worked(self, view: View, call: CallInfo) -> float:
+        """The work a call's death would lose: its CPU seconds (where the kernel tells), else the seconds it was let
+        run (its age less the time it was held)."""
+        cpu = view.stats(call).cpu_usec
+        return cpu / 1e6 if cpu is not None else max(0.0, call.elapsed() - call.held(view.now))
+
+    def _working(self, view: View, call: CallInfo) -> bool:
+        """Its CPU grew by at least ``WORKING`` of a core since the last look: it makes progress where it is."""
+        cpu = view.stats(call).cpu_usec
+        if cpu is None:
+            return False
+        last = self.stuck_cpu.get(call.id)
+        self.stuck_cpu[call.id] = (view.now, cpu)
+        if last is None or view.now <= last[0]:
+            return False
+        return (cpu - last[1]) / 1e6 >= WORKING * (view.now - last[0])
 
     def _is_victim(self, call: CallInfo) -> bool:
         return any(call in v for v in self.victims.values())
@@ -148,6 +168,10 @@ class PressureWatch(Policy):
         delay = cfg.urgent_grace if urgent else usual
         return urgent, self.timer(call, f"pressure deadline ({phase})", delay, f"{key}:{scope}")
 
+    def _cheapest(self, view: View, calls: Sequence[CallInfo]) -> CallInfo:
+        """Lowest priority first, then the most memory per second of work lost."""
+        return min(calls, key=lambda c: (view.rank_of(c), -view.call_usage(c) / (self._worked(view, c) + 1.0), c.id))
+
     def _kill_frozen(
         self,
         view: View,
@@ -159,9 +183,9 @@ class PressureWatch(Policy):
         need: str = "a higher-priority call needs the memory it holds",
     ) -> list[Action]:
         """Of ``frozen``, the call whose death frees the most for the least lost work: lowest priority first, then
-        the most memory per second it has run."""
+        the most memory per second of work (:meth:`_worked`) it would lose."""
         victims = self.victims.get(scope, [])
-        dead = min(frozen, key=lambda c: (view.rank_of(c), -view.call_usage(c) / (c.elapsed() + 1.0), c.id))
+        dead = self._cheapest(view, frozen)
         st = view.stats(dead)
         why = self._where(scope, usage, budget)
         actions = [
