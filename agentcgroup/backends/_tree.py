@@ -346,6 +346,10 @@ class TreeManager(TreeWatch, Manager):
             if errors:
                 raise errors[0]
 
+    def remove_if_empty(self, cg: Cgroup) -> bool:
+        with self._lock:
+            return cg.closed or self._remove_empty(cg)
+
     def _remove_empty(self, cg: Cgroup) -> bool:
         """The common case, a finished call's empty leaf: one ``rmdir`` a role, nothing read first (the kernel
         refuses, EBUSY, to remove a cgroup holding a process or a child). True if it is gone from every role;
