@@ -4,7 +4,8 @@ Moving a process between cgroups costs an RCU grace period after a quiet spell (
 VM), and agents' tool calls come seconds apart, so every call would pay it. The pool pays it in the
 background: a thread keeps ``size`` spare leaves ready (created in every hierarchy, so any limit can be set
 later without moving anything), each with a :class:`~agentcgroup.stub.Stub` inside, and removes the leaves
-of finished calls. A call takes a spare, sets its limits and makes the stub exec the command.
+of finished calls. A call takes a spare, sets its limits and makes the stub exec the command. One thread
+serves every pool of the process (:class:`_Refiller`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,65 @@ def new_call_id() -> str:
     return "c" + os.urandom(5).hex()
 
 
+class _Refiller:
+    """The one thread that makes every pool's spares and removes their finished leaves.
+
+    A thread per pool made fifty sessions' worth of threads contend for the interpreter (futex and scheduler
+    time was a quarter of the daemon's CPU with 50 busy sessions); one thread serves them all, spares first
+    (a call may be waiting to take one), then the finished leaves. It runs while some pool is open."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.cv = threading.Condition()
+        self.pools: set[WarmPool] = set()
+        self.thread: threading.Thread | None = None
+
+    def add(self, pool: WarmPool) -> None:
+        with self.cv:
+            self.pools.add(pool)
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._loop, name="agentcg-warm", daemon=True)
+                self.thread.start()
+            self.cv.notify()
+
+    def discard(self, pool: WarmPool) -> None:
+        with self.cv:
+            self.pools.discard(pool)
+            self.cv.notify()
+
+    def wake(self) -> None:
+        with self.cv:
+            self.cv.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self.cv:
+                while True:
+                    if not self.pools:
+                        self.thread = None
+                        return
+                    spares = [p for p in self.pools if p.needs_spare()]
+                    reaps = [p for p in self.pools if p.has_reaps()]
+                    if spares or reaps:
+                        break
+                    self.cv.wait()
+                if not spares:
+                    # only finished leaves to remove: let the caller of the call that just ended have the
+                    # interpreter first (the GIL would make it wait for this thread's work)
+                    self.cv.wait(DEBOUNCE_S)
+            for pool in spares:
+                pool.refill()
+            for pool in reaps:
+                pool.reap_pending()
+
+
+_REFILLER = _Refiller()
+# a forked child has no refiller thread (nor the pools' stubs): it starts afresh
+os.register_at_fork(after_in_child=_REFILLER.reset)
+
+
 class WarmPool:
     def __init__(self, manager: Manager, tools_path: tuple[str, ...], size: int = 1) -> None:
         self.manager, self.tools_path, self.size = manager, tools_path, size
@@ -38,9 +98,9 @@ class WarmPool:
         self._reap: collections.deque[Cgroup] = collections.deque()
         self._cv = threading.Condition()
         self._closed = False
+        self._busy = False  # the refiller is working for this pool: close waits for it
         self._failures = 0
-        self._thread = threading.Thread(target=self._loop, name="agentcg-warm", daemon=True)
-        self._thread.start()
+        _REFILLER.add(self)
 
     @staticmethod
     def supported(manager: Manager) -> bool:
@@ -50,7 +110,7 @@ class WarmPool:
         """A ready spare (leaf, stub), or None if none is ready right now (never waits)."""
         with self._cv:
             item = self._ready.popleft() if self._ready else None
-            self._cv.notify()
+        _REFILLER.wake()
         return item
 
     def reap(self, cg: Cgroup) -> None:
@@ -60,30 +120,33 @@ class WarmPool:
                 self.manager.destroy(cg)
                 return
             self._reap.append(cg)
-            self._cv.notify()
+        _REFILLER.wake()
 
-    def _loop(self) -> None:
-        while True:
-            with self._cv:
-                while not self._closed and not self._reap and (len(self._ready) >= self.size or self._failures > 3):
-                    self._cv.wait()
-                if self._closed:
-                    return
-                if self._ready:
-                    # only finished leaves to remove: let the caller of the call that just ended have the
-                    # interpreter first (the GIL would make it wait for this thread's work)
-                    self._cv.wait(DEBOUNCE_S)
-                if self._closed:
-                    return
-                reap = list(self._reap)
-                self._reap.clear()
-                need = len(self._ready) < self.size and self._failures <= 3
-            for cg in reap:
-                try:
-                    self.manager.destroy(cg)
-                except AgentCgroupError as exc:
-                    log.warning("event=reap-failed call=%s reason=%r", cg.name, str(exc))
-            if need:
+    # --- the refiller's side -------------------------------------------------------------------------------
+    def needs_spare(self) -> bool:
+        return not self._closed and len(self._ready) < self.size and self._failures <= 3
+
+    def has_reaps(self) -> bool:
+        return bool(self._reap)
+
+    def _begin(self) -> bool:
+        with self._cv:
+            if self._closed:
+                return False
+            self._busy = True
+            return True
+
+    def _end(self) -> None:
+        with self._cv:
+            self._busy = False
+            self._cv.notify_all()
+
+    def refill(self) -> None:
+        """Make spares until ``size`` are ready (on the refiller's thread)."""
+        if not self._begin():
+            return
+        try:
+            while self.needs_spare():
                 try:
                     item = self._make()
                 except (AgentCgroupError, OSError) as exc:
@@ -91,11 +154,25 @@ class WarmPool:
                     log.warning("event=warm-failed reason=%r", str(exc))
                     continue
                 with self._cv:
-                    if self._closed:
-                        item[1].close()
-                        self.manager.destroy(item[0])
-                        return
-                    self._ready.append(item)
+                    self._ready.append(item)  # if closed meanwhile, close() removes it
+        finally:
+            self._end()
+
+    def reap_pending(self) -> None:
+        """Remove the finished leaves handed over so far (on the refiller's thread)."""
+        if not self._begin():
+            return
+        try:
+            with self._cv:
+                reap = list(self._reap)
+                self._reap.clear()
+            for cg in reap:
+                try:
+                    self.manager.destroy(cg)
+                except AgentCgroupError as exc:
+                    log.warning("event=reap-failed call=%s reason=%r", cg.name, str(exc))
+        finally:
+            self._end()
 
     def _make(self) -> tuple[Cgroup, Stub]:
         m = self.manager
@@ -122,11 +199,12 @@ class WarmPool:
         return cg, stub
 
     def close(self) -> None:
-        """Stop the thread; dismiss spare stubs; remove every leaf still pending."""
+        """Dismiss spare stubs; remove every leaf still pending (after the refiller's work for it, if any)."""
         with self._cv:
             self._closed = True
-            self._cv.notify()
-        self._thread.join()
+            while self._busy:
+                self._cv.wait()
+        _REFILLER.discard(self)
         while self._ready:
             cg, stub = self._ready.popleft()
             stub.close()

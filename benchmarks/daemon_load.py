@@ -15,7 +15,8 @@ Starts ``agentcg daemon`` on a socket and state dir of its own (root cgroup ``ag
 Everything is removed afterwards (SIGTERM: the daemon closes its sessions). Preliminary figures on a shared
 machine are noisy: compare runs made side by side.
 
-Usage: python benchmarks/daemon_load.py [--clients 50 --calls 20 | --sessions 1000] [--root agentcg-bench-load]
+Usage: python benchmarks/daemon_load.py [--clients 50 --calls 20 [--warmup 1100] | --sessions 1000]
+       [--root agentcg-bench-load]
        [--agentcg "python /other/build/agentcg"]
 """
 
@@ -98,18 +99,24 @@ def start_daemon(
     return proc, sock, tmp
 
 
-def load(sock: str, pid: int, clients: int, calls: int) -> str:
+def load(sock: str, pid: int, clients: int, calls: int, warmup: int = 0) -> str:
     c = Client(sock)
     for i in range(clients):
         c.open_session(f"load{i}")
     lat: list[float] = []
     errors = [0]
     lock = threading.Lock()
-    start = threading.Barrier(clients + 1)
+    warmed, start = threading.Barrier(clients + 1), threading.Barrier(clients + 1)
 
     def one(i: int) -> None:
         cl = Client(sock)
         mine = []
+        for _ in range(warmup):  # not measured: the daemon's pools and state dir at their steady state
+            out = cl.run(f"load{i}", ["/bin/true"])
+            if out.exit_code != 0:
+                with lock:
+                    errors[0] += 1
+        warmed.wait()
         start.wait()
         for _ in range(calls):
             t0 = time.perf_counter()
@@ -130,6 +137,7 @@ def load(sock: str, pid: int, clients: int, calls: int) -> str:
     ts = [threading.Thread(target=one, args=(i,)) for i in range(clients)]
     for t in ts:
         t.start()
+    warmed.wait()
     u0, s0 = cpu_split(pid)
     start.wait()
     t0 = time.perf_counter()
@@ -194,6 +202,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--calls", type=int, default=20)
+    ap.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        help="calls each client makes first, not measured (1100 with one client: the state dir keeps 1000 "
+        "outcomes, and past them a call creates and removes no file: its steady state)",
+    )
     ap.add_argument("--sessions", type=int, default=0, help="measure K idle sessions and connections instead")
     ap.add_argument("--root", default="agentcg-bench-load")
     ap.add_argument("--daemon-arg", action="append", default=[], help="passed on to agentcg daemon")
@@ -209,7 +224,11 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # this process holds the idle connections
     proc, sock, tmp = start_daemon(args.root, args.daemon_arg, args.agentcg, args.state_base)
     try:
-        line = idle(sock, proc.pid, args.sessions) if args.sessions else load(sock, proc.pid, args.clients, args.calls)
+        line = (
+            idle(sock, proc.pid, args.sessions)
+            if args.sessions
+            else load(sock, proc.pid, args.clients, args.calls, args.warmup)
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)

@@ -305,7 +305,7 @@ class TreeManager(TreeWatch, Manager):
         """Kill what is in ``cg`` and beneath it, then remove it bottom-up. Children it did not make (a root
         tool may make one in its leaf, even named ``.hidden``) are inside our tree: emptied and removed too."""
         with self._lock:
-            if cg.closed:
+            if cg.closed or self._remove_empty(cg):
                 return
             if self.pids(cg):
                 self.kill(cg, timeout=timeout)
@@ -317,7 +317,11 @@ class TreeManager(TreeWatch, Manager):
                     pass
             for name in sorted(names):
                 if _ours(name):
-                    self.destroy(self.open((*cg.path, name)), timeout=timeout)
+                    try:
+                        child = self.open((*cg.path, name))
+                    except NotFound:  # not in the main hierarchy (a tool made it elsewhere): removed below
+                        continue
+                    self.destroy(child, timeout=timeout)
             errors: list[CgroupError] = []
             for d in cg.backend_data["dirs"].values():  # what is left was made by a tool: emptied above
                 try:
@@ -341,6 +345,33 @@ class TreeManager(TreeWatch, Manager):
             self._cache.pop(cg.path, None)
             if errors:
                 raise errors[0]
+
+    def remove_if_empty(self, cg: Cgroup) -> bool:
+        with self._lock:
+            return cg.closed or self._remove_empty(cg)
+
+    def _remove_empty(self, cg: Cgroup) -> bool:
+        """The common case, a finished call's empty leaf: one ``rmdir`` a role, nothing read first (the kernel
+        refuses, EBUSY, to remove a cgroup holding a process or a child). True if it is gone from every role;
+        else the roles it went from are forgotten and :meth:`destroy` does the rest the careful way."""
+        dirs = cg.backend_data["dirs"]
+        if not cg.path or cg.backend_data.get("root"):
+            return False
+        # the main role first: a process left in the leaf is there, and then nothing is removed
+        for role in sorted(dirs, key=lambda r: r != self.main_role):
+            d, pdir = dirs[role], self._dir_of(cg.parent, role)
+            if pdir is None:
+                return False
+            try:
+                pdir.remove_child(cg.path[-1], timeout=0)
+            except CgroupError:
+                return False
+            self.on_removed(role, d.path)
+            d.close()
+            del dirs[role]
+        self._close_handle(cg)
+        self._cache.pop(cg.path, None)
+        return True
 
     def release(self, cg: Cgroup) -> None:
         with self._lock:

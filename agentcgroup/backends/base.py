@@ -213,6 +213,11 @@ class Manager(abc.ABC):
     def destroy(self, cg: Cgroup, timeout: float = 5.0) -> None:
         """Kill what is left in ``cg`` and its children, then remove them, waiting for them to drain."""
 
+    def remove_if_empty(self, cg: Cgroup) -> bool:
+        """Remove ``cg`` now if the kernel lets it go at once (no process, no child), without reading anything
+        first or waiting; False (and ``cg`` still usable by :meth:`destroy`) otherwise."""
+        return False
+
     def release(self, cg: Cgroup) -> None:  # noqa: B027 - optional, a no-op where handles hold nothing
         """Let go of the handle's open files (the cgroup stays: :meth:`open` gives a new handle). Left alone while
         a handle beneath it is open. An idle session holds only its own directory this way."""

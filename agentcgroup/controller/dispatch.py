@@ -351,9 +351,7 @@ class Dispatch:
             self.outcomes.remember(cs.session.uid, out)
             cs.session.calls.pop(cs.id, None)
         self.admission.release(cs.id)
-        if self.store is not None:
-            self.store.drop_call(cs.id)
-        self.outcomes.save(cs.session.uid, out)
+        self.outcomes.save(cs.session.uid, out)  # over the call's record in the state dir: that goes with it
         self.admission.learn(out, cs.session.uid)  # the next call of its kind (of its uid) is sized from this one
         log.info(
             "event=call-end session=%s call=%s rc=%s killed_by=%s peak=%s duration=%.3f",

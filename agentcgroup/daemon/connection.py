@@ -214,8 +214,11 @@ class Connection(Ops, ObserveOps):
             if req.op == "hello":
                 self.send({"id": req_id, "ok": True, **self._hello()})
                 return
-            if self.daemon.logs.allow(self.uid):
-                log.info(
+            # a run is logged when it ends (event=call-end, at INFO); its request line only with -v / AGENTCG_LOG
+            level = logging.DEBUG if req.op == "run" else logging.INFO
+            if log.isEnabledFor(level) and self.daemon.logs.allow(self.uid):
+                log.log(
+                    level,
                     "event=request op=%s uid=%d pid=%d %s",
                     req.op,
                     self.uid,

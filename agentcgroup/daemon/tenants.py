@@ -8,6 +8,7 @@ state dir). Root addresses every session by its full name. The tenant is shown i
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping
 
 from ..cgroupfs import check_name
@@ -18,6 +19,9 @@ NAME_MAX = 128
 _OWNED = re.compile(r"^u(\d+):")
 #: what a call gets when its client sent no PATH (as login(1) sets it)
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+#: how long a uid's passwd entry is trusted for its calls' environment
+USER_ENV_TTL_S = 60.0
+_USER_ENV: dict[int, tuple[float, dict[str, str]]] = {}
 
 
 def internal_name(uid: int, name: str) -> str:
@@ -51,9 +55,21 @@ def hide_prefix(uid: int, text: str) -> str:
 def call_env(uid: int, sent: Mapping[str, str] | None) -> dict[str, str]:
     """A call's environment: exactly what its client sent, plus PATH, HOME, USER, LOGNAME and SHELL of ``uid``
     (from its passwd entry) where the client sent none. Never anything of the daemon's own environment."""
+    env = dict(sent or {})
+    for key, value in _user_env(uid).items():
+        env.setdefault(key, value)
+    return env
+
+
+def _user_env(uid: int) -> dict[str, str]:
+    """PATH, HOME, USER, LOGNAME and SHELL of ``uid``; its passwd entry read at most once a minute (as the
+    policy's caps are), not on every call."""
+    now = time.monotonic()
+    hit = _USER_ENV.get(uid)
+    if hit is not None and now - hit[0] < USER_ENV_TTL_S:
+        return hit[1]
     import pwd
 
-    env = dict(sent or {})
     try:
         pw = pwd.getpwuid(uid)
         user: dict[str, str] = {
@@ -65,6 +81,7 @@ def call_env(uid: int, sent: Mapping[str, str] | None) -> dict[str, str]:
     except KeyError:  # a uid without a passwd entry
         user = {"HOME": "/", "SHELL": "/bin/sh"}
     user["PATH"] = DEFAULT_PATH
-    for key, value in user.items():
-        env.setdefault(key, value)
-    return env
+    if len(_USER_ENV) > 4096:
+        _USER_ENV.clear()
+    _USER_ENV[uid] = (now, user)
+    return user

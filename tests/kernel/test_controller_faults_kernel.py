@@ -212,6 +212,37 @@ print("made", len(dirs))
         assert manager.children(("s", "tools")) == []
 
 
+def test_an_empty_leaf_goes_with_one_rmdir_a_hierarchy_and_a_busy_one_the_careful_way(manager, monkeypatch) -> None:
+    """A finished call's empty leaf is removed without listing or reading anything first; a leaf the kernel
+    refuses to remove (a process in it, or a child cgroup made in one hierarchy only) still goes whole, its
+    process killed, by the careful path."""
+    from agentcgroup.cgroupfs import Dir
+
+    leaf = manager.create(("s", "tools", "c0empty"), full=True)
+    paths = [d.path for d in leaf.backend_data["dirs"].values()]
+    assert len(paths) >= 1 and all(os.path.isdir(p) for p in paths)
+    real_children = Dir.children
+
+    def no_listing(self: Dir) -> list[str]:
+        raise AssertionError(f"listed {self.path}")
+
+    monkeypatch.setattr(Dir, "children", no_listing)
+    manager.destroy(leaf)
+    assert leaf.closed and not any(os.path.exists(p) for p in paths)
+    monkeypatch.setattr(Dir, "children", real_children)
+
+    busy = manager.create(("s", "tools", "c0busy"), full=True)
+    paths = [d.path for d in busy.backend_data["dirs"].values()]
+    os.mkdir(paths[-1] + "/made-by-a-tool")  # in the last hierarchy only: the others go first
+    kid = manager.spawn(busy, ["sleep", "300"])
+    try:
+        manager.destroy(busy)
+        assert kid.wait(5) is not None and not any(os.path.exists(p) for p in paths)
+    finally:
+        kid.close()
+    manager.destroy(manager.open(("s",)))
+
+
 def test_a_root_call_that_leaves_its_leaf_is_told(manager) -> None:
     with Controller(manager, config=ControllerConfig(warm=0)) as ctl:
         ctl.open_session("s")

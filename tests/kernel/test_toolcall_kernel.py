@@ -254,3 +254,33 @@ def test_new_session_starts_the_command_without_a_controlling_terminal(manager, 
             wait_for(lambda: manager.children(("ns", "tools")), "the warm spare")
         assert s.run(probe, capture_output=True, new_session=True).stdout == b"True\n"
         assert s.run(probe, capture_output=True).stdout == b"False\n"
+
+
+def test_one_thread_makes_every_sessions_spares(manager) -> None:
+    """Three sessions' warm pools share one refilling thread: each gets its spare, calls take them and get new
+    ones, and the thread ends once the last pool closes."""
+    import threading
+
+    from agentcgroup import Controller, ControllerConfig
+    from tests.conftest import wait_for
+
+    def warm_threads() -> int:
+        return sum(t.name == "agentcg-warm" and t.is_alive() for t in threading.enumerate())
+
+    def spares(i: int) -> int:
+        return len(manager.children((f"s{i}", "tools")))
+
+    with Controller(manager, config=ControllerConfig(warm=1)) as ctl:
+        for i in range(3):
+            ctl.open_session(f"s{i}")
+        wait_for(lambda: all(spares(i) == 1 for i in range(3)), "a spare in each session")
+        assert warm_threads() == 1
+        for _ in range(2):
+            for i in range(3):
+                out = ctl.run(f"s{i}", ["true"])
+                assert out.exit_code == 0 and out.error is None, out
+        wait_for(lambda: all(spares(i) == 1 for i in range(3)), "the spares made again, the finished leaves gone")
+        assert warm_threads() == 1
+        for i in range(3):
+            ctl.close_session(f"s{i}")
+    wait_for(lambda: warm_threads() == 0, "the refilling thread gone with the last pool")

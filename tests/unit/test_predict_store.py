@@ -138,3 +138,47 @@ def test_outcome_files_are_pruned_in_batches_to_the_newest(tmp_path, monkeypatch
     kept = sorted(o.call_id for _owner, o in sd.outcomes())
     assert kept[-1] == "c29" and len(kept) >= 5
     assert kept == [f"c{i:02d}" for i in range(30 - len(kept), 30)]  # the newest, none skipped
+
+
+def test_a_call_creates_and_removes_no_file_once_the_outcomes_are_kept(tmp_path, monkeypatch) -> None:
+    """Past the outcomes kept, a call's record is the oldest outcome's file written over, and its outcome is the
+    record's file written over: the same inodes go round, none is created or freed (ext4 pays for both), and
+    what the files say is what was written last."""
+    from agentcgroup.controller import persist
+
+    monkeypatch.setattr(persist, "KEEP_OUTCOME_FILES", 3)
+    sd = persist.StateDir(tmp_path / "state")
+    outs, calls = tmp_path / "state" / "outcomes", tmp_path / "state" / "calls"
+    for i in range(4):
+        sd.save_call(f"c{i:02d}", {"session": "s", "n": i})
+        sd.save_outcome(0, Outcome("s", f"c{i:02d}", "true", ["true"], "hybrid", exit_code=i))
+    inodes = {p.stat().st_ino for p in outs.iterdir()}
+    assert len(inodes) == 4 and not list(calls.iterdir())
+    for i in range(4, 12):
+        oldest = min(outs.iterdir(), key=lambda p: p.name)
+        ino = oldest.stat().st_ino
+        sd.save_call(f"c{i:02d}", {"session": "s", "n": i})
+        assert not oldest.exists() and (calls / f"c{i:02d}.json").stat().st_ino == ino
+        assert sd.calls() == {f"c{i:02d}": {"session": "s", "n": i}}
+        sd.save_outcome(0, Outcome("s", f"c{i:02d}", "true", ["true"], "hybrid", exit_code=i))
+        assert not list(calls.iterdir()) and (outs / f"c{i:02d}.json").stat().st_ino == ino
+        assert {p.stat().st_ino for p in outs.iterdir()} == inodes
+    assert [(o.call_id, o.exit_code) for _owner, o in sd.outcomes()] == [(f"c{i:02d}", i) for i in range(8, 12)]
+
+
+def test_an_outcome_without_a_record_and_a_failed_write(tmp_path, monkeypatch) -> None:
+    """An outcome of a call never written down gets a file of its own; a write that fails leaves no file and
+    says which one."""
+    from agentcgroup.controller import persist
+
+    sd = persist.StateDir(tmp_path / "state")
+    sd.save_outcome(0, Outcome("s", "r1", "true", ["true"], "hybrid", refused=True))
+    assert [o.call_id for _owner, o in sd.outcomes()] == ["r1"]
+
+    def full(fd: int, data: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(persist.os, "write", full)
+    with pytest.raises(persist.StateWriteError, match=r"calls/c1\.json: No space left"):
+        sd.save_call("c1", {"session": "s"})
+    assert not list((tmp_path / "state" / "calls").iterdir())
