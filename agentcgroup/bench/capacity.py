@@ -60,6 +60,8 @@ class Probe:
     queued_calls: int = 0
     queued_s: float = 0.0
     runs: int = 1
+    #: each killed call: its command, what killed it, its peak, its prediction and its wait (driver.SessionRun)
+    kill_details: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -232,6 +234,7 @@ def kernel_probe(
             queued_calls=max(sum(s.calls_queued for s in r.sessions) for r in results),
             queued_s=max(sum(s.queued_s for s in r.sessions) for r in results),
             runs=len(done),
+            kill_details=[d for r in results for s in r.sessions for d in s.kill_details],
         )
 
     return probe

@@ -54,6 +54,9 @@ class SessionRun:
     calls_queued: int = 0  # calls that waited for admission
     queued_s: float = 0.0  # and how long, together
     oom_kills: int = 0  # processes of its calls the kernel's OOM killer took
+    #: per killed call: the traced command, what killed it and why, its peak, its prediction (learned arm)
+    #: and how long it waited for admission: why a probe failed, not only that it did
+    kill_details: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -232,8 +235,11 @@ def run_once(
                     if agent.poll() is not None:
                         break
                     argv = sched.write(time.monotonic(), c.duration, c.points, True, call_procs)
+                    predicted = None
                     if predictor is not None and c.command:
                         predictor.alias(argv, c.command)
+                        guess = predictor.predict_command(c.command, name)
+                        predicted = None if guess is None else guess.memory
                     out = ctl.submit(
                         name, argv, timeout=call_timeout(c), stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL
                     ).wait()
@@ -246,6 +252,18 @@ def run_once(
                     if not out.ok:
                         res.calls_killed += 1
                         res.kills.append(out.killed_by or f"exit {out.returncode}")
+                        res.kill_details.append(
+                            {
+                                "command": (c.command or "")[:80],
+                                "killed_by": out.killed_by or f"exit {out.returncode}",
+                                "reason": out.kill_reason,
+                                "memory_peak": out.memory_peak,
+                                "planned_peak": max((pt.bytes for pt in c.points), default=0),
+                                "predicted": predicted,
+                                "queued_s": round(out.queued_s, 3),
+                                "priority": res.priority,
+                            }
+                        )
                     if on_call is not None:
                         on_call()
                     last_end, planned_end = time.monotonic(), c.end
