@@ -251,15 +251,34 @@ def static_by_peak(peaks: Sequence[int], budget: int) -> int:
     return n
 
 
+def max_sessions_for(arm: str, max_sessions: int, peaks: Sequence[int], budget: int) -> int:
+    """The most sessions ``arm`` is tried with. ``static`` is sizing by peak, what operators do today: a host
+    takes a session only while the sessions' peak-sized limits (x1.1) sum within its budget, so it is tried up
+    to :func:`static_by_peak` sessions and no further (at least one, to show a budget that holds none).
+    Over-committing those limits is no longer sizing by peak; it is the ``none`` arm's bet on peaks not
+    coinciding."""
+    if arm == "static":
+        return min(max_sessions, max(1, static_by_peak(peaks, budget)))
+    return max_sessions
+
+
+#: why static stops at static_by_peak (its next session is not tried)
+STATIC_FULL = "sized by peak: one more session's peak x1.1 does not fit the budget beside the others'"
+
+
 def summary(results: dict[str, tuple[int, list[Probe]]], budget: int, peaks: Sequence[int]) -> dict[str, Any]:
     """The ``--json`` document: capacities, ratios to static, what ran out, every probe."""
-    out: dict[str, Any] = {"budget": budget, "static_by_peak": static_by_peak(peaks, budget), "arms": {}}
+    by_peak = static_by_peak(peaks, budget)
+    out: dict[str, Any] = {"budget": budget, "static_by_peak": by_peak, "arms": {}}
     for arm, (cap, probes) in results.items():
         fail = first_failure(probes, cap)
+        ran_out, reason = (fail.ran_out, fail.reason) if fail else (None, None)
+        if fail is None and arm == "static" and cap == by_peak:
+            ran_out, reason = "memory", STATIC_FULL
         out["arms"][arm] = {
             "capacity": cap,
-            "ran_out": fail.ran_out if fail else None,
-            "reason": fail.reason if fail else None,
+            "ran_out": ran_out,
+            "reason": reason,
             "probes": [p.to_dict() for p in probes],
         }
         out[f"capacity_{arm.replace('-', '_')}"] = cap

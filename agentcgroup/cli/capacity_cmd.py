@@ -187,7 +187,7 @@ def _search(
     max_sessions: Any,
     history: Any = (),
 ) -> Any:
-    from ..bench.capacity import kernel_probe, search, summary
+    from ..bench.capacity import kernel_probe, max_sessions_for, search, summary
 
     def say(text: str) -> None:  # progress, on stderr (stdout stays the figures, JSON or not)
         click.echo(f"capacity: {text}", err=True)
@@ -211,7 +211,8 @@ def _search(
             say(f"{p.arm}: {n} sessions {'held' if p.held else 'failed: ' + p.reason}")
             return p
 
-        results[name] = search(logged, max_sessions)
+        peaks = [p.trace_peak for p in plans]
+        results[name] = search(logged, max_sessions_for(name, max_sessions, peaks, budget))
     return summary(results, budget, [p.trace_peak for p in plans])
 
 
