@@ -178,10 +178,13 @@ def kernel_probe(
     max_slowdown: float = MAX_SLOWDOWN,
     on_run: Callable[[str], None] | None = None,
     history: Sequence[Any] = (),
+    alone_cache: dict[int, float] | None = None,
 ) -> Callable[[int], Probe]:
     """A probe that replays the first ``n`` of ``plans`` (cycled) for real under ``arm_name``, ``runs`` times,
     each run right after the high-priority session alone. It holds when no run lost an agent or killed too many
-    calls and the *median* slowdown of the runs is within ``max_slowdown`` (one run's is noise on a busy host)."""
+    calls and the *median* slowdown of the runs is within ``max_slowdown`` (one run's is noise on a busy host).
+    ``alone_cache`` (run index -> seconds): the session alone is measured once per run index and reused by
+    every probe given the same dict (on a quiet machine its time does not change; it halves a search's time)."""
     from .arms import ARMS
     from .driver import run_once
 
@@ -194,10 +197,15 @@ def kernel_probe(
         priorities = ["high", *(("low", "normal")[i % 2] for i in range(n - 1))]
         done: list[tuple[float, Any, float]] = []  # (alone s, run result, CPU busy)
         for r in range(runs):
-            if on_run is not None:
-                on_run(f"{arm_name}: {n} sessions, run {r + 1}/{runs}: the high-priority session alone")
-            solo = run_once(ARMS["none"], chosen[:1], ["high"], None, root=root, run=r, call_procs=call_procs)
-            alone = solo.sessions[0].completion_s or float("nan")
+            if alone_cache is not None and r in alone_cache:
+                alone = alone_cache[r]
+            else:
+                if on_run is not None:
+                    on_run(f"{arm_name}: {n} sessions, run {r + 1}/{runs}: the high-priority session alone")
+                solo = run_once(ARMS["none"], chosen[:1], ["high"], None, root=root, run=r, call_procs=call_procs)
+                alone = solo.sessions[0].completion_s or float("nan")
+                if alone_cache is not None:
+                    alone_cache[r] = alone
             if on_run is not None:
                 on_run(f"{arm_name}: {n} sessions, run {r + 1}/{runs}")
             meter = CpuMeter()

@@ -102,6 +102,8 @@ TRACE = DATA / "replay" / "synthetic-agent.jsonl"
         (["--budget", "1G", "--duration", "0"], "duration 0"),
         (["--budget", "1G", "--max-sessions", "0"], "max-sessions 0"),
         (["--budget", "1G", "--runs", "0"], "runs 0"),
+        (["--budget", "1G", "--start", "0"], "start 0"),
+        (["--budget", "1G", "--start", "9", "--max-sessions", "8"], "start 9"),
         (["--budget", "1G", "--root", "../x"], "../x"),
         (["--budget", "1G", "--max-slowdown", "fast"], "'fast'"),
         (["--budget", "1G", "--max-slowdown", "-5%"], "'-5%'"),
