@@ -265,6 +265,8 @@ def _print(doc: dict[str, Any]) -> None:
                 f"  {p['n']:>8} {'yes' if p['held'] else 'no':>5} {p['agents_lost']:>11} {p['calls_killed']:>6} "
                 f"{slow:>13} {p['cpu_busy']:>8.0%} {queued:>12}"
             )
+            for k in p.get("kill_details", [])[:5]:
+                click.echo("           killed: " + _kill_line(k, format_size))
     parts = [f"capacity_{a}={doc.get('capacity_' + a, '-')}" for a in ("static", "agentcgroup")]
     parts.append("capacity_learned=-" if LEARNED_SEAM else f"capacity_learned={doc.get('capacity_learned', '-')}")
     parts += [f"{k}={v}" for k, v in doc.items() if k.startswith("ratio_")]
@@ -273,3 +275,13 @@ def _print(doc: dict[str, Any]) -> None:
     if LEARNED_SEAM:
         click.echo(f"learned: not yet: {LEARNED_SEAM}", err=True)
     sys.stdout.flush()
+
+
+def _kill_line(k: dict[str, Any], size: Any) -> str:
+    """One killed call: ``pytest -x (low) by policy: peak 300 MiB, predicted 200 MiB, queued 2.0 s``."""
+    parts = [f"peak {size(k['memory_peak'])}" if k.get("memory_peak") else "peak ?"]
+    if k.get("predicted"):
+        parts.append(f"predicted {size(k['predicted'])}")
+    if k.get("queued_s"):
+        parts.append(f"queued {k['queued_s']:.1f} s")
+    return f"`{k.get('command') or '?'}` ({k.get('priority')}) by {k.get('killed_by')}: " + ", ".join(parts)

@@ -127,3 +127,14 @@ def test_budget_is_required_and_traces_must_exist() -> None:
         [sys.executable, "-m", "agentcgroup", "capacity", "/no/trace", "--budget", "1G"], capture_output=True, text=True
     )
     assert r.returncode == 2 and "/no/trace" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_killed_call_is_one_line_with_its_prediction() -> None:
+    from agentcgroup.cli.capacity_cmd import _kill_line
+    from agentcgroup.units import format_size
+
+    k = {"command": "pytest -x", "priority": "low", "killed_by": "policy", "memory_peak": 300 << 20,
+         "predicted": 200 << 20, "queued_s": 2.0}  # fmt: skip
+    assert _kill_line(k, format_size) == "`pytest -x` (low) by policy: peak 300 MiB, predicted 200 MiB, queued 2.0 s"
+    k.update(memory_peak=None, predicted=None, queued_s=0.0)
+    assert _kill_line(k, format_size) == "`pytest -x` (low) by policy: peak ?"
