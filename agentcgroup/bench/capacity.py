@@ -60,6 +60,8 @@ class Probe:
     queued_calls: int = 0
     queued_s: float = 0.0
     runs: int = 1
+    #: each killed call: its command, what killed it, its peak, its prediction and its wait (driver.SessionRun)
+    kill_details: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -176,10 +178,13 @@ def kernel_probe(
     max_slowdown: float = MAX_SLOWDOWN,
     on_run: Callable[[str], None] | None = None,
     history: Sequence[Any] = (),
+    alone_cache: dict[int, float] | None = None,
 ) -> Callable[[int], Probe]:
     """A probe that replays the first ``n`` of ``plans`` (cycled) for real under ``arm_name``, ``runs`` times,
     each run right after the high-priority session alone. It holds when no run lost an agent or killed too many
-    calls and the *median* slowdown of the runs is within ``max_slowdown`` (one run's is noise on a busy host)."""
+    calls and the *median* slowdown of the runs is within ``max_slowdown`` (one run's is noise on a busy host).
+    ``alone_cache`` (run index -> seconds): the session alone is measured once per run index and reused by
+    every probe given the same dict (on a quiet machine its time does not change; it halves a search's time)."""
     from .arms import ARMS
     from .driver import run_once
 
@@ -192,10 +197,15 @@ def kernel_probe(
         priorities = ["high", *(("low", "normal")[i % 2] for i in range(n - 1))]
         done: list[tuple[float, Any, float]] = []  # (alone s, run result, CPU busy)
         for r in range(runs):
-            if on_run is not None:
-                on_run(f"{arm_name}: {n} sessions, run {r + 1}/{runs}: the high-priority session alone")
-            solo = run_once(ARMS["none"], chosen[:1], ["high"], None, root=root, run=r, call_procs=call_procs)
-            alone = solo.sessions[0].completion_s or float("nan")
+            if alone_cache is not None and r in alone_cache:
+                alone = alone_cache[r]
+            else:
+                if on_run is not None:
+                    on_run(f"{arm_name}: {n} sessions, run {r + 1}/{runs}: the high-priority session alone")
+                solo = run_once(ARMS["none"], chosen[:1], ["high"], None, root=root, run=r, call_procs=call_procs)
+                alone = solo.sessions[0].completion_s or float("nan")
+                if alone_cache is not None:
+                    alone_cache[r] = alone
             if on_run is not None:
                 on_run(f"{arm_name}: {n} sessions, run {r + 1}/{runs}")
             meter = CpuMeter()
@@ -232,6 +242,7 @@ def kernel_probe(
             queued_calls=max(sum(s.calls_queued for s in r.sessions) for r in results),
             queued_s=max(sum(s.queued_s for s in r.sessions) for r in results),
             runs=len(done),
+            kill_details=[d for r in results for s in r.sessions for d in s.kill_details],
         )
 
     return probe
@@ -248,15 +259,34 @@ def static_by_peak(peaks: Sequence[int], budget: int) -> int:
     return n
 
 
+def max_sessions_for(arm: str, max_sessions: int, peaks: Sequence[int], budget: int) -> int:
+    """The most sessions ``arm`` is tried with. ``static`` is sizing by peak, what operators do today: a host
+    takes a session only while the sessions' peak-sized limits (x1.1) sum within its budget, so it is tried up
+    to :func:`static_by_peak` sessions and no further (at least one, to show a budget that holds none).
+    Over-committing those limits is no longer sizing by peak; it is the ``none`` arm's bet on peaks not
+    coinciding."""
+    if arm == "static":
+        return min(max_sessions, max(1, static_by_peak(peaks, budget)))
+    return max_sessions
+
+
+#: why static stops at static_by_peak (its next session is not tried)
+STATIC_FULL = "sized by peak: one more session's peak x1.1 does not fit the budget beside the others'"
+
+
 def summary(results: dict[str, tuple[int, list[Probe]]], budget: int, peaks: Sequence[int]) -> dict[str, Any]:
     """The ``--json`` document: capacities, ratios to static, what ran out, every probe."""
-    out: dict[str, Any] = {"budget": budget, "static_by_peak": static_by_peak(peaks, budget), "arms": {}}
+    by_peak = static_by_peak(peaks, budget)
+    out: dict[str, Any] = {"budget": budget, "static_by_peak": by_peak, "arms": {}}
     for arm, (cap, probes) in results.items():
         fail = first_failure(probes, cap)
+        ran_out, reason = (fail.ran_out, fail.reason) if fail else (None, None)
+        if fail is None and arm == "static" and cap == by_peak:
+            ran_out, reason = "memory", STATIC_FULL
         out["arms"][arm] = {
             "capacity": cap,
-            "ran_out": fail.ran_out if fail else None,
-            "reason": fail.reason if fail else None,
+            "ran_out": ran_out,
+            "reason": reason,
             "probes": [p.to_dict() for p in probes],
         }
         out[f"capacity_{arm.replace('-', '_')}"] = cap

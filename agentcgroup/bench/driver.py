@@ -63,6 +63,9 @@ class SessionRun:
     #: of ``calls_killed``, those whose traced peak and the agents alive when it ended were over the budget (the
     #: agents are never a policy's to take)
     calls_over_agents: int = 0
+    #: per killed call: the traced command, what killed it and why, its peak, its prediction (learned arm)
+    #: and how long it waited for admission: why a probe failed, not only that it did
+    kill_details: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -253,8 +256,11 @@ def run_once(
                     if agent.poll() is not None:
                         break
                     argv = sched.write(time.monotonic(), c.duration, c.points, True, call_procs)
+                    predicted = None
                     if predictor is not None and c.command:
                         predictor.alias(argv, c.command)
+                        guess = predictor.predict_command(c.command, name)
+                        predicted = None if guess is None else guess.memory
                     out = ctl.submit(
                         name, argv, timeout=call_timeout(c), stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL
                     ).wait()
@@ -272,6 +278,18 @@ def run_once(
                         if budget is not None:
                             agents = sum(_usage(m, cg) for cg in agent_cgs if cg is not None)
                             res.calls_over_agents += c.peak_bytes + agents >= budget
+                        res.kill_details.append(
+                            {
+                                "command": (c.command or "")[:80],
+                                "killed_by": out.killed_by or f"exit {out.returncode}",
+                                "reason": out.kill_reason,
+                                "memory_peak": out.memory_peak,
+                                "planned_peak": max((pt.bytes for pt in c.points), default=0),
+                                "predicted": predicted,
+                                "queued_s": round(out.queued_s, 3),
+                                "priority": res.priority,
+                            }
+                        )
                     else:
                         res.calls_over_done += c.index in over
                     if on_call is not None:

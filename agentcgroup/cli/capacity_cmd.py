@@ -39,6 +39,14 @@ from .errors import fail
     help="The high-priority session's allowed slowdown (the issue's criterion is 5%).",
 )
 @click.option("--max-sessions", type=int, default=16, show_default=True, help="The most sessions tried.")
+@click.option("--start", type=int, default=1, show_default=True, help="The first number of sessions tried (doubled).")
+@click.option(
+    "--alone",
+    type=click.Choice(["each", "once"]),
+    default="each",
+    show_default=True,
+    help="Measure the high-priority session alone before each probe, or once per run for all (quiet machines).",
+)
 @click.option("--root", default=None, help="Root cgroup name (default agentcg-capacity).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
 def capacity(
@@ -53,6 +61,8 @@ def capacity(
     runs: int,
     max_slowdown_text: str,
     max_sessions: int,
+    start: int,
+    alone: str,
     root: str | None,
     as_json: bool,
 ) -> None:
@@ -98,6 +108,8 @@ def capacity(
     max_slowdown = _fraction(max_slowdown_text)
     if not 1 <= max_sessions <= 256:
         fail(f"invalid max-sessions {max_sessions!r}: expected 1 to 256")
+    if not 1 <= start <= max_sessions:
+        fail(f"invalid start {start!r}: expected 1 to max-sessions ({max_sessions})")
     for t in traces:
         if not os.path.exists(t):
             fail(f"invalid trace {t!r}: no such file or directory")
@@ -110,11 +122,22 @@ def capacity(
     signal.signal(signal.SIGTERM, interrupted)
     try:
         doc = _search(
-            plans, names, budget, root or "agentcg-capacity", call_procs, runs, max_slowdown, max_sessions, history
+            plans,
+            names,
+            budget,
+            root or "agentcg-capacity",
+            call_procs,
+            runs,
+            max_slowdown,
+            max_sessions,
+            history,
+            start=start,
+            alone_once=alone == "once",
         )
     except KeyboardInterrupt:
         fail("interrupted: the probes so far are dropped, nothing is left behind", 130)
     doc.update(duration_s=duration, peak=peak, cpu_scale=cpu_scale, call_procs=call_procs, runs=runs)
+    doc.update(start=start, alone=alone)
     doc["max_slowdown"] = max_slowdown
     doc["sessions"] = [{"task": p.task, "peak": p.trace_peak, "calls": len(p.calls)} for p in plans]
     if "learned" in names:
@@ -186,8 +209,13 @@ def _search(
     max_slowdown: Any,
     max_sessions: Any,
     history: Any = (),
+    *,
+    start: int = 1,
+    alone_once: bool = False,
 ) -> Any:
-    from ..bench.capacity import kernel_probe, search, summary
+    from ..bench.capacity import kernel_probe, max_sessions_for, search, summary
+
+    alone_cache: dict[int, float] | None = {} if alone_once else None
 
     def say(text: str) -> None:  # progress, on stderr (stdout stays the figures, JSON or not)
         click.echo(f"capacity: {text}", err=True)
@@ -204,6 +232,7 @@ def _search(
             max_slowdown=max_slowdown,
             on_run=say,
             history=history,
+            alone_cache=alone_cache,
         )
 
         def logged(n: int, probe=probe) -> Any:  # type: ignore[no-untyped-def]
@@ -211,7 +240,9 @@ def _search(
             say(f"{p.arm}: {n} sessions {'held' if p.held else 'failed: ' + p.reason}")
             return p
 
-        results[name] = search(logged, max_sessions)
+        peaks = [p.trace_peak for p in plans]
+        most = max_sessions_for(name, max_sessions, peaks, budget)
+        results[name] = search(logged, most, start=min(start, most))
     return summary(results, budget, [p.trace_peak for p in plans])
 
 
@@ -234,6 +265,8 @@ def _print(doc: dict[str, Any]) -> None:
                 f"  {p['n']:>8} {'yes' if p['held'] else 'no':>5} {p['agents_lost']:>11} {p['calls_killed']:>6} "
                 f"{slow:>13} {p['cpu_busy']:>8.0%} {queued:>12}"
             )
+            for k in p.get("kill_details", [])[:5]:
+                click.echo("           killed: " + _kill_line(k, format_size))
     parts = [f"capacity_{a}={doc.get('capacity_' + a, '-')}" for a in ("static", "agentcgroup")]
     parts.append("capacity_learned=-" if LEARNED_SEAM else f"capacity_learned={doc.get('capacity_learned', '-')}")
     parts += [f"{k}={v}" for k, v in doc.items() if k.startswith("ratio_")]
@@ -242,3 +275,13 @@ def _print(doc: dict[str, Any]) -> None:
     if LEARNED_SEAM:
         click.echo(f"learned: not yet: {LEARNED_SEAM}", err=True)
     sys.stdout.flush()
+
+
+def _kill_line(k: dict[str, Any], size: Any) -> str:
+    """One killed call: ``pytest -x (low) by policy: peak 300 MiB, predicted 200 MiB, queued 2.0 s``."""
+    parts = [f"peak {size(k['memory_peak'])}" if k.get("memory_peak") else "peak ?"]
+    if k.get("predicted"):
+        parts.append(f"predicted {size(k['predicted'])}")
+    if k.get("queued_s"):
+        parts.append(f"queued {k['queued_s']:.1f} s")
+    return f"`{k.get('command') or '?'}` ({k.get('priority')}) by {k.get('killed_by')}: " + ", ".join(parts)

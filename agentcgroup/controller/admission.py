@@ -6,7 +6,12 @@ With ``predict`` on, a call that declares nothing reserves its *predicted* peak 
 way, with two differences, because a prediction is a guess and a declaration a promise: it is never refused
 (a prediction larger than a budget reserves the budget's room), and it waits only while something that could
 free memory runs, ``admission_wait`` at most, then starts anyway. Either way its outcome's feedback says what
-was predicted and how long it waited."""
+was predicted and how long it waited.
+
+Under a host budget, a predicted call also leaves **headroom for the sessions of higher priority**: the largest
+peak predicted so far for one of their calls, less what they hold reserved now. Without it, a low-priority
+call admitted into the last free memory makes the high-priority session's next call wait for it to end (the
+queue orders who goes first, not who is already running)."""
 
 from __future__ import annotations
 
@@ -63,6 +68,9 @@ class Admission:
         #: waiting call that fits it, first come first served within a priority; a call that does not fit
         #: does not hold back a lower one that does
         self._queue: dict[str, tuple[int, int, Callable[[], bool]]] = {}
+        #: id(session) -> (session, the largest peak predicted for one of its calls): the headroom kept for it
+        #: by lower-priority sessions' predicted calls
+        self._needs: dict[int, tuple[SessionState, int]] = {}
 
     def admit(self, s: SessionState, spec: CallSpec) -> tuple[float, str] | Outcome:
         """(seconds spent waiting in the queue, 0 when admitted at once; reservation token), or a refusal."""
@@ -119,8 +127,9 @@ class Admission:
         deadline = t0 + self.config.admission_wait
         queued = False
         with self._cv:
+            self._note_need(s, want)
             while True:
-                free = self._free_for(s)
+                free = self._free_for(s) - self._headroom(s)
                 waited = time.monotonic() - t0
                 how = "it fit" if want <= free and not self._ahead(token) else None
                 if how is None and not self._others_running(s):
@@ -133,7 +142,7 @@ class Admission:
                 if not queued:
                     queued = True
                     self.waiting += 1
-                    self._enqueue(token, s, spec, lambda: want <= self._free_for(s))
+                    self._enqueue(token, s, spec, lambda: want <= self._free_for(s) - self._headroom(s))
                 self._cv.wait(min(deadline - time.monotonic(), 0.5))
             if queued:
                 self.waiting -= 1
@@ -145,6 +154,27 @@ class Admission:
             )
             log.info("event=queue-predicted session=%s want=%d waited=%.3f", s.name, want, waited)
         return (waited if queued else 0.0), token
+
+    def _note_need(self, s: SessionState, want: int) -> None:
+        for key, (t, _) in list(self._needs.items()):
+            if t.closing:
+                del self._needs[key]
+        prev = self._needs.get(id(s))
+        self._needs[id(s)] = (s, max(want, prev[1] if prev is not None else 0))
+
+    def _headroom(self, s: SessionState) -> int:
+        """Memory a predicted call of ``s`` leaves free under the host budget for sessions of higher priority:
+        each one's largest predicted call peak so far, less what its running calls hold reserved."""
+        if self.config.budget is None:
+            return 0
+        held: dict[int, int] = {}
+        for cs in self._calls():
+            held[id(cs.session)] = held.get(id(cs.session), 0) + self._reserved.get(cs.id, 0)
+        return sum(
+            max(0, need - held.get(key, 0))
+            for key, (t, need) in self._needs.items()
+            if t.rank > s.rank and not t.closing
+        )
 
     def _others_running(self, s: SessionState) -> bool:
         """Whether a running (or admitted) call could free memory for ``s``: one of its own, or with a host

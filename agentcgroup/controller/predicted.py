@@ -85,6 +85,11 @@ class Predictor:
             command: str | list[str] = self._aliases.get(tuple(spec.argv)) or list(spec.argv)
             return predicted_intent(command, None, session, self.history, self.rule)
 
+    def predict_command(self, command: str, session: str) -> Prediction | None:
+        """What ``command`` would be predicted now in ``session`` (a bench records it beside the outcome)."""
+        with self._lock:
+            return predicted_intent(command, None, session, self.history, self.rule)
+
     def learn(self, out: Outcome) -> None:
         """The finished call's use, for the next call of its kind (a miss corrects the history)."""
         obs = from_outcome(out.to_dict(), time.time())
@@ -178,6 +183,9 @@ class ScopedPredictor:
 
     def learn(self, out: Outcome, uid: int = 0) -> None:
         self.scope(uid).learn(out)
+
+    def predict_command(self, command: str, session: str, uid: int = 0) -> Prediction | None:
+        return self.scope(uid).predict_command(command, session)
 
     def seed(self, observations: Iterable[Observation], uid: int = 0) -> None:
         self.scope(uid).seed(observations)

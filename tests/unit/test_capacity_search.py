@@ -12,6 +12,7 @@ from agentcgroup.bench.capacity import (
     allowed_kills,
     first_failure,
     judge,
+    max_sessions_for,
     search,
     static_by_peak,
     summary,
@@ -73,6 +74,19 @@ def test_static_by_peak_and_summary() -> None:
     doc = summary({"static": (1, probes[:2]), "agentcgroup": (2, probes)}, 1000, [100])
     assert doc["capacity_static"] == 1 and doc["capacity_agentcgroup"] == 2 and doc["ratio_agentcgroup"] == 2.0
     assert doc["arms"]["agentcgroup"]["ran_out"] == "memory" and doc["static_by_peak"] == 9
+    assert doc["arms"]["static"]["ran_out"] is None  # 1 held, and 9 would fit by peak: not what stopped it
+
+
+def test_static_is_tried_only_as_far_as_its_peaks_fit_the_budget() -> None:
+    assert max_sessions_for("static", 16, [100, 200], 1000) == 6
+    assert max_sessions_for("static", 4, [100, 200], 1000) == 4
+    assert max_sessions_for("static", 16, [2000], 1000) == 1  # one tried, to show that none holds
+    assert max_sessions_for("learned", 16, [100, 200], 1000) == 16
+    assert max_sessions_for("agentcgroup", 16, [2000], 1000) == 16
+    probes = [fake(10, [])(n) for n in (1, 2, 4, 6)]  # all held: static stopped at its peaks' sum
+    doc = summary({"static": (6, probes)}, 1000, [100, 200])
+    assert doc["capacity_static"] == 6
+    assert doc["arms"]["static"]["ran_out"] == "memory" and "sized by peak" in doc["arms"]["static"]["reason"]
 
 
 TRACE = DATA / "replay" / "synthetic-agent.jsonl"
@@ -88,6 +102,8 @@ TRACE = DATA / "replay" / "synthetic-agent.jsonl"
         (["--budget", "1G", "--duration", "0"], "duration 0"),
         (["--budget", "1G", "--max-sessions", "0"], "max-sessions 0"),
         (["--budget", "1G", "--runs", "0"], "runs 0"),
+        (["--budget", "1G", "--start", "0"], "start 0"),
+        (["--budget", "1G", "--start", "9", "--max-sessions", "8"], "start 9"),
         (["--budget", "1G", "--root", "../x"], "../x"),
         (["--budget", "1G", "--max-slowdown", "fast"], "'fast'"),
         (["--budget", "1G", "--max-slowdown", "-5%"], "'-5%'"),
@@ -111,3 +127,14 @@ def test_budget_is_required_and_traces_must_exist() -> None:
         [sys.executable, "-m", "agentcgroup", "capacity", "/no/trace", "--budget", "1G"], capture_output=True, text=True
     )
     assert r.returncode == 2 and "/no/trace" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_killed_call_is_one_line_with_its_prediction() -> None:
+    from agentcgroup.cli.capacity_cmd import _kill_line
+    from agentcgroup.units import format_size
+
+    k = {"command": "pytest -x", "priority": "low", "killed_by": "policy", "memory_peak": 300 << 20,
+         "predicted": 200 << 20, "queued_s": 2.0}  # fmt: skip
+    assert _kill_line(k, format_size) == "`pytest -x` (low) by policy: peak 300 MiB, predicted 200 MiB, queued 2.0 s"
+    k.update(memory_peak=None, predicted=None, queued_s=0.0)
+    assert _kill_line(k, format_size) == "`pytest -x` (low) by policy: peak ?"

@@ -88,7 +88,7 @@ class _Room:
 
     def __init__(self, wait: float) -> None:
         self.usage = 200 * MiB
-        self.session = SimpleNamespace(name="s", budget=400 * MiB, uid=0, rank=1)
+        self.session = SimpleNamespace(name="s", budget=400 * MiB, uid=0, rank=1, closing=False)
         self.running: list = [SimpleNamespace(id="c0", session=self.session)]
         self.predictor = ScopedPredictor(None)
         self.predictor.learn(outcome("s", ["make"], 200 * MiB))  # predicted: 250 MiB
@@ -198,8 +198,8 @@ def test_scopes_beyond_the_bound_are_closed_least_recently_used_first(monkeypatc
 
 def _two_sessions():
     usage = {"used": 300 * MiB}
-    low = SimpleNamespace(name="low", budget=None, uid=0, rank=0)
-    high = SimpleNamespace(name="high", budget=None, uid=0, rank=2)
+    low = SimpleNamespace(name="low", budget=None, uid=0, rank=0, closing=False)
+    high = SimpleNamespace(name="high", budget=None, uid=0, rank=2, closing=False)
     running: list = [SimpleNamespace(id="c0", session=low)]
     cfg = ControllerConfig(admission_wait=30, budget=400 * MiB)  # 360 MiB usable
     snap = SimpleNamespace(
@@ -262,3 +262,26 @@ def test_a_waiting_call_that_does_not_fit_does_not_hold_back_a_lower_one_that_do
     adm.release("c0")
     t_high.join(5)
     assert got == ["low", "high"]
+
+
+def test_a_lower_priority_predicted_call_leaves_headroom_for_a_higher_priority_session() -> None:
+    adm, low, high, usage = _two_sessions()
+    adm.predictor = ScopedPredictor(None)
+    for other in ("o1", "o2", "o3"):  # both sessions' make: predicted from the host's history
+        adm.predictor.learn(outcome(other, ["make"], 50 * MiB))
+    want = adm.predictor.predict(CallSpec.of(["make"]), "low").memory
+    assert want is not None and 50 * MiB < want < 160 * MiB
+    usage["used"] = 360 * MiB - 2 * want + 10 * MiB  # room for one make, not for two
+    queued, token = adm.admit(high, CallSpec.of(["make"]))  # the high session's make fits at once
+    assert queued == 0
+    adm.release(token)  # it ended: its need (one make) is remembered
+    adm.config = ControllerConfig(admission_wait=0.3, budget=400 * MiB)
+    queued, token = adm.admit(low, CallSpec.of(["make"]))  # it would fit, but only into the high one's headroom
+    assert queued >= 0.25
+    adm.release(token)
+    usage["used"] = 360 * MiB - 2 * want - 10 * MiB  # room for both: the low call goes at once
+    queued, token = adm.admit(low, CallSpec.of(["make"]))
+    assert queued == 0
+    adm.release(token)
+    usage["used"] = 360 * MiB - 2 * want + 10 * MiB
+    assert adm.admit(high, CallSpec.of(["make"]))[0] == 0  # the highest priority keeps no headroom
