@@ -142,10 +142,17 @@ def start_daemon(
     if master is not None:
         threading.Thread(target=_drain, args=(master, d.pty_out), daemon=True).start()
     deadline = time.monotonic() + 20 * SLOW
-    while not os.path.exists(sock):
-        assert proc.poll() is None, d.log()
-        assert time.monotonic() < deadline, "the daemon did not come up"
-        time.sleep(0.05)
+    try:
+        while not os.path.exists(sock):
+            assert proc.poll() is None, d.log()
+            assert time.monotonic() < deadline, "the daemon did not come up"
+            time.sleep(0.05)
+    except BaseException:  # a daemon that did not come up leaves neither a process nor its socket's directory
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        shutil.rmtree(sockdir, ignore_errors=True)
+        raise
     return d
 
 
