@@ -11,6 +11,7 @@ import fcntl
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -55,6 +56,7 @@ def make_tenants(n: int) -> list[Tenant]:
     """``n`` fresh users (skips with the reason where users cannot be made or cannot run this Python)."""
     if os.geteuid() != 0 or shutil.which("useradd") is None or shutil.which("setpriv") is None:
         pytest.skip("tenant tests need root, useradd and setpriv to create and become other users")
+    _remove_stale_tenants()
     made: list[Tenant] = []
     for i in range(n):
         name = f"ag10u{os.getpid()}{chr(ord('a') + i)}"
@@ -69,6 +71,23 @@ def make_tenants(n: int) -> list[Tenant]:
         remove_tenants(made)
         pytest.skip(f"a test user cannot run this Python and checkout: {probe.stderr.strip()[-200:]}")
     return made
+
+
+def _remove_stale_tenants() -> None:
+    """Users of an earlier test run that was killed before its cleanup (``ag10u<pid><letter>``, that pid gone):
+    removed, so that a killed run's users do not pile up on the machine."""
+    stale = []
+    for pw in pwd.getpwall():
+        m = re.fullmatch(r"ag10u(\d+)[a-z]", pw.pw_name)
+        if m is None or int(m.group(1)) == os.getpid():
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+        except ProcessLookupError:
+            stale.append(Tenant(pw.pw_name, pw.pw_uid, pw.pw_gid))
+        except PermissionError:
+            pass  # that pid lives (another user's process): not ours to judge
+    remove_tenants(stale)
 
 
 def remove_tenants(tenants: list[Tenant]) -> None:
