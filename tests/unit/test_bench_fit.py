@@ -60,11 +60,8 @@ def test_the_count_is_shown_apart_in_the_figures_json_and_table() -> None:
 DOCS = ["NVIDIA__nv-ingest-71", "tobymao__sqlglot-4014", "getsentry__sentry-python-2148", "pre-commit__pre-commit-2524"]
 
 
-def test_the_docs_commands_traces_have_four_calls_over_1109_mib_alone() -> None:
-    """As ``agentcg bench`` plans them (--peak 1536M, --duration 15): sqlglot's calls 16, 21 and 29 (peaks 1011,
-    1394, 1160 MiB; its agent holds >= 137-141 MiB from their starts) and pre-commit's call 15 (1237 MiB + 135 MiB).
-    Pre-commit's call 20 (968 MiB + 136 MiB = 1105 MiB) misses the line by 4 MiB and is not counted (its shell and
-    the other agents are left out)."""
+def _docs_plans() -> list:
+    """The docs command's four plans, as ``agentcg bench`` makes them (--peak 1536M, --duration 15)."""
     root = haiku_traces()
     if root is None or not all((root / t).exists() for t in DOCS):
         pytest.skip("the paper's Haiku traces are not here (../shared/traces or $AGENTCG_TRACES)")
@@ -72,7 +69,15 @@ def test_the_docs_commands_traces_have_four_calls_over_1109_mib_alone() -> None:
 
     tasks = [src.load() for src in discover([str(root / t) for t in DOCS])]
     scale = (1536 * M) / max(max(t.samples.mem_bytes) for t in tasks)
-    plans = [plan(t, time_scale=max((t.samples.span_s or 15.0) / 15.0, 1e-3), memory_scale=scale) for t in tasks]
+    return [plan(t, time_scale=max((t.samples.span_s or 15.0) / 15.0, 1e-3), memory_scale=scale) for t in tasks]
+
+
+def test_the_docs_commands_traces_have_four_calls_over_1109_mib_alone() -> None:
+    """As ``agentcg bench`` plans them (--peak 1536M, --duration 15): sqlglot's calls 16, 21 and 29 (peaks 1011,
+    1394, 1160 MiB; its agent holds >= 137-141 MiB from their starts) and pre-commit's call 15 (1237 MiB + 135 MiB).
+    Pre-commit's call 20 (968 MiB + 136 MiB = 1105 MiB) misses the line by 4 MiB and is not counted (its shell and
+    the other agents are left out)."""
+    plans = _docs_plans()
     by_task = {p.task: over_budget_alone(p, 1109 * M) for p in plans}
     assert sorted(map(sorted, by_task.values())) == [[], [], [15], [16, 21, 29]]
     assert sum(map(len, by_task.values())) == 4
@@ -83,14 +88,7 @@ def test_the_docs_commands_traces_have_four_calls_over_1109_mib_alone() -> None:
 def test_the_docs_commands_traces_have_seven_calls_over_1109_mib_beside_the_four_agents() -> None:
     """docs/bench.md: the calls whose traced peak plus the four agents' least from their start (530-560 MiB) is
     over the budget: sqlglot's 9, 12, 16, 21, 29 and pre-commit's 15, 20; no high or normal call."""
-    root = haiku_traces()
-    if root is None or not all((root / t).exists() for t in DOCS):
-        pytest.skip("the paper's Haiku traces are not here (../shared/traces or $AGENTCG_TRACES)")
-    from agentcgroup.traces import discover
-
-    tasks = [src.load() for src in discover([str(root / t) for t in DOCS])]
-    scale = (1536 * M) / max(max(t.samples.mem_bytes) for t in tasks)
-    plans = [plan(t, time_scale=max((t.samples.span_s or 15.0) / 15.0, 1e-3), memory_scale=scale) for t in tasks]
+    plans = _docs_plans()
     over = {
         p.task.split("__")[0]: [
             c.index for c in p.calls if c.peak_bytes + sum(least_from(q.baseline, c.start) for q in plans) >= 1109 * M

@@ -4,21 +4,14 @@ that mostly waited dies before a frozen call of its priority that worked."""
 
 from __future__ import annotations
 
-from agentcgroup.controller.state import CallState
-from tests.unit.test_policies import FakeView
 from tests.unit.test_pressure_growth import mk, world
 
 MiB = 1 << 20
 TICK = 0.05
 
 
-def _stuck_at_cap(view: FakeView, big: CallState, small: CallState) -> None:
-    view.usage["l1"] = big.cap or 0
-    view.root_usage = 170 * MiB + view.usage["l1"] + view.usage["l2"]
-    assert view.root_usage >= 0.9 * 1000 * MiB  # the budget is full
-
-
-def test_a_call_at_its_cap_whose_cpu_grows_is_not_killed_once_flat_it_is() -> None:
+def _big_stuck_at_its_cap():  # type: ignore[no-untyped-def]
+    """A big old low call and a small one; the big one then at its cap, the budget full, no CPU used yet."""
     clock = [0.0]
     big, small = mk("l1", "low", clock, started=-30.0), mk("l2", "low", clock)
     _, view, enf, sim, rec = world([big, small], clock)
@@ -26,7 +19,14 @@ def test_a_call_at_its_cap_whose_cpu_grows_is_not_killed_once_flat_it_is() -> No
     view.root_usage = 850 * MiB
     view.cpu |= {"l1": 0, "l2": 0}
     enf.pressure()
-    _stuck_at_cap(view, big, small)
+    view.usage["l1"] = big.cap or 0
+    view.root_usage = 170 * MiB + view.usage["l1"] + view.usage["l2"]
+    assert view.root_usage >= 0.9 * 1000 * MiB  # the budget is full
+    return big, view, enf, sim, rec
+
+
+def test_a_call_at_its_cap_whose_cpu_grows_is_not_killed_once_flat_it_is() -> None:
+    big, view, enf, sim, rec = _big_stuck_at_its_cap()
     for _ in range(int(6.0 / TICK)):  # 6 s at its cap, computing at half a core: twice the stuck deadline
         view.cpu["l1"] += int(0.5 * TICK * 1e6)
         sim.advance(view.now + TICK, view)
@@ -47,14 +47,7 @@ def test_a_call_at_its_cap_whose_cpu_grows_is_not_killed_once_flat_it_is() -> No
 
 def test_a_slow_trickle_of_cpu_is_not_work() -> None:
     """Under ``WORKING`` (a tenth of a core): the kernel's reclaim at the cap, not progress; it is stuck."""
-    clock = [0.0]
-    big, small = mk("l1", "low", clock, started=-30.0), mk("l2", "low", clock)
-    _, view, enf, sim, rec = world([big, small], clock)
-    view.usage |= {"l1": 700 * MiB, "l2": 10 * MiB}
-    view.root_usage = 850 * MiB
-    view.cpu |= {"l1": 0, "l2": 0}
-    enf.pressure()
-    _stuck_at_cap(view, big, small)
+    big, view, enf, sim, rec = _big_stuck_at_its_cap()
     for _ in range(int(3.6 / TICK)):
         view.cpu["l1"] += int(0.05 * TICK * 1e6)
         sim.advance(view.now + TICK, view)
