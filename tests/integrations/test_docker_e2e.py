@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from agentcgroup.limits import Limits
@@ -90,6 +91,7 @@ def docker_host():
         yield client, host
     finally:
         subprocess.run([client, "rm", "-f", *_containers(client, env)], capture_output=True, env=env)
+        helpers = _children_pids(dockerd.pid)
         dockerd.send_signal(signal.SIGTERM)
         try:
             dockerd.wait(60)
@@ -99,6 +101,16 @@ def docker_host():
         log.close()
         subprocess.run(["umount", "-R", str(work / "data")], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
+        # a containerd that is slow to stop (a loaded machine) dumps its stacks into /tmp: not ours to leave
+        for pid in helpers:
+            Path(tempfile.gettempdir(), f"containerd.{pid}.stacks.log").unlink(missing_ok=True)
+
+
+def _children_pids(pid: int) -> list[int]:
+    try:
+        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []
 
 
 def _containers(client: str, env: dict) -> list[str]:
