@@ -259,8 +259,11 @@ class ToolCall:
             elif pool is not None:
                 # an empty leaf goes at once (an rmdir a hierarchy, ~0.05 ms each): finished leaves queued for
                 # the pool's thread piled up under load (hundreds, each holding ~10 fds that every exec of
-                # the process then closes); one the kernel does not let go at once is removed there
-                if not m.remove_if_empty(cg):
+                # the process then closes); one the kernel does not let go at once is removed there. But while
+                # that thread places a spare, the rmdir would wait for the kernel's cgroup lock (held through
+                # an RCU grace period after a quiet spell): then the leaf is that thread's to remove, a little
+                # later, and the outcome does not wait
+                if not pool.defer_reap(cg) and not m.remove_if_empty(cg):
                     pool.reap(cg)
             else:
                 m.destroy(cg)

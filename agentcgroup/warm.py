@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 log = lazy_logger("agentcgroup")
 
 DEBOUNCE_S = 0.005
+#: finished leaves of a pool waiting for the refiller at most (each holds a few fds until it is removed)
+MAX_DEFERRED = 8
 
 
 def new_call_id() -> str:
@@ -46,6 +48,9 @@ class _Refiller:
         self.cv = threading.Condition()
         self.pools: set[WarmPool] = set()
         self.thread: threading.Thread | None = None
+        #: making spares right now: a stub's move into its leaf may hold the kernel's cgroup lock through an RCU
+        #: grace period, and every mkdir or rmdir of any cgroup waits for it meanwhile
+        self.making = False
 
     def add(self, pool: WarmPool) -> None:
         with self.cv:
@@ -80,8 +85,12 @@ class _Refiller:
                     # only finished leaves to remove: let the caller of the call that just ended have the
                     # interpreter first (the GIL would make it wait for this thread's work)
                     self.cv.wait(DEBOUNCE_S)
-            for pool in spares:
-                pool.refill()
+            self.making = bool(spares)
+            try:
+                for pool in spares:
+                    pool.refill()
+            finally:
+                self.making = False
             for pool in reaps:
                 pool.reap_pending()
 
@@ -112,6 +121,19 @@ class WarmPool:
             item = self._ready.popleft() if self._ready else None
         _REFILLER.wake()
         return item
+
+    def defer_reap(self, cg: Cgroup) -> bool:
+        """Hand ``cg`` (a finished call's leaf) to the refiller if it is making a spare right now, so that the
+        call's outcome does not wait for the kernel's cgroup lock: after a quiet spell, a stub's move into its
+        leaf holds that lock through an RCU grace period (10-30 ms on a busy 2-CPU host), and an rmdir waits
+        all that time. True if taken (the refiller removes it right after the spare); at most
+        :data:`MAX_DEFERRED` wait per pool (past it, the caller removes the leaf itself)."""
+        with self._cv:
+            if self._closed or not _REFILLER.making or len(self._reap) >= MAX_DEFERRED:
+                return False
+            self._reap.append(cg)
+        _REFILLER.wake()
+        return True
 
     def reap(self, cg: Cgroup) -> None:
         """Remove ``cg`` (a finished, empty call leaf) in the background."""

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import AgentCgroupError
 from ..spawn import SpawnError
-from . import tenants
+from . import calltiming, tenants
 from .observe_ops import ObserveOps
 from .ops import ROOT, Ops, RunningCall
 from .policy import Caps, TooMany
@@ -66,6 +66,7 @@ class Connection(Ops, ObserveOps):
         self._deferred = False  # lines left for the loop's next turn
         self._backoff = 0.0
         self._armed = 0  # the events the loop watches for us
+        self.t_accepted = calltiming.now() if calltiming.ON else 0.0
 
     # --- events -----------------------------------------------------------------------------------------
     def rearm(self) -> None:

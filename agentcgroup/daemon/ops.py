@@ -15,7 +15,7 @@ from ..errors import AgentCgroupError, NotFound
 from ..limits import Limits
 from ..outcome import Outcome
 from ..spawn import DEVNULL, STDOUT
-from . import tenants
+from . import calltiming, tenants
 from .policy import Caps, check_cap, check_count, check_priority_cap
 from .protocol import VERSION, ProtocolError, Request, name_from, run_from, session_from
 
@@ -52,6 +52,7 @@ class RunningCall:
         self.on_disconnect = args["on_disconnect"]
         self.own_session: str | None = args.get("own_session_name")
         self.finished = False
+        self.marks: dict[str, float] | None = None  # calltiming's stamps (only when it is on)
 
     def finish(self) -> None:
         """On the loop, once: the outcome to the client (if it is still there), the counts released, a session
@@ -59,6 +60,8 @@ class RunningCall:
         if self.finished:
             return
         self.finished = True
+        if self.marks is not None:
+            self.marks["finish"] = calltiming.now()
         d = self.daemon
         d.calls.discard(self)
         d.calls_of[self.uid] -= 1
@@ -70,6 +73,8 @@ class RunningCall:
                 out = self.handle.wait(0)
                 assert out is not None
                 conn.send({"id": self.req_id, "ok": True, "outcome": outcome_dict(out, conn.ns)})
+                if self.marks is not None:
+                    self._write_marks(out)
                 out.stdout = out.stderr = None  # delivered: the outcomes kept for later need not hold it
             except BaseException as exc:  # the outcome could not be built: the client hears why
                 conn.send_error(self.req_id, exc)
@@ -78,6 +83,21 @@ class RunningCall:
         if self.own_session is not None:
             name, uid = self.own_session, self.uid
             d.submit(lambda: d.controller.close_session(name, uid=uid), _log_close(name), uid)
+
+    def _write_marks(self, out: Outcome) -> None:
+        """calltiming's record of this call (the reply is sent already: nothing here may fail it)."""
+        marks = self.marks
+        assert marks is not None
+        try:
+            marks["replied"] = calltiming.now()
+            call = getattr(getattr(self.handle, "_cs", None), "call", None)
+            if call is not None:
+                marks["spawn"] = call._t0
+                if call.proc is not None and call.proc.ended is not None:
+                    marks["reaped"] = call.proc.ended
+            calltiming.write({"call_id": self.handle.call_id, "uid": self.uid, "rc": out.returncode, **marks})
+        except Exception:
+            log.debug("event=call-timing-failed call=%s", self.handle.call_id, exc_info=True)
 
     def client_gone(self) -> None:
         self.conn = None
@@ -105,6 +125,7 @@ class Ops:
     gid: int
     ns: int
     caps: Caps
+    t_accepted: float
     busy: bool
     closed: bool
     call: RunningCall | None
@@ -223,6 +244,7 @@ class Ops:
         """Validate, check the caps, then admit and start on a worker; the outcome comes from the call's
         completion (:class:`RunningCall`). Owns ``fds`` from here: every path closes them."""
         d, uid, caps = self.daemon, self.uid, self.caps
+        marks = {"accepted": self.t_accepted, "read": calltiming.now()} if calltiming.ON else None
         try:
             a = run_from(req.body)
             wanted = sum(a["stdio"])
@@ -257,6 +279,8 @@ class Ops:
         conn = self
 
         def job() -> tuple[CallHandle, str | None]:
+            if marks is not None:
+                marks["job"] = calltiming.now()
             own = None
             try:
                 if a["own_session"]:
@@ -293,6 +317,8 @@ class Ops:
                     if own is not None:
                         ctl.close_session(own, uid=uid)
                     raise
+                if marks is not None:
+                    marks["spawned"] = calltiming.now()
                 return handle, own
             finally:
                 conn._close([fd for fd in stdio if fd is not None])  # the command has its own copies now
@@ -304,10 +330,15 @@ class Ops:
                 self.idle()
                 return
             handle, own = result
+            if marks is not None:
+                marks["then"] = calltiming.now()
             rc = RunningCall(
                 d, None if self.closed else cast("Connection", self), handle, req, {**a, "own_session_name": own}
             )
             d.calls.add(rc)
+            if marks is not None:
+                rc.marks = marks
+                handle.future.callbacks.append(lambda _out: marks.__setitem__("done", calltiming.now()))
             handle.future.callbacks.append(lambda _out: d.call_soon(rc.finish))
             if self.closed:  # the client left while its call was being started
                 rc.client_gone()

@@ -284,3 +284,46 @@ def test_one_thread_makes_every_sessions_spares(manager) -> None:
         for i in range(3):
             ctl.close_session(f"s{i}")
     wait_for(lambda: warm_threads() == 0, "the refilling thread gone with the last pool")
+
+
+def test_a_finished_leaf_waits_for_a_spare_being_placed_not_the_outcome(manager, monkeypatch, tmp_path) -> None:
+    """While the warm pool's thread moves a new spare's stub into its leaf (after a quiet spell that holds the
+    kernel's cgroup lock through an RCU grace period, and an rmdir meanwhile waits 10-30 ms), a call that ends
+    hands its empty leaf to that thread instead of removing it itself: the outcome comes at once, and the leaf
+    goes right after the spare is placed. (The placement is held here by the test, standing in for the grace
+    period.)"""
+    import threading
+
+    from agentcgroup import Controller, ControllerConfig
+    from agentcgroup.stub import Stub
+
+    gate, placing, release = threading.Event(), threading.Event(), threading.Event()
+    real_place = Stub.place
+
+    def held_place(self, fds):  # type: ignore[no-untyped-def]
+        if gate.is_set():
+            placing.set()
+            release.wait(30)
+        real_place(self, fds)
+
+    monkeypatch.setattr(Stub, "place", held_place)
+
+    def leaves() -> list[str]:
+        return manager.children(("s", "tools"))
+
+    go = tmp_path / "go"
+    with Controller(manager, config=ControllerConfig(warm=1)) as ctl:
+        try:
+            ctl.open_session("s")
+            wait_for(lambda: len(leaves()) == 1, "the session's first spare")
+            gate.set()
+            h = ctl.submit("s", ["sh", "-c", f"while [ ! -e {go} ]; do sleep 0.01; done"])
+            assert placing.wait(10 * SLOW), "the pool's thread did not start placing the next spare"
+            go.touch()
+            out = h.wait(10 * SLOW)
+            assert out is not None and out.exit_code == 0 and out.error is None, out
+            assert out.call_id in leaves(), "the leaf was removed on the outcome's path, under the placement"
+            release.set()
+            wait_for(lambda: out.call_id not in leaves(), "the finished leaf removed once the spare was placed")
+        finally:
+            release.set()
