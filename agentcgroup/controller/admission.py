@@ -11,7 +11,9 @@ was predicted and how long it waited.
 Under a host budget, a predicted call also leaves **headroom for the sessions of higher priority**: the largest
 peak predicted so far for one of their calls, less what they hold reserved now. Without it, a low-priority
 call admitted into the last free memory makes the high-priority session's next call wait for it to end (the
-queue orders who goes first, not who is already running)."""
+queue orders who goes first, not who is already running). The other way round, what **lower-priority** calls
+hold or reserved counts as room for a predicted call (the pressure policy makes them give way), and their end is
+not waited for."""
 
 from __future__ import annotations
 
@@ -129,7 +131,7 @@ class Admission:
         with self._cv:
             self._note_need(s, want)
             while True:
-                free = self._free_for(s) - self._headroom(s)
+                free = self._free_for(s, yielding=True) - self._headroom(s)
                 waited = time.monotonic() - t0
                 how = "it fit" if want <= free and not self._ahead(token) else None
                 if how is None and not self._others_running(s):
@@ -142,7 +144,7 @@ class Admission:
                 if not queued:
                     queued = True
                     self.waiting += 1
-                    self._enqueue(token, s, spec, lambda: want <= self._free_for(s) - self._headroom(s))
+                    self._enqueue(token, s, spec, lambda: want <= self._free_for(s, True) - self._headroom(s))
                 self._cv.wait(min(deadline - time.monotonic(), 0.5))
             if queued:
                 self.waiting -= 1
@@ -178,9 +180,10 @@ class Admission:
 
     def _others_running(self, s: SessionState) -> bool:
         """Whether a running (or admitted) call could free memory for ``s``: one of its own, or with a host
-        budget any."""
+        budget any of at least its priority (a lower-priority call's memory already counts as room for it:
+        :meth:`_free_for` ``yielding``)."""
         host = self.config.budget is not None
-        return any(cs.session is s or host for cs in self._calls()) or any(
+        return any(cs.session is s or (host and cs.rank >= s.rank) for cs in self._calls()) or any(
             k.startswith("pending-") for k in self._reserved
         )
 
@@ -219,20 +222,27 @@ class Admission:
                 return True
         return False
 
-    def _free_for(self, s: SessionState) -> int:
+    def _free_for(self, s: SessionState, yielding: bool = False) -> int:
         """What a new call may count on: each budget's room, less what admitted calls declared but have not
-        used yet (their usage is already in the budget's)."""
+        used yet (their usage is already in the budget's). ``yielding``: under the host budget, the memory of
+        running calls of lower priority than ``s``, and what they reserved, count as room too (they give way to it:
+        the pressure policy holds them, and kills one as the last resort), so that a higher-priority call never
+        queues behind them."""
         snap = self._snapshot()
         running = {cs.id: cs for cs in self._calls()}
         free = MAX_BYTES
         for scope, usage, budget, _ in snap.budgets():
             if scope not in ("", s.name):
                 continue
+            if yielding and scope == "":
+                usage -= sum(snap.stats(cs).memory_current or 0 for cs in running.values() if cs.rank < s.rank)
             owed = 0
             for key, decl in self._reserved.items():
                 cs = running.get(key)
                 if scope and cs is not None and cs.session is not s:
                     continue
+                if yielding and not scope and cs is not None and cs.rank < s.rank:
+                    continue  # what a lower-priority call reserved gives way too
                 used = (snap.stats(cs).memory_current or 0) if cs is not None else 0
                 owed += max(0, decl - used)
             free = min(free, int(budget * self.config.pressure_on) - usage - owed)

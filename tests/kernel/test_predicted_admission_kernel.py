@@ -5,6 +5,7 @@ kill, and runs when memory frees; with prediction off the same call starts at on
 from __future__ import annotations
 
 import sys
+import time
 
 import pytest
 
@@ -56,3 +57,37 @@ def test_without_prediction_the_same_call_starts_at_once(manager, tmp_path) -> N
         out2, out1 = second.wait(120 * SLOW), hold.wait(120 * SLOW)
         assert out1.exit_code == 0 and out2.exit_code == 0
         assert out2.queued_s == 0 and "queued" not in (out2.feedback or "")
+
+
+SMALL = 150
+# allocate SMALL MiB touching every page, hold it, exit
+SMALL_JOB = [
+    sys.executable,
+    "-c",
+    f"import time; b = bytearray({SMALL} << 20); b[::4096] = b'x' * len(b[::4096]); time.sleep({HOLD})",
+]
+
+
+def test_a_higher_priority_predicted_call_does_not_queue_behind_a_lower_ones_memory(manager, tmp_path) -> None:
+    """Under a host budget (360 MiB: 324 usable) a low call holds 150 MiB; a high session's call predicted at
+    ~190 MiB does not fit beside it, but the low call's memory gives way to it (the pressure policy holds the low
+    call): it starts at once. A low call in the same place, beside a high call's 150 MiB, waits for it to end.
+    (The learned arm of ``agentcg bench`` had its high session queued 12-17 s a run behind low calls.)"""
+    cfg = ControllerConfig(predict=True, budget=360 * MiB, admission_wait=60 * SLOW, warm=0, agent_memory_low=0)
+    with Controller(manager, config=cfg, state_dir=tmp_path) as ctl:
+        ctl.open_session("hi", priority="high")
+        ctl.open_session("lo", priority="low")
+        for s in ("lo", "hi"):  # each session's history: this job peaks at ~150 MiB
+            assert ctl.run(s, SMALL_JOB).exit_code == 0
+        low = ctl.submit("lo", SMALL_JOB)
+        time.sleep(0.5 * HOLD)  # it holds its 150 MiB
+        high = ctl.submit("hi", SMALL_JOB)
+        out_high, out_low = high.wait(120 * SLOW), low.wait(120 * SLOW)
+        assert out_high.exit_code == 0 and out_high.queued_s < 0.3 * HOLD, out_high
+        assert out_low.killed_by is None or out_low.killed_by == "policy", out_low  # never the kernel's choice
+        high = ctl.submit("hi", SMALL_JOB)
+        time.sleep(0.5 * HOLD)
+        low = ctl.submit("lo", SMALL_JOB)  # the high call's memory is not room for it: it waits
+        out_low, out_high = low.wait(120 * SLOW), high.wait(120 * SLOW)
+        assert out_high.exit_code == 0, out_high
+        assert out_low.exit_code == 0 and out_low.queued_s >= 0.2 * HOLD, out_low

@@ -200,7 +200,7 @@ def _two_sessions():
     usage = {"used": 300 * MiB}
     low = SimpleNamespace(name="low", budget=None, uid=0, rank=0, closing=False)
     high = SimpleNamespace(name="high", budget=None, uid=0, rank=2, closing=False)
-    running: list = [SimpleNamespace(id="c0", session=low)]
+    running: list = [SimpleNamespace(id="c0", session=low, rank=0)]
     cfg = ControllerConfig(admission_wait=30, budget=400 * MiB)  # 360 MiB usable
     snap = SimpleNamespace(
         budgets=lambda: [("", usage["used"], 400 * MiB, running)],
@@ -285,3 +285,48 @@ def test_a_lower_priority_predicted_call_leaves_headroom_for_a_higher_priority_s
     adm.release(token)
     usage["used"] = 360 * MiB - 2 * want + 10 * MiB
     assert adm.admit(high, CallSpec.of(["make"]))[0] == 0  # the highest priority keeps no headroom
+
+
+def test_a_predicted_call_counts_lower_priority_calls_memory_as_room_under_the_host_budget() -> None:
+    """A low call running holds 250 MiB of a 400 MiB budget (360 MiB usable, 300 MiB used): a high session's
+    predicted make (~100 MiB) does not fit beside it, but that memory gives way to it (the pressure policy holds
+    the low call): it starts at once. The low session's own next make does not count it (its own priority): it
+    waits. Without the rule the high call waited too (the learned arm's high session queued 12-17 s a run)."""
+    adm, low, high, usage = _two_sessions()
+    running = adm._calls()
+    running[0].rank = 0
+    adm._snapshot = lambda: SimpleNamespace(  # type: ignore[method-assign]
+        budgets=lambda: [("", usage["used"], 400 * MiB, running)],
+        stats=lambda cs: SimpleNamespace(memory_current=250 * MiB),
+    )
+    adm.predictor = ScopedPredictor(None)
+    for other in ("o1", "o2", "o3"):
+        adm.predictor.learn(outcome(other, ["make"], 90 * MiB))
+    want = adm.predictor.predict(CallSpec.of(["make"]), "high").memory
+    assert want is not None and 60 * MiB < want < 300 * MiB
+    queued, token = adm.admit(high, CallSpec.of(["make"]))
+    assert queued == 0
+    adm.release(token)
+    adm.config = ControllerConfig(admission_wait=0.3, budget=400 * MiB)
+    queued, token = adm.admit(low, CallSpec.of(["make"]))
+    assert queued >= 0.25  # the same memory is not room for a call of the low call's own priority
+    adm.release(token)
+
+
+def test_a_predicted_call_does_not_wait_for_lower_priority_calls_to_end() -> None:
+    """Predicted bigger than the budget, with only a low call running: nothing that could free memory *for it*
+    runs (the low call's memory already counts as its room), so the high call starts at once instead of waiting
+    out ``admission_wait``; a low call in its place waits (the low call's end is room for it)."""
+    adm, low, high, _usage = _two_sessions()
+    running = adm._calls()
+    running[0].rank = 0
+    adm.predictor = ScopedPredictor(None)
+    for other in ("o1", "o2", "o3"):
+        adm.predictor.learn(outcome(other, ["make"], 900 * MiB))  # over the 400 MiB budget
+    adm.config = ControllerConfig(admission_wait=0.5, budget=400 * MiB)
+    queued, token = adm.admit(high, CallSpec.of(["make"]))
+    assert queued == 0
+    adm.release(token)
+    queued, token = adm.admit(low, CallSpec.of(["make"]))
+    assert queued >= 0.4
+    adm.release(token)
