@@ -96,3 +96,21 @@ def test_the_docs_commands_traces_have_seven_calls_over_1109_mib_beside_the_four
         for p in plans
     }
     assert over == {"NVIDIA": [], "tobymao": [9, 12, 16, 21, 29], "getsentry": [], "pre-commit": [15, 20]}
+
+
+def test_the_least_budgets_with_at_most_two_calls_over_them() -> None:
+    """docs/bench.md (issue 11, fourth round): what the <= 2 kills goal would need from the budget. Alone beside its
+    own agent, at most 2 calls (sqlglot 21, pre-commit 15) are over it from 1302 MiB; beside the four agents, from
+    1721 MiB."""
+    plans = _docs_plans()
+
+    def alone(mib: int) -> int:
+        return sum(len(over_budget_alone(p, mib * M)) for p in plans)
+
+    def beside(mib: int) -> int:
+        agents = [lambda t, q=q: least_from(q.baseline, t) for q in plans]
+        return sum(1 for p in plans for c in p.calls if c.peak_bytes + sum(a(c.start) for a in agents) >= mib * M)
+
+    assert (alone(1301), alone(1302)) == (3, 2)
+    assert (beside(1720), beside(1721)) == (3, 2)
+    assert alone(1109) == 4 and beside(1109) == 7
