@@ -18,6 +18,8 @@ call's record and written over. Creating and unlinking two files per call cost t
 ext4 (inode allocation searching past the recently deleted ones: docs/performance.md). A reader that meets a
 file between its rename and its new text (an outcome's text under ``calls/``, a call's under ``outcomes/``)
 finds no field it needs there and skips it: an adopting controller treats such a call as unrecorded.
+A file is written over without ``O_TRUNC`` and then cut to its new length: on ext4, truncating a file to
+nothing makes its close start writeback (``auto_da_alloc``), which cost ~0.1 ms of CPU a write, two a call.
 """
 
 from __future__ import annotations
@@ -80,11 +82,14 @@ class StateDir:
                     os.rename(reuse, final)
                 except FileNotFoundError:
                     pass
-            fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
+            # no O_TRUNC: ext4 flushes a file truncated to nothing when it is closed (auto_da_alloc), ~0.1 ms of
+            # CPU a write; written over, then cut to its length (a crash between leaves a torn file: skipped)
+            fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
             try:
                 view = memoryview(text)
                 while view:
                     view = view[os.write(fd, view) :]
+                os.ftruncate(fd, len(text))
             finally:
                 os.close(fd)
         except OSError as exc:

@@ -182,3 +182,29 @@ def test_an_outcome_without_a_record_and_a_failed_write(tmp_path, monkeypatch) -
     with pytest.raises(persist.StateWriteError, match=r"calls/c1\.json: No space left"):
         sd.save_call("c1", {"session": "s"})
     assert not list((tmp_path / "state" / "calls").iterdir())
+
+
+def test_a_file_written_over_is_cut_to_its_new_text_without_o_trunc(tmp_path, monkeypatch) -> None:
+    """A reused file is written over and cut to the new text's length (no stale tail of the longer old text),
+    and never opened with O_TRUNC: on ext4 a file truncated to nothing starts writeback when it is closed."""
+    from agentcgroup.controller import persist
+
+    monkeypatch.setattr(persist, "KEEP_OUTCOME_FILES", 1)
+    flags: list[int] = []
+    real_open = persist.os.open
+
+    def spy(path, flag, *args):  # type: ignore[no-untyped-def]
+        flags.append(flag)
+        return real_open(path, flag, *args)
+
+    monkeypatch.setattr(persist.os, "open", spy)
+    sd = persist.StateDir(tmp_path / "state")
+    long_out = Outcome("s", "c00", "true " + "x" * 3000, ["true", "x" * 3000], "hybrid")
+    sd.save_call("c00", {"session": "s", "argv": ["x" * 3000]})
+    sd.save_outcome(0, long_out)
+    sd.save_call("c01", {"session": "s", "n": 1})
+    sd.save_outcome(0, Outcome("s", "c01", "true", ["true"], "hybrid", exit_code=1))
+    sd.save_call("c02", {"n": 2})  # the long outcome's file, reused for a short record
+    assert sd.calls() == {"c02": {"n": 2}}
+    assert (tmp_path / "state" / "calls" / "c02.json").read_bytes() == b'{"n":2}'
+    assert flags and not any(f & os.O_TRUNC for f in flags)
