@@ -2,31 +2,35 @@
 
 ``<state_dir>/sessions/<name>.json``  one per open session (owner, priority, limits, agent protection)
 ``<state_dir>/calls/<id>.json``       one per running call (session, argv, pid, start time, timeout, ...)
-``<state_dir>/outcomes/<id>.json``    the last outcomes, for clients that reconnect
+``<state_dir>/outcomes/log.jsonl``    the last outcomes, for clients that reconnect: one JSON line each
+                                      (``outcomes/log.1.jsonl``: the lines before, once the log filled up)
 ``<state_dir>/alive``                 touched every second while the controller runs (its mtime): a call a
                                       successor finds ended, ended after then (nothing else tells when)
 
 A session file is written whole (temp file + rename), so a crash leaves the old version or the new one. A call
-record and an outcome are files of their own that no earlier version exists of: they are written straight into
-place, and a crash mid-write leaves a torn file, which every reader skips (as it would find no file). A write
-that fails (a full or read-only state dir) leaves nothing behind and raises :class:`StateWriteError`: the
-controller then refuses the work it could not write down (a successor could not adopt it).
+record is a file of its own that no earlier version exists of: it is written straight into place, and a crash
+mid-write leaves a torn file, which every reader skips (as it would find no file). An outcome is one line
+appended to the log with one ``write``; a crash mid-line leaves a torn line, skipped (the next writer starts
+on a new line). A write that fails (a full or read-only state dir) leaves nothing behind and raises
+:class:`StateWriteError`: the controller then refuses the work it could not write down (a successor could not
+adopt it).
 
-Per call, no file is created or removed once the outcomes kept are at their count: a finished call's record
-is renamed to its outcome file and written over, and the oldest outcome past the count is renamed to the next
-call's record and written over. Creating and unlinking two files per call cost the daemon ~20 % of its CPU on
-ext4 (inode allocation searching past the recently deleted ones: docs/performance.md). A reader that meets a
-file between its rename and its new text (an outcome's text under ``calls/``, a call's under ``outcomes/``)
-finds no field it needs there and skips it: an adopting controller treats such a call as unrecorded.
+Per call, no file is created or removed once a call has ended: its record is renamed to a spare
+(``calls/<n>.spare``, which no reader takes for a record) and the next call's record is that file written over;
+the outcome is a line of the log, which is renamed to ``log.1.jsonl`` once it holds
+:data:`KEEP_OUTCOME_FILES` lines (the outcomes kept on disk: between that many and twice as many). Creating
+a file a call (a record, then an outcome file each) cost the daemon ~0.4 ms of CPU a call on ext4, where
+allocating an inode searches past every inode freed in the last minutes (docs/performance.md).
 A file is written over without ``O_TRUNC`` and then cut to its new length: on ext4, truncating a file to
-nothing makes its close start writeback (``auto_da_alloc``), which cost ~0.1 ms of CPU a write, two a call.
+nothing makes its close start writeback (``auto_da_alloc``), which cost ~0.1 ms of CPU a write.
+Outcome files of earlier versions (``outcomes/<id>.json``) are still read.
 """
 
 from __future__ import annotations
 
-import collections
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +38,11 @@ from ..cgroupfs import check_name
 from ..errors import AgentCgroupError
 from ..outcome import Outcome, outcome_from_dict
 
+#: outcomes a log holds before it becomes ``log.1.jsonl`` (the one before it goes)
 KEEP_OUTCOME_FILES = 1000
-#: outcome files written past KEEP_OUTCOME_FILES (none are while calls start: each takes the oldest for its
-#: record) before the oldest go, in one pass
-PRUNE_BATCH = 100
+LOG, OLD_LOG = "log.jsonl", "log.1.jsonl"
+#: finished records kept as spares for the next calls' records (past them, a record is removed)
+MAX_SPARES = 64
 
 
 class StateWriteError(AgentCgroupError):
@@ -48,10 +53,13 @@ class StateDir:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        #: the outcome files, oldest first (listed once, then kept)
-        self._outcome_order: collections.OrderedDict[str, None] | None = None
+        self._lines: int | None = None  # lines in the outcome log (counted once, then kept)
         for sub in ("sessions", "calls", "outcomes"):
             (self.path / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+        #: ended calls' record files, to be written over by the next calls' records
+        self._free = list((self.path / "calls").glob("*.spare"))
+        while len(self._free) > MAX_SPARES:
+            self._free.pop().unlink(missing_ok=True)
 
     def _write(self, kind: str, name: str, data: dict[str, Any]) -> None:
         check_name(name)
@@ -96,21 +104,10 @@ class StateDir:
             final.unlink(missing_ok=True)
             raise StateWriteError(f"cannot write {final}: {exc.strerror or exc} (is the state dir full?)") from None
 
-    def _order(self) -> collections.OrderedDict[str, None]:
-        """The outcome files, oldest first (under ``_lock``)."""
-        if self._outcome_order is None:
-            files = sorted((self.path / "outcomes").glob("*.json"), key=_mtime)
-            self._outcome_order = collections.OrderedDict((p.stem, None) for p in files)
-        return self._outcome_order
-
     def _spare(self) -> Path | None:
-        """The oldest outcome file past the KEEP_OUTCOME_FILES kept, taken out of them to be written over."""
+        """An ended call's record file, to be written over (None: there is none)."""
         with self._lock:
-            order = self._order()
-            if len(order) <= KEEP_OUTCOME_FILES:
-                return None
-            name, _ = order.popitem(last=False)
-        return self.path / "outcomes" / f"{name}.json"
+            return self._free.pop() if self._free else None
 
     def _remove(self, kind: str, name: str) -> None:
         try:
@@ -172,41 +169,102 @@ class StateDir:
 
     # outcomes
     def save_outcome(self, owner: int, out: Outcome) -> None:
-        """Write ``out`` down, over its call's record if there is one (the record goes: the call ended)."""
+        """Write ``out`` down (a line of the log); its call's record, if there is one, goes (kept as a spare)."""
         name = out.call_id
         check_name(name)
         record = self.path / "calls" / f"{name}.json"
-        try:
-            os.rename(record, self.path / "outcomes" / f"{name}.json")
-            reuse = None
-        except FileNotFoundError:  # not recorded (refused, or written down elsewhere): a spare, or a new file
-            reuse = self._spare()
-        except OSError:
-            record.unlink(missing_ok=True)
-            reuse = None
-        with self._lock:
-            self._order().pop(name, None)  # it is (or will be) the newest
-        self._put("outcomes", name, {"owner": owner, "outcome": out.to_dict()}, reuse)
-        with self._lock:
-            order = self._order()
-            order[name] = None
-            if len(order) <= KEEP_OUTCOME_FILES + PRUNE_BATCH:
-                return
-            old = [order.popitem(last=False)[0] for _ in range(len(order) - KEEP_OUTCOME_FILES)]
-        for stem in old:
-            (self.path / "outcomes" / f"{stem}.json").unlink(missing_ok=True)
-
-    def outcomes(self) -> list[tuple[int, Outcome]]:
         import json
 
-        found = []
-        for p in sorted((self.path / "outcomes").glob("*.json"), key=lambda p: p.stat().st_mtime):
+        line = json.dumps({"owner": owner, "ended": time.time(), "outcome": out.to_dict()}, separators=(",", ":"))
+        with self._lock:
+            spare = self.path / "calls" / f"{os.urandom(6).hex()}.spare"
             try:
-                data = json.loads(p.read_text())
-                found.append((int(data["owner"]), outcome_from_dict(data["outcome"])))
-            except (OSError, ValueError, KeyError, TypeError):
+                os.rename(record, spare)
+                if len(self._free) < MAX_SPARES:
+                    self._free.append(spare)
+                else:
+                    spare.unlink()
+            except FileNotFoundError:  # not recorded (refused, or written down elsewhere)
+                pass
+            except OSError:
+                record.unlink(missing_ok=True)
+            self._append((line + "\n").encode())
+
+    def _append(self, data: bytes) -> None:
+        """One line at the end of the log, in one write (under ``_lock``); the log becomes the old one when full."""
+        log = self.path / "outcomes" / LOG
+        try:
+            if self._lines is None:
+                self._lines = _count_lines(log)
+            elif self._lines >= KEEP_OUTCOME_FILES:
+                os.replace(log, self.path / "outcomes" / OLD_LOG)
+                self._lines = 0
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
+            try:
+                if self._lines < 0:  # a torn last line (a crash mid-write): this one starts afresh
+                    data = b"\n" + data
+                    self._lines = -self._lines
+                n = os.write(fd, data)
+                if n < len(data):  # a short write of a regular file: the disk is full
+                    os.ftruncate(fd, os.fstat(fd).st_size - n)
+                    raise OSError(28, "No space left on device")
+            finally:
+                os.close(fd)
+            self._lines += 1
+        except OSError as exc:
+            raise StateWriteError(f"cannot write {log}: {exc.strerror or exc} (is the state dir full?)") from None
+
+    def outcomes(self) -> list[tuple[int, Outcome]]:
+        """The outcomes written down, oldest first (the last of each call's)."""
+        found: dict[str, tuple[int, Outcome]] = {}
+        for rec, _ended in outcome_records(self.path):
+            try:
+                out = outcome_from_dict(rec["outcome"])
+                found.pop(out.call_id, None)
+                found[out.call_id] = (int(rec["owner"]), out)
+            except (ValueError, KeyError, TypeError):
                 continue
-        return found
+        return list(found.values())
+
+
+def _count_lines(log: Path) -> int:
+    """Lines in ``log`` (0 if there is none); negative: the last one is torn (no newline)."""
+    try:
+        data = log.read_bytes()
+    except FileNotFoundError:
+        return 0
+    n = data.count(b"\n")
+    return -(n + 1) if data and not data.endswith(b"\n") else n
+
+
+def outcome_records(state_dir: str | os.PathLike[str]) -> list[tuple[dict[str, Any], float]]:
+    """The outcome records of a state dir, oldest first, with when each was written down (wall clock): files of
+    earlier versions (their mtime), then the old log, then the log. Torn lines and files are skipped."""
+    import json
+
+    base = Path(state_dir, "outcomes")
+    found: list[tuple[dict[str, Any], float]] = []
+    for p in sorted(base.glob("*.json"), key=_mtime):
+        try:
+            rec = json.loads(p.read_text())
+            if isinstance(rec, dict):
+                found.append((rec, p.stat().st_mtime))
+        except (OSError, ValueError):
+            continue
+    for name in (OLD_LOG, LOG):
+        try:
+            with open(base / name, "rb") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            continue
+        for raw in lines:
+            try:
+                rec = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(rec, dict) and isinstance(rec.get("ended"), (int, float)):
+                found.append((rec, float(rec["ended"])))
+    return found
 
 
 def _mtime(p: Path) -> float:

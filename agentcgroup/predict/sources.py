@@ -13,7 +13,6 @@ count (the others run inside the agent's own process).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
@@ -176,12 +175,14 @@ def from_outcome(o: dict[str, Any], end: float) -> Observation | None:
 
 def from_outcomes(state_dir: str | os.PathLike[str]) -> list[Observation]:
     """The calls a daemon (or a controller with ``state_dir``) kept outcomes of, oldest first; an outcome's end
-    is its file's time. Torn or foreign files are skipped."""
+    is when it was written down. Torn or foreign records are skipped."""
+    from ..controller.persist import outcome_records
+
     out = []
-    for p in sorted(Path(state_dir, "outcomes").glob("*.json")):
+    for rec, ended in outcome_records(state_dir):
         try:
-            obs = from_outcome(json.loads(p.read_text())["outcome"], p.stat().st_mtime)
-        except (OSError, ValueError, KeyError, TypeError):
+            obs = from_outcome(rec["outcome"], ended)
+        except (ValueError, KeyError, TypeError):
             continue
         if obs is not None:
             out.append(obs)

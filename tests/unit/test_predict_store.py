@@ -87,6 +87,8 @@ def test_outcomes_of_a_state_dir(tmp_path) -> None:
     sd.save_outcome(0, out)
     sd.save_outcome(0, Outcome("s1", "c2", "big", ["big"], "hybrid", refused=True))
     (tmp_path / "outcomes" / "torn.json").write_text("{")
+    with open(tmp_path / "outcomes" / "log.jsonl", "a") as f:
+        f.write('{"owner":0,"ended":1.0,"outc\n')
     got = from_outcomes(tmp_path)
     assert len(got) == 1
     o = got[0]
@@ -125,45 +127,66 @@ def test_paper_format_calls() -> None:
     assert by_label["failed__task-4"].calls == []
 
 
-def test_outcome_files_are_pruned_in_batches_to_the_newest(tmp_path, monkeypatch) -> None:
+def test_the_outcome_log_keeps_the_newest_and_turns_over(tmp_path, monkeypatch) -> None:
+    """Outcomes are lines of a log that becomes the old log once it holds KEEP_OUTCOME_FILES: between that many
+    and twice as many are on disk, the newest, none skipped, and no other file is made."""
     from agentcgroup.controller import persist
 
     monkeypatch.setattr(persist, "KEEP_OUTCOME_FILES", 5)
-    monkeypatch.setattr(persist, "PRUNE_BATCH", 3)
     sd = persist.StateDir(tmp_path / "state")
-    for i in range(30):
+    for i in range(33):
         sd.save_outcome(0, Outcome("s1", f"c{i:02d}", "true", ["true"], "hybrid"))
-        n = len(list((tmp_path / "state" / "outcomes").iterdir()))
-        assert n <= 5 + 3, n
-    kept = sorted(o.call_id for _owner, o in sd.outcomes())
-    assert kept[-1] == "c29" and len(kept) >= 5
-    assert kept == [f"c{i:02d}" for i in range(30 - len(kept), 30)]  # the newest, none skipped
+        kept = [o.call_id for _owner, o in sd.outcomes()]
+        assert min(i + 1, 5) <= len(kept) <= 10, kept
+        assert kept == [f"c{j:02d}" for j in range(i + 1 - len(kept), i + 1)]  # the newest, in order
+    assert sorted(p.name for p in (tmp_path / "state" / "outcomes").iterdir()) == ["log.1.jsonl", "log.jsonl"]
+    again = persist.StateDir(tmp_path / "state")  # a successor counts the log's lines: it turns over alike
+    for i in range(33, 40):
+        again.save_outcome(0, Outcome("s1", f"c{i:02d}", "true", ["true"], "hybrid"))
+    kept = [o.call_id for _owner, o in again.outcomes()]
+    assert 5 <= len(kept) <= 10 and kept == [f"c{j:02d}" for j in range(40 - len(kept), 40)]
 
 
-def test_a_call_creates_and_removes_no_file_once_the_outcomes_are_kept(tmp_path, monkeypatch) -> None:
-    """Past the outcomes kept, a call's record is the oldest outcome's file written over, and its outcome is the
-    record's file written over: the same inodes go round, none is created or freed (ext4 pays for both), and
-    what the files say is what was written last."""
+def test_a_call_creates_and_removes_no_file_after_the_first(tmp_path, monkeypatch) -> None:
+    """An ended call's record becomes a spare (no reader takes it for a record) and the next call's record is that
+    file written over; the outcome is a line of the log: the same inode goes round, none is created or freed
+    (ext4 pays for both), and what the files say is what was written last."""
     from agentcgroup.controller import persist
 
     monkeypatch.setattr(persist, "KEEP_OUTCOME_FILES", 3)
     sd = persist.StateDir(tmp_path / "state")
     outs, calls = tmp_path / "state" / "outcomes", tmp_path / "state" / "calls"
-    for i in range(4):
+    sd.save_call("c00", {"session": "s", "argv": ["a long command line"] * 20})
+    ino = (calls / "c00.json").stat().st_ino
+    sd.save_outcome(0, Outcome("s", "c00", "true", ["true"], "hybrid", exit_code=0))
+    assert sd.calls() == {} and [p.stat().st_ino for p in calls.iterdir()] == [ino]
+    for i in range(1, 12):
         sd.save_call(f"c{i:02d}", {"session": "s", "n": i})
+        assert [p.name for p in calls.iterdir()] == [f"c{i:02d}.json"]
+        assert (calls / f"c{i:02d}.json").stat().st_ino == ino
+        assert sd.calls() == {f"c{i:02d}": {"session": "s", "n": i}}  # cut to the new text: no stale tail
         sd.save_outcome(0, Outcome("s", f"c{i:02d}", "true", ["true"], "hybrid", exit_code=i))
-    inodes = {p.stat().st_ino for p in outs.iterdir()}
-    assert len(inodes) == 4 and not list(calls.iterdir())
-    for i in range(4, 12):
-        oldest = min(outs.iterdir(), key=lambda p: p.name)
-        ino = oldest.stat().st_ino
-        sd.save_call(f"c{i:02d}", {"session": "s", "n": i})
-        assert not oldest.exists() and (calls / f"c{i:02d}.json").stat().st_ino == ino
-        assert sd.calls() == {f"c{i:02d}": {"session": "s", "n": i}}
-        sd.save_outcome(0, Outcome("s", f"c{i:02d}", "true", ["true"], "hybrid", exit_code=i))
-        assert not list(calls.iterdir()) and (outs / f"c{i:02d}.json").stat().st_ino == ino
-        assert {p.stat().st_ino for p in outs.iterdir()} == inodes
-    assert [(o.call_id, o.exit_code) for _owner, o in sd.outcomes()] == [(f"c{i:02d}", i) for i in range(8, 12)]
+        assert sd.calls() == {} and [p.stat().st_ino for p in calls.iterdir()] == [ino]
+        assert {p.name for p in outs.iterdir()} <= {"log.jsonl", "log.1.jsonl"}
+    assert [(o.call_id, o.exit_code) for _owner, o in sd.outcomes()][-3:] == [(f"c{i:02d}", i) for i in range(9, 12)]
+    assert persist.StateDir(tmp_path / "state")._spare() == calls / next(calls.iterdir()).name  # a successor's
+
+
+def test_a_torn_log_line_is_skipped_and_the_next_starts_afresh(tmp_path) -> None:
+    """A crash mid-append leaves a torn last line: readers skip it, and the next outcome starts a line of its
+    own (not glued to the torn one). Outcome files of earlier versions are still read, first."""
+    from agentcgroup.controller import persist
+
+    sd = persist.StateDir(tmp_path)
+    sd.save_outcome(0, Outcome("s", "c1", "true", ["true"], "hybrid", exit_code=1))
+    with open(tmp_path / "outcomes" / "log.jsonl", "a") as f:
+        f.write('{"owner":0,"ended":1.0,"outcome":{"sess')
+    (tmp_path / "outcomes" / "c0.json").write_text(
+        '{"owner":0,"outcome":' + __import__("json").dumps(Outcome("s", "c0", "t", ["t"], "hybrid").to_dict()) + "}"
+    )
+    again = persist.StateDir(tmp_path)
+    again.save_outcome(7, Outcome("s", "c2", "true", ["true"], "hybrid", exit_code=2))
+    assert [(owner, o.call_id) for owner, o in again.outcomes()] == [(0, "c0"), (0, "c1"), (7, "c2")]
 
 
 def test_an_outcome_without_a_record_and_a_failed_write(tmp_path, monkeypatch) -> None:
@@ -189,7 +212,6 @@ def test_a_file_written_over_is_cut_to_its_new_text_without_o_trunc(tmp_path, mo
     and never opened with O_TRUNC: on ext4 a file truncated to nothing starts writeback when it is closed."""
     from agentcgroup.controller import persist
 
-    monkeypatch.setattr(persist, "KEEP_OUTCOME_FILES", 1)
     flags: list[int] = []
     real_open = persist.os.open
 
@@ -199,12 +221,9 @@ def test_a_file_written_over_is_cut_to_its_new_text_without_o_trunc(tmp_path, mo
 
     monkeypatch.setattr(persist.os, "open", spy)
     sd = persist.StateDir(tmp_path / "state")
-    long_out = Outcome("s", "c00", "true " + "x" * 3000, ["true", "x" * 3000], "hybrid")
     sd.save_call("c00", {"session": "s", "argv": ["x" * 3000]})
-    sd.save_outcome(0, long_out)
-    sd.save_call("c01", {"session": "s", "n": 1})
-    sd.save_outcome(0, Outcome("s", "c01", "true", ["true"], "hybrid", exit_code=1))
-    sd.save_call("c02", {"n": 2})  # the long outcome's file, reused for a short record
-    assert sd.calls() == {"c02": {"n": 2}}
-    assert (tmp_path / "state" / "calls" / "c02.json").read_bytes() == b'{"n":2}'
+    sd.save_outcome(0, Outcome("s", "c00", "true", ["true"], "hybrid"))
+    sd.save_call("c01", {"n": 1})  # the long record's file, reused for a short one
+    assert sd.calls() == {"c01": {"n": 1}}
+    assert (tmp_path / "state" / "calls" / "c01.json").read_bytes() == b'{"n":1}'
     assert flags and not any(f & os.O_TRUNC for f in flags)
