@@ -47,6 +47,7 @@ class Loop:
         self._timers: list[tuple[float, int, Timer]] = []
         self._seq = itertools.count()
         self._soon: deque[Callable[[], Any]] = deque()
+        self._woken = False  # the wake-up fd was written since the loop last looked at _soon
         self._wake = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self._ep.register(self._wake, READ)
         self._stopping = False
@@ -74,8 +75,13 @@ class Loop:
 
     # --- from any thread ------------------------------------------------------------------------------
     def call_soon_threadsafe(self, callback: Callable[[], Any]) -> None:
+        """Run ``callback`` on the loop's next turn. The wake-up fd is written once until the loop takes the
+        callbacks handed over (a write, a wake-up and a GIL hand-off less for each one after the first): the
+        loop clears the flag before it looks at them, so a callback appended after that writes again."""
         self._soon.append(callback)
-        os.eventfd_write(self._wake, 1)
+        if not self._woken:
+            self._woken = True
+            os.eventfd_write(self._wake, 1)
 
     def in_loop(self) -> bool:
         return self.thread is threading.current_thread()
@@ -108,16 +114,20 @@ class Loop:
         if max_wait is not None:
             timeout = min(timeout, max_wait)
         events = self._ep.poll(timeout)
+        # the wake-up fd read first, then the flag cleared, then _soon looked at: a callback appended after the
+        # clear writes again (the next poll wakes); one whose write the read took is run in this turn
+        if any(fd == self._wake for fd, _ in events):
+            try:
+                os.eventfd_read(self._wake)
+            except BlockingIOError:
+                pass
+        self._woken = False
         # what other threads handed over first (a worker's result, a call's completion): it finishes work
         # already under way, which should not wait behind this turn's new input (a flood of it, in a daemon)
         for _ in range(len(self._soon)):
             self._guard(self._soon.popleft())
         for fd, ev in events:
             if fd == self._wake:
-                try:
-                    os.eventfd_read(self._wake)
-                except BlockingIOError:
-                    pass
                 continue
             handler = self._handlers.get(fd)
             if handler is not None:
