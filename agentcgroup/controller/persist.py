@@ -16,7 +16,8 @@ on a new line). A write that fails (a full or read-only state dir) leaves nothin
 adopt it).
 
 Per call, no file is created or removed once a call has ended: its record is renamed to a spare
-(``calls/<n>.spare``, which no reader takes for a record) and the next call's record is that file written over;
+(``calls/<x>.spare``, which no reader takes for a record) and the next call's record is that file written over
+(a closed session's file, too, becomes a spare, and the next session file is a spare written over);
 the outcome is a line of the log, which is renamed to ``log.1.jsonl`` once it holds
 :data:`KEEP_OUTCOME_FILES` lines (the outcomes kept on disk: between that many and twice as many). Creating
 a file a call (a record, then an outcome file each) cost the daemon ~0.4 ms of CPU a call on ext4, where
@@ -62,19 +63,38 @@ class StateDir:
             self._free.pop().unlink(missing_ok=True)
 
     def _write(self, kind: str, name: str, data: dict[str, Any]) -> None:
+        """Write ``data`` whole: a temp file (a spare written over, if there is one), then renamed into place."""
         check_name(name)
         final = self.path / kind / f"{name}.json"
         tmp = final.with_suffix(".tmp")
         import json  # here, not at the top: an embedded agentcg run imports this module but has no state dir
 
+        text = json.dumps(data, separators=(",", ":")).encode()  # one shot: json.dump encodes in pure Python
+        spare = self._spare()
         try:
-            text = json.dumps(data, separators=(",", ":"))  # one shot: json.dump would encode in pure Python
-            with open(tmp, "w") as f:
-                f.write(text)
+            if spare is not None:
+                try:
+                    os.rename(spare, tmp)
+                except FileNotFoundError:
+                    pass
+            self._write_over(tmp, text)
             os.replace(tmp, final)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise StateWriteError(f"cannot write {final}: {exc.strerror or exc} (is the state dir full?)") from None
+
+    @staticmethod
+    def _write_over(path: Path, text: bytes) -> None:
+        # no O_TRUNC: ext4 flushes a file truncated to nothing when it is closed (auto_da_alloc), ~0.1 ms of
+        # CPU a write; written over, then cut to its length (a crash between leaves a torn file: skipped)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
+        try:
+            view = memoryview(text)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.ftruncate(fd, len(text))
+        finally:
+            os.close(fd)
 
     def _put(self, kind: str, name: str, data: dict[str, Any], reuse: Path | None) -> None:
         """Write ``data`` as ``<kind>/<name>.json`` in place; ``reuse``, a file nobody needs any more, is renamed to
@@ -90,16 +110,7 @@ class StateDir:
                     os.rename(reuse, final)
                 except FileNotFoundError:
                     pass
-            # no O_TRUNC: ext4 flushes a file truncated to nothing when it is closed (auto_da_alloc), ~0.1 ms of
-            # CPU a write; written over, then cut to its length (a crash between leaves a torn file: skipped)
-            fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
-            try:
-                view = memoryview(text)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.ftruncate(fd, len(text))
-            finally:
-                os.close(fd)
+            self._write_over(final, text)
         except OSError as exc:
             final.unlink(missing_ok=True)
             raise StateWriteError(f"cannot write {final}: {exc.strerror or exc} (is the state dir full?)") from None
@@ -152,7 +163,23 @@ class StateDir:
         self._write("sessions", name, data)
 
     def drop_session(self, name: str) -> None:
-        self._remove("sessions", name)
+        """The session's file goes (kept as a spare for the next file written: a session opened for one call,
+        as ``agentcg run`` through the daemon does, creates and frees no inode)."""
+        self._retire(self.path / "sessions" / f"{name}.json")
+
+    def _retire(self, path: Path) -> None:
+        """Rename ``path`` (a file nobody reads any more) to a spare; past MAX_SPARES, remove it."""
+        spare = self.path / "calls" / f"{os.urandom(6).hex()}.spare"
+        with self._lock:
+            keep = len(self._free) < MAX_SPARES
+            try:
+                if keep:
+                    os.rename(path, spare)
+                    self._free.append(spare)
+                else:
+                    path.unlink()
+            except FileNotFoundError:
+                pass
 
     def sessions(self) -> dict[str, dict[str, Any]]:
         return self._load("sessions")

@@ -227,3 +227,30 @@ def test_a_file_written_over_is_cut_to_its_new_text_without_o_trunc(tmp_path, mo
     assert sd.calls() == {"c01": {"n": 1}}
     assert (tmp_path / "state" / "calls" / "c01.json").read_bytes() == b'{"n":1}'
     assert flags and not any(f & os.O_TRUNC for f in flags)
+
+
+def test_a_session_opened_for_one_call_creates_and_frees_no_inode(tmp_path) -> None:
+    """What `agentcg run` through the daemon does a call: a session file written, a call recorded and ended, the
+    session file dropped. After the first round the same two inodes go round (spares written over), and the
+    files read back are what was written last."""
+    from agentcgroup.controller import persist
+
+    sd = persist.StateDir(tmp_path)
+
+    def inodes() -> set[int]:
+        return {p.stat().st_ino for sub in ("sessions", "calls") for p in (tmp_path / sub).iterdir()}
+
+    def one_call(i: int) -> None:
+        sd.save_session(f"run{i}", {"uid": 0, "priority": "normal", "limits": {"memory_max": i}})
+        assert sd.sessions() == {f"run{i}": {"uid": 0, "priority": "normal", "limits": {"memory_max": i}}}
+        sd.save_call(f"c{i:02d}", {"session": f"run{i}"})
+        sd.save_outcome(0, Outcome(f"run{i}", f"c{i:02d}", "true", ["true"], "hybrid"))
+        sd.drop_session(f"run{i}")
+        assert sd.sessions() == {} and sd.calls() == {}
+
+    one_call(0)
+    first = inodes()
+    assert len(first) == 2
+    for i in range(1, 6):
+        one_call(i)
+        assert inodes() == first
