@@ -296,6 +296,7 @@ def test_a_finished_leaf_waits_for_a_spare_being_placed_not_the_outcome(manager,
 
     from agentcgroup import Controller, ControllerConfig
     from agentcgroup.stub import Stub
+    from agentcgroup.warm import WarmPool
 
     gate, placing, release = threading.Event(), threading.Event(), threading.Event()
     real_place = Stub.place
@@ -307,6 +308,16 @@ def test_a_finished_leaf_waits_for_a_spare_being_placed_not_the_outcome(manager,
         real_place(self, fds)
 
     monkeypatch.setattr(Stub, "place", held_place)
+    # the first spare is the call's only once it is ready (placed and in the pool), not when its leaf appears:
+    # a call that comes earlier makes a leaf of its own, and no second spare is placed for the test to hold
+    refilled = threading.Event()
+    real_refill = WarmPool.refill
+
+    def refill(self):  # type: ignore[no-untyped-def]
+        real_refill(self)
+        refilled.set()
+
+    monkeypatch.setattr(WarmPool, "refill", refill)
 
     def leaves() -> list[str]:
         return manager.children(("s", "tools"))
@@ -315,7 +326,8 @@ def test_a_finished_leaf_waits_for_a_spare_being_placed_not_the_outcome(manager,
     with Controller(manager, config=ControllerConfig(warm=1)) as ctl:
         try:
             ctl.open_session("s")
-            wait_for(lambda: len(leaves()) == 1, "the session's first spare")
+            assert refilled.wait(10 * SLOW), "the session's first spare was not made"
+            assert len(leaves()) == 1, leaves()
             gate.set()
             h = ctl.submit("s", ["sh", "-c", f"while [ ! -e {go} ]; do sleep 0.01; done"])
             assert placing.wait(10 * SLOW), "the pool's thread did not start placing the next spare"
