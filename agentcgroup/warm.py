@@ -19,6 +19,7 @@ from ._lazy import lazy_logger
 from .backends.base import Cgroup, Manager
 from .errors import AgentCgroupError
 from .spawn import STUBS
+from .threadnice import at_base
 
 if TYPE_CHECKING:
     from .stub import Stub  # imported when a spare is made: a one-call process (warm=0) never needs it
@@ -70,6 +71,7 @@ class _Refiller:
             self.cv.notify()
 
     def _loop(self) -> None:
+        at_base()  # it forks the stubs that calls' commands are exec'ed from: never at a raised priority
         while True:
             with self.cv:
                 while True:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
 import sys
+import threading
 
 import click
 
+from .. import threadnice
 from ..controller.config import ControllerConfig
 from ..controller.core import Controller
 from ..daemon.client import default_socket
@@ -17,6 +20,9 @@ from ..daemon.server import Daemon
 from ..errors import AgentCgroupError, InvalidValue
 from .errors import RUNNER_FAILED, fail
 from .observing import Observing
+
+#: the control threads' nice value by default, for a root daemon (an unprivileged one may not lower it)
+CONTROL_NICE = -5
 
 
 @click.command()
@@ -80,6 +86,14 @@ from .observing import Observing
 @click.option("--tenant-max-calls", metavar="N", help="Calls a non-root uid may run at once (32).")
 @click.option("--tenant-max-connections", metavar="N", help="Connections a non-root uid may hold open (64).")
 @click.option("--tenant-max-priority", metavar="P", help="Highest priority a non-root uid may ask for (normal).")
+@click.option(
+    "--control-nice",
+    metavar="N",
+    envvar="AGENTCG_CONTROL_NICE",
+    help=f"Nice value of the daemon's event loop and controller loop threads, ahead of the tools (they keep the "
+    f"daemon's own). Default {CONTROL_NICE} when run as root, else unchanged; the daemon's own value (0): off. "
+    "Also $AGENTCG_CONTROL_NICE.",
+)
 def daemon(
     socket_path: str | None,
     budget: str | None,
@@ -104,6 +118,7 @@ def daemon(
     tenant_max_calls: str | None,
     tenant_max_connections: str | None,
     tenant_max_priority: str | None,
+    control_nice: str | None,
 ) -> None:
     """Serve agent sessions on a Unix socket (sessions belong to the uid that opens them; root administers
     all). Killed with SIGKILL and restarted with the same --state-dir, it adopts the calls it left running."""
@@ -135,6 +150,7 @@ def daemon(
         if root is not None:
             check_name(root, "root")
         observing = Observing.parse(metrics_at, events_file, events_max_size)
+        nice = None if control_nice is None else threadnice.parse(control_nice)
     except (InvalidValue, ValueError) as exc:
         fail(str(exc))
     try:
@@ -165,6 +181,7 @@ def daemon(
     # (it stopped every thread for ~15 ms under hostile load) walks only what serving makes
     gc.collect()
     gc.freeze()
+    _raise_control_threads(ctl, nice)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
@@ -174,3 +191,21 @@ def daemon(
         observing.stop_metrics()
         ctl.close(keep_calls=keep_calls)
         observing.close()  # the event log last: it records the sessions closing
+
+
+def _raise_control_threads(ctl: Controller, nice: int | None) -> None:
+    """This thread (the event loop's) and the controller's loop at ``nice`` (None: the default; see
+    :mod:`agentcgroup.threadnice`). Refused (no CAP_SYS_NICE): a warning, and the daemon serves on as it is."""
+    if nice is None:
+        if os.geteuid() != 0:
+            return
+        nice = CONTROL_NICE
+    loop_thread = ctl.loop.thread
+    tids = [threading.get_native_id()] + ([loop_thread.native_id] if loop_thread and loop_thread.native_id else [])
+    if nice == os.getpriority(os.PRIO_PROCESS, 0):
+        return
+    try:
+        for tid in tids:
+            threadnice.raise_thread(tid, nice)
+    except OSError as exc:
+        logging.getLogger("agentcgroup").warning("event=control-nice-refused nice=%d error=%r", nice, str(exc))

@@ -27,6 +27,7 @@ from ..predict.calibrate import MAX_CALLS, RECALIBRATE_EVERY
 from ..predict.history import History, Observation
 from ..predict.rule import DEFAULT_RULE, Prediction, Rule, predicted_intent
 from ..predict.sources import from_outcome
+from ..threadnice import at_base
 
 if TYPE_CHECKING:
     from ..predict.store import HistoryStore
@@ -117,6 +118,7 @@ class Predictor:
                 log.warning("event=history-not-saved call=%s error=%r", out.call_id, str(exc))
 
     def _recalibrate(self, observations: list[Observation]) -> None:
+        at_base()  # started from the controller's loop, which may run at a raised priority
         try:
             rule = self._base_rule.calibrated(observations)
         except Exception:  # a bad observation costs a calibration, never the controller

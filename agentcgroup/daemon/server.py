@@ -34,6 +34,7 @@ from ..controller.core import Controller
 from ..controller.loop import Loop
 from ..errors import AgentCgroupError
 from ..observe.eventlog import EventLog
+from ..threadnice import at_base
 from .closer import Closer
 from .connection import Connection
 from .observe_ops import Followers
@@ -125,7 +126,9 @@ class Daemon:
             self.sock.close()
             raise
         self.loop = Loop()
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="agentcg-op")
+        self.pool = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="agentcg-op", initializer=at_base
+        )  # made on demand by the loop's thread, which may run at a raised priority: tools start from workers
         self.conns: dict[int, Connection] = {}
         self.conns_of: collections.Counter[int] = collections.Counter()
         self.calls: set[RunningCall] = set()
