@@ -81,3 +81,31 @@ def test_at_base_does_nothing_when_nothing_was_raised(monkeypatch) -> None:
     th.start()
     th.join()
     assert seen == [before + 1]
+
+
+class _Ctl:
+    class loop:  # the controller's loop, as far as the daemon's command looks at it
+        thread = threading.current_thread()
+
+
+def test_the_default_raises_only_a_root_daemon_and_a_refusal_is_logged(monkeypatch, caplog) -> None:
+    from agentcgroup.cli import daemon_cmd
+
+    raised: list[tuple[int, int]] = []
+    monkeypatch.setattr(threadnice, "raise_thread", lambda tid, nice: raised.append((tid, nice)))
+    monkeypatch.setattr(daemon_cmd.os, "geteuid", lambda: 1000)
+    daemon_cmd._raise_control_threads(_Ctl(), None)  # type: ignore[arg-type]
+    assert raised == []  # an unprivileged daemon could not lower it: left as it is
+    monkeypatch.setattr(daemon_cmd.os, "geteuid", lambda: 0)
+    daemon_cmd._raise_control_threads(_Ctl(), None)  # type: ignore[arg-type]
+    assert [n for _, n in raised] == [daemon_cmd.CONTROL_NICE] * 2
+    raised.clear()
+    daemon_cmd._raise_control_threads(_Ctl(), os.getpriority(os.PRIO_PROCESS, 0))  # type: ignore[arg-type]
+    assert raised == []  # its own value: off
+
+    def refuse(tid: int, nice: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(threadnice, "raise_thread", refuse)
+    daemon_cmd._raise_control_threads(_Ctl(), -3)  # type: ignore[arg-type]
+    assert "event=control-nice-refused nice=-3" in caplog.text
