@@ -25,6 +25,21 @@ from ._watch import TreeWatch
 from .base import Cgroup, Manager
 
 
+class _Dirs(dict[str, Dir]):
+    """A cgroup's directory in each hierarchy (role). A role it is no longer in (the leaf is being removed, one
+    rmdir a role, while another thread reads its figures) is :class:`NotFound`, as its files would be, and
+    callers that take a gone cgroup's figures as empty do so; a bare ``KeyError`` escaped them."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    def __missing__(self, role: str) -> Dir:
+        raise NotFound(f"cgroup {self.name} is no longer in the {role} hierarchy (removed)", self.name)
+
+
 class TreeManager(TreeWatch, Manager):
     #: roles every cgroup is created in; subclasses fill it
     always_roles: tuple[str, ...] = ()
@@ -76,7 +91,8 @@ class TreeManager(TreeWatch, Manager):
         with self._lock:
             cg = self._cache.get(())
             if cg is None:
-                dirs = {role: self._root(role) for role in self.always_roles}
+                dirs = _Dirs("/")
+                dirs.update((role, self._root(role)) for role in self.always_roles)
                 cg = Cgroup((), None, Limits(), {"dirs": dirs, "root": True})
                 self._cache[()] = cg
             return cg
@@ -129,7 +145,7 @@ class TreeManager(TreeWatch, Manager):
         roles = [r for r in roles if r in self._bases]
         name = path[-1]
         made: list[tuple[Dir, str]] = []
-        dirs: dict[str, Dir] = {}
+        dirs = _Dirs("/".join(path))
         cg = Cgroup(path, parent, Limits(), {"dirs": dirs})
         try:
             for role in roles:
@@ -218,7 +234,7 @@ class TreeManager(TreeWatch, Manager):
 
     def _open(self, path: tuple[str, ...]) -> Cgroup:
         parent = self.open(path[:-1]) if len(path) > 1 else None
-        dirs: dict[str, Dir] = {}
+        dirs = _Dirs("/".join(path))
         for role in self._bases:
             pdir = self._dir_of(parent, role)
             if pdir is None:
