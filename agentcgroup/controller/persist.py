@@ -70,14 +70,8 @@ class StateDir:
         import json  # here, not at the top: an embedded agentcg run imports this module but has no state dir
 
         text = json.dumps(data, separators=(",", ":")).encode()  # one shot: json.dump encodes in pure Python
-        spare = self._spare()
+        self._write_at(tmp, text, self._spare(), final)
         try:
-            if spare is not None:
-                try:
-                    os.rename(spare, tmp)
-                except FileNotFoundError:
-                    pass
-            self._write_over(tmp, text)
             os.replace(tmp, final)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
@@ -103,16 +97,20 @@ class StateDir:
         final = self.path / kind / f"{name}.json"
         import json
 
-        text = json.dumps(data, separators=(",", ":")).encode()
+        self._write_at(final, json.dumps(data, separators=(",", ":")).encode(), reuse, final)
+
+    def _write_at(self, path: Path, text: bytes, reuse: Path | None, final: Path) -> None:
+        """``text`` as ``path``'s whole content, ``reuse`` (a file nobody needs) renamed to it first if given;
+        on failure ``path`` is removed and the error names ``final``, the file being written."""
         try:
             if reuse is not None:
                 try:
-                    os.rename(reuse, final)
+                    os.rename(reuse, path)
                 except FileNotFoundError:
                     pass
-            self._write_over(final, text)
+            self._write_over(path, text)
         except OSError as exc:
-            final.unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
             raise StateWriteError(f"cannot write {final}: {exc.strerror or exc} (is the state dir full?)") from None
 
     def _spare(self) -> Path | None:
