@@ -205,32 +205,38 @@ def test_a_killed_tree_gives_its_memory_back_at_once(manager) -> None:
     """process_mrelease after the kill: refused for a live process, done for a killed one that has not yet had
     the CPU to exit, the case it exists for (a low-priority victim held by its CPU quota). Without the quota the
     victim may reach its exit before the call (seen in a 1-CPU emulated guest), and the test would measure a race.
+    Even with it, the kill can land in the victim's 1 % of running time or just before its quota's refill, and the
+    victim exits first (seen once in 300-odd CI runs): so up to 5 victims, and at least one must be released.
     """
     from agentcgroup.reap import release_memory
 
     if not hasattr(os, "pidfd_open"):
         pytest.skip("no pidfd_open on this Python")
-    cg = manager.create(("s", "tools", "reap"))
+    code = "b = bytearray(200 << 20); print(1, flush=True)\nwhile True: pass"
+    tries: list[int] = []
     try:
-        code = "b = bytearray(200 << 20); print(1, flush=True)\nwhile True: pass"
-        proc = manager.spawn(cg, [PY, "-c", code], stdout=-1)
-        assert proc.stdout.readline() == b"1\n"
-        assert release_memory([proc.pid]) == 0  # alive: the kernel refuses, nothing happens to it
-        assert proc.poll() is None
-        try:
-            manager.set_limits(cg, Limits(cpu=0.01))  # 1 ms of CPU per 100 ms: throttled 99 % of the time
-        except Exception as e:
-            proc.kill()
-            proc.wait()
+        for i in range(5):
+            cg = manager.create(("s", "tools", f"reap{i}"))  # a leaf each: the next victim allocates at full speed
+            proc = manager.spawn(cg, [PY, "-c", code], stdout=-1)
+            assert proc.stdout.readline() == b"1\n"
+            assert release_memory([proc.pid]) == 0  # alive: the kernel refuses, nothing happens to it
+            assert proc.poll() is None
+            try:
+                manager.set_limits(cg, Limits(cpu=0.01))  # 1 ms of CPU per 100 ms: throttled 99 % of the time
+            except Exception as e:
+                proc.kill()
+                proc.wait()
+                proc.close()
+                pytest.skip(f"cannot set a CPU quota here: {e}")
+            time.sleep(0.3)  # it spends its quota and waits for the next period
+            os.kill(proc.pid, 9)
+            released = release_memory([proc.pid])  # killed, its 200 MiB still mapped: released at once
+            proc.wait(5 * SLOW)
+            assert proc.returncode == -9
             proc.close()
-            pytest.skip(f"cannot set a CPU quota here: {e}")
-        time.sleep(0.3)  # it spends its quota and waits for the next period
-        os.kill(proc.pid, 9)
-        released = release_memory([proc.pid])  # killed, its 200 MiB still mapped: released at once
-        proc.wait(5 * SLOW)
-        assert proc.returncode == -9
-        proc.close()
-        assert released == 1
+            tries.append(released)
+            if released:
+                break
+        assert tries[-1] == 1, f"never released in {len(tries)} kills: {tries}"
     finally:
-        manager.kill(cg)
         manager.destroy(manager.open(("s",)))
