@@ -121,8 +121,7 @@ def test_admission_refuses_what_cannot_fit(controller) -> None:
 
 def test_admission_queues_until_memory_is_free(controller) -> None:
     controller.open_session("s")
-    big = controller.submit("s", alloc(400, hold=1.5), intent=Intent(memory=400 * MiB))
-    time.sleep(0.3)
+    big = controller.submit("s", alloc(400, hold=1.5), intent=Intent(memory=400 * MiB))  # admitted on return
     # 700 MiB budget, 85 % usable: a second 300 MiB does not fit until the first is done
     second = controller.submit("s", alloc(100), intent=Intent(memory=300 * MiB))
     out2 = second.wait(30)
@@ -135,7 +134,8 @@ def test_admission_wait_is_bounded(manager) -> None:
     cfg = ControllerConfig(budget=500 * MiB, admission_wait=0.5)
     with Controller(manager, config=cfg) as ctl:
         ctl.open_session("s")
-        hold = ctl.submit("s", alloc(300, hold=3), intent=Intent(memory=300 * MiB))
+        # held until killed below (a fixed 3 s hold could run out first on a slow host: then not the kill's)
+        hold = ctl.submit("s", alloc(300, hold=120), intent=Intent(memory=300 * MiB))
         out = ctl.submit("s", ["true"], intent=Intent(memory=300 * MiB)).wait(10)
         assert out.refused and "after waiting 0.5 s" in out.feedback
         hold.kill()
