@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -50,10 +51,17 @@ def daemon(tmp_path, root_name):
     ]
     proc = subprocess.Popen(cmd, stderr=open(tmp_path / "daemon.log", "w"))  # noqa: SIM115
     deadline = time.monotonic() + 20 * SLOW
-    while not os.path.exists(sock):
-        assert proc.poll() is None, (tmp_path / "daemon.log").read_text()
-        assert time.monotonic() < deadline, "the daemon did not come up"
-        time.sleep(0.05)
+    try:
+        while not os.path.exists(sock):
+            assert proc.poll() is None, (tmp_path / "daemon.log").read_text()
+            assert time.monotonic() < deadline, "the daemon did not come up"
+            time.sleep(0.05)
+    except BaseException:  # one that came up late must not live on, serving a root the test's teardown removes
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        shutil.rmtree(sockdir, ignore_errors=True)
+        raise
     yield proc, sock
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
