@@ -8,7 +8,7 @@ import time
 import pytest
 
 from agentcgroup import Controller, ControllerConfig, Intent, Limits
-from tests.conftest import SLOW
+from tests.conftest import SLOW, wait_for
 
 pytestmark = [pytest.mark.kernel, pytest.mark.v2]
 
@@ -55,7 +55,10 @@ def test_low_priority_gives_way_high_completes_agents_survive(controller) -> Non
     controller.open_session("hi", priority="high")
     controller.open_session("lo", priority="low")
     agents = [controller.spawn_agent(name, [PY, "-c", AGENT]) for name in ("hi", "lo")]
-    time.sleep(0.5)
+    # each agent holds its 30 MiB (counted in the budget below; a fixed 0.5 s did not say they did)
+    for name in ("hi", "lo"):
+        cg = controller.session(name).agent_cg
+        wait_for(lambda cg=cg: controller.manager.memory_current(cg) >= 30 * MiB, f"agent {name}'s 30 MiB", 15)
     low = controller.submit("lo", alloc(350, hold=8), capture_output=True)
     # the low call holds its 350 MiB before the high one starts (in the emulated guest that takes seconds)
     deadline = time.monotonic() + 15 * SLOW
