@@ -23,19 +23,23 @@ MiB = 1 << 20
 FIRST = """
 import sys, time
 from agentcgroup import Controller, ControllerConfig, Limits, get_manager
-root, state, idfile, hold = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+root, state, idfile, hold, go = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 ctl = Controller(get_manager(root), config=ControllerConfig(warm=1), state_dir=state)
 ctl.open_session("s", uid=1000, priority="high", limits=Limits(memory_max=512 << 20), agent_memory=64 << 20)
-work = "import time; b = bytearray(40 << 20); time.sleep(%s)" % hold
+work = "import os, time; b = bytearray(40 << 20); time.sleep(%s)\\nwhile not os.path.exists(%r): time.sleep(0.01)" % (
+    hold,
+    go,
+)
 h = ctl.submit("s", [sys.executable, "-c", work], timeout=120, uid=1000)
 open(idfile, "w").write(h.call_id)
 time.sleep(600)
 """
 
 
-def start_first(root: str, tmp_path, hold: float) -> tuple[subprocess.Popen, str]:
+def start_first(root: str, tmp_path, hold: float, go) -> tuple[subprocess.Popen, str]:
+    """The first controller, its call holding 40 MiB for ``hold`` s and then until the file ``go`` exists."""
     idfile = tmp_path / "call-id"
-    p = subprocess.Popen([PY, "-c", FIRST, root, str(tmp_path / "state"), str(idfile), str(hold)])
+    p = subprocess.Popen([PY, "-c", FIRST, root, str(tmp_path / "state"), str(idfile), str(hold), str(go)])
     deadline = time.monotonic() + 30 * SLOW
     while not idfile.exists() or not idfile.read_text():
         assert p.poll() is None and time.monotonic() < deadline, "the first controller did not start its call"
@@ -52,7 +56,10 @@ def _need_kernel() -> None:
 @pytest.mark.parametrize("when", ["still-running", "ended-meanwhile"])
 def test_sigkilled_controller_is_adopted(tmp_path, root_name, when: str) -> None:
     hold = 2.0 * SLOW
-    first, call_id = start_first(root_name, tmp_path, hold)
+    go = tmp_path / "go"  # a call still running at the adoption runs until it is adopted (not for a fixed time:
+    if when == "ended-meanwhile":  # a busy host let it end first); one that ends meanwhile ends after hold
+        go.touch()
+    first, call_id = start_first(root_name, tmp_path, hold, go)
     watch = get_manager(root_name)
     try:
         leaf = watch.open(("s", "tools", call_id))
@@ -77,6 +84,7 @@ def test_sigkilled_controller_is_adopted(tmp_path, root_name, when: str) -> None
             64 * MiB,
         )
         assert ctl.sessions.protected() == 64 * MiB  # the root grants its agents what the first did
+        go.touch()  # adopted: the call may end
         wait_for(lambda: ctl.outcome(call_id, uid=1000) is not None, "the adopted call's outcome")
         out = ctl.outcome(call_id, uid=1000)
         assert out.call_id == call_id and out.session == "s"

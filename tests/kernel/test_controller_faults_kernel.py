@@ -124,20 +124,24 @@ def fill(d: Path) -> Path:
     return filler
 
 
-def test_a_full_state_dir_refuses_new_work_and_leaves_nothing(manager, small_state: Path) -> None:
+def test_a_full_state_dir_refuses_new_work_and_leaves_nothing(manager, small_state: Path, tmp_path: Path) -> None:
+    go = tmp_path / "go"  # beside the full state dir: the running call ends when the test says, not after a time
     with Controller(manager, config=ControllerConfig(warm=0), state_dir=small_state) as ctl:
         ctl.open_session("s")
-        running = ctl.submit("s", ["sleep", "0.5"])  # written down while there was room
+        # written down while there was room; alive through the checks below, so that its own end (a zombie
+        # until the controller reaps it) is never taken for the refused call's process left unreaped
+        running = ctl.submit("s", ["sh", "-c", f"until [ -e {go} ]; do sleep 0.01; done"])
         filler = fill(small_state)
         zombies_before = zombies()  # (another test's, if any: not this one's business)
         with pytest.raises(StateWriteError, match=r"cannot write .*calls/.*is the state dir full"):
             ctl.submit("s", ["sleep", "30"])
         with pytest.raises(StateWriteError, match="sessions/t2"):
             ctl.open_session("t2")
-        assert manager.children(("s", "tools")) in ([], [running.call_id])  # the refused call's leaf is gone
+        assert manager.children(("s", "tools")) == [running.call_id]  # the refused call's leaf is gone
         assert "t2" not in manager.children(())
         assert not list(small_state.rglob("*.tmp"))
         assert zombies() <= zombies_before  # the refused call's process was reaped
+        go.touch()
         out = running.wait(10 * SLOW)  # its outcome cannot be written down: its waiter has it all the same
         assert out is not None and out.exit_code == 0
         filler.unlink()

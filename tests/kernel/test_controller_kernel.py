@@ -8,7 +8,7 @@ import time
 import pytest
 
 from agentcgroup import Controller, ControllerConfig, Intent, Limits
-from tests.conftest import SLOW
+from tests.conftest import SLOW, wait_for
 
 pytestmark = [pytest.mark.kernel, pytest.mark.v2]
 
@@ -55,7 +55,10 @@ def test_low_priority_gives_way_high_completes_agents_survive(controller) -> Non
     controller.open_session("hi", priority="high")
     controller.open_session("lo", priority="low")
     agents = [controller.spawn_agent(name, [PY, "-c", AGENT]) for name in ("hi", "lo")]
-    time.sleep(0.5)
+    # each agent holds its 30 MiB (counted in the budget below; a fixed 0.5 s did not say they did)
+    for name in ("hi", "lo"):
+        cg = controller.session(name).agent_cg
+        wait_for(lambda cg=cg: controller.manager.memory_current(cg) >= 30 * MiB, f"agent {name}'s 30 MiB", 15)
     low = controller.submit("lo", alloc(350, hold=8), capture_output=True)
     # the low call holds its 350 MiB before the high one starts (in the emulated guest that takes seconds)
     deadline = time.monotonic() + 15 * SLOW
@@ -121,8 +124,7 @@ def test_admission_refuses_what_cannot_fit(controller) -> None:
 
 def test_admission_queues_until_memory_is_free(controller) -> None:
     controller.open_session("s")
-    big = controller.submit("s", alloc(400, hold=1.5), intent=Intent(memory=400 * MiB))
-    time.sleep(0.3)
+    big = controller.submit("s", alloc(400, hold=1.5), intent=Intent(memory=400 * MiB))  # admitted on return
     # 700 MiB budget, 85 % usable: a second 300 MiB does not fit until the first is done
     second = controller.submit("s", alloc(100), intent=Intent(memory=300 * MiB))
     out2 = second.wait(30)
@@ -135,7 +137,8 @@ def test_admission_wait_is_bounded(manager) -> None:
     cfg = ControllerConfig(budget=500 * MiB, admission_wait=0.5)
     with Controller(manager, config=cfg) as ctl:
         ctl.open_session("s")
-        hold = ctl.submit("s", alloc(300, hold=3), intent=Intent(memory=300 * MiB))
+        # held until killed below (a fixed 3 s hold could run out first on a slow host: then not the kill's)
+        hold = ctl.submit("s", alloc(300, hold=120), intent=Intent(memory=300 * MiB))
         out = ctl.submit("s", ["true"], intent=Intent(memory=300 * MiB)).wait(10)
         assert out.refused and "after waiting 0.5 s" in out.feedback
         hold.kill()

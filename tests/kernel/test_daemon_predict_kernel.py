@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -34,13 +33,16 @@ def test_the_daemon_queues_a_call_predicted_to_overflow_its_session(tmp_path, ro
         first = c.run("s", JOB)  # no history: started at once; it teaches the history
         assert first.exit_code == 0 and first.queued_s < 0.5, first
         outs: dict[str, object] = {}
+        started = threading.Event()
 
         def run(key: str) -> None:
-            outs[key] = Client(d.sock).run("s", JOB)
+            outs[key] = Client(d.sock).run("s", JOB, on_started=lambda _id: started.set())
 
         hold = threading.Thread(target=run, args=("hold",))
         hold.start()
-        time.sleep(0.5 * SLOW)  # the first holds its 250 MiB
+        # admitted and started before the second is asked for (a fixed pause let a slow thread's request come
+        # second: the hold call was then the one queued)
+        assert started.wait(60 * SLOW), "the first call did not start"
         second = threading.Thread(target=run, args=("second",))
         second.start()
         hold.join(120 * SLOW)

@@ -5,12 +5,12 @@ kill, and runs when memory frees; with prediction off the same call starts at on
 from __future__ import annotations
 
 import sys
-import time
 
 import pytest
 
 from agentcgroup import Controller, ControllerConfig, Limits
-from tests.conftest import SLOW
+from agentcgroup.controller import CallHandle
+from tests.conftest import SLOW, wait_for
 
 pytestmark = [pytest.mark.kernel, pytest.mark.v2]
 
@@ -68,6 +68,13 @@ SMALL_JOB = [
 ]
 
 
+def _holding(ctl: Controller, h: CallHandle) -> None:
+    """Until the call holds its SMALL MiB (a fixed pause did not say it had, on a busy host)."""
+    cg = h.call.cg if h.call is not None else None
+    assert cg is not None, "the call did not start at once"
+    wait_for(lambda: ctl.manager.memory_current(cg) >= SMALL * MiB, f"the call to hold {SMALL} MiB", 30)
+
+
 def test_a_higher_priority_predicted_call_does_not_queue_behind_a_lower_ones_memory(manager, tmp_path) -> None:
     """Under a host budget (360 MiB: 324 usable) a low call holds 150 MiB; a high session's call predicted at
     ~190 MiB does not fit beside it, but the low call's memory gives way to it (the pressure policy holds the low
@@ -80,13 +87,13 @@ def test_a_higher_priority_predicted_call_does_not_queue_behind_a_lower_ones_mem
         for s in ("lo", "hi"):  # each session's history: this job peaks at ~150 MiB
             assert ctl.run(s, SMALL_JOB).exit_code == 0
         low = ctl.submit("lo", SMALL_JOB)
-        time.sleep(0.5 * HOLD)  # it holds its 150 MiB
+        _holding(ctl, low)
         high = ctl.submit("hi", SMALL_JOB)
         out_high, out_low = high.wait(120 * SLOW), low.wait(120 * SLOW)
         assert out_high.exit_code == 0 and out_high.queued_s < 0.3 * HOLD, out_high
         assert out_low.killed_by is None or out_low.killed_by == "policy", out_low  # never the kernel's choice
         high = ctl.submit("hi", SMALL_JOB)
-        time.sleep(0.5 * HOLD)
+        _holding(ctl, high)
         low = ctl.submit("lo", SMALL_JOB)  # the high call's memory is not room for it: it waits
         out_low, out_high = low.wait(120 * SLOW), high.wait(120 * SLOW)
         assert out_high.exit_code == 0, out_high

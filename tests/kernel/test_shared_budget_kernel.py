@@ -10,6 +10,7 @@ fits the CI guest; the generator follows the traces' rise (1.2 s), hold (0.3 s) 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -81,10 +82,17 @@ def daemon(tmp_path, root_name):
     log = tmp_path / "daemon.log"
     proc = subprocess.Popen(cmd, stderr=open(log, "w"))  # noqa: SIM115
     deadline = time.monotonic() + 20 * SLOW
-    while not os.path.exists(sock):
-        assert proc.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, "the daemon did not come up"
-        time.sleep(0.05)
+    try:
+        while not os.path.exists(sock):
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the daemon did not come up"
+            time.sleep(0.05)
+    except BaseException:  # one that came up late must not live on, serving a root the test's teardown removes
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        shutil.rmtree(sockdir, ignore_errors=True)
+        raise
     try:
         yield sock
     finally:

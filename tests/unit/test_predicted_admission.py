@@ -17,6 +17,7 @@ from agentcgroup.controller.intent import Intent
 from agentcgroup.controller.predicted import Predictor, ScopedPredictor
 from agentcgroup.errors import InvalidValue
 from agentcgroup.outcome import Outcome
+from tests.conftest import wait_for
 
 MiB = 1 << 20
 
@@ -103,7 +104,13 @@ class _Room:
         return self.admission.admit(self.session, CallSpec.of(argv, **kw))
 
     def free_later(self, after: float) -> None:
+        """``after`` s once the call is queued (counted from the thread's start, a late admit() was not queued
+        at all on a busy host: the memory was free by then)."""
+
         def free() -> None:
+            deadline = time.monotonic() + 30
+            while self.admission.waiting == 0 and time.monotonic() < deadline:
+                time.sleep(0.001)
             time.sleep(after)
             self.usage, self.running = 0, []
             self.admission.release("c0")
@@ -221,11 +228,11 @@ def test_room_that_frees_goes_to_the_higher_priority_waiting_call_first() -> Non
 
     t_low = threading.Thread(target=admit, args=(low, "low"))
     t_low.start()
-    time.sleep(0.2)  # the low call waits first
+    wait_for(lambda: adm.waiting == 1, "the low call to wait first", 10)
     t_high = threading.Thread(target=admit, args=(high, "high"))
     t_high.start()
-    time.sleep(0.2)
-    assert got == [] and adm.waiting == 2
+    wait_for(lambda: adm.waiting == 2, "the high call to wait too", 10)
+    assert got == []
     usage["used"] = 100 * MiB  # room for one of them (360 - 100 = 260 MiB)
     adm.release("c0")
     t_high.join(5)
@@ -252,7 +259,7 @@ def test_a_waiting_call_that_does_not_fit_does_not_hold_back_a_lower_one_that_do
 
     t_high = threading.Thread(target=admit, args=(high, "high", 300 * MiB))
     t_high.start()
-    time.sleep(0.2)
+    wait_for(lambda: adm.waiting == 1, "the high call to wait first", 10)
     t_low = threading.Thread(target=admit, args=(low, "low", 40 * MiB))
     t_low.start()  # 60 MiB free: the low call fits, the high one does not
     t_low.join(5)
