@@ -408,3 +408,24 @@ def test_spares_skip_a_hierarchy_no_call_needed_and_a_call_that_needs_it_is_plac
         (cpu_line,) = [path for _, ctrl, path in lines if "cpu" in ctrl.split(",")]
         assert cpu_line.endswith(f"/s/tools/{narrow}"), lines
         assert os.path.isdir(os.path.join(cpu_tools, spare()))  # the next spares have it again
+
+
+def test_a_spare_stub_has_no_environment_and_its_command_gets_this_process_one(manager, monkeypatch) -> None:
+    """The stub is spawned with an empty environment (it reads none); the command it execs gets the one it is
+    sent: this process's when the call gives none, the call's own otherwise."""
+    from agentcgroup import Controller, ControllerConfig
+
+    monkeypatch.setenv("AGENTCG_TEST_PROBE", "from-the-parent")
+    probe = ["/bin/sh", "-c", 'echo "${AGENTCG_TEST_PROBE-unset}"']
+    with Controller(manager, config=ControllerConfig(warm=1, warm_after=0)) as ctl:
+        ctl.open_session("s")
+        (s,) = ctl.session_states()
+        wait_for(lambda: s.pool is not None and len(s.pool._ready) == 1, "the session's spare")
+        (cg, stub) = s.pool._ready[0]
+        with open(f"/proc/{stub.pid}/environ", "rb") as f:
+            assert f.read() == b""
+        out = ctl.run("s", probe, capture_output=True)
+        assert out.call_id == cg.path[-1] and out.stdout == b"from-the-parent\n", out
+        wait_for(lambda: len(s.pool._ready) == 1, "the next spare")
+        out = ctl.run("s", probe, env={"AGENTCG_TEST_PROBE": "the-call's"}, capture_output=True)
+        assert out.stdout == b"the-call's\n", out
