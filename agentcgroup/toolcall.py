@@ -108,7 +108,7 @@ class ToolCall:
             limits = limits.merged(Limits(oom_group=True))
         launcher = self.spec.launcher
         pool = self.session.pool if not (self._id_given or launcher or self.parent) else None
-        spare = pool.take() if pool is not None else None
+        spare = pool.take(limits) if pool is not None else None
         stub = None
         if spare is not None:
             self.cg, stub = spare

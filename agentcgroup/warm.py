@@ -2,10 +2,14 @@
 
 Moving a process between cgroups costs an RCU grace period after a quiet spell (6-16 ms measured on a 2-CPU
 VM), and agents' tool calls come seconds apart, so every call would pay it. The pool pays it in the
-background: a thread keeps ``size`` spare leaves ready (created in every hierarchy, so any limit can be set
-later without moving anything), each with a :class:`~agentcgroup.stub.Stub` inside, and removes the leaves
-of finished calls. A call takes a spare, sets its limits and makes the stub exec the command. One thread
-serves every pool of the process (:class:`_Refiller`).
+background: a thread keeps ``size`` spare leaves ready, each with a :class:`~agentcgroup.stub.Stub` inside,
+and removes the leaves of finished calls. A call takes a spare, sets its limits and makes the stub exec the
+command. One thread serves every pool of the process (:class:`_Refiller`).
+
+A spare is created in the hierarchies that the calls which took this pool's spares needed (every one until a
+call has been seen): on a v1 host a leaf in a hierarchy no call uses (``cpu``, for calls without a CPU limit)
+cost a mkdir, an rmdir and a move a call. A call that needs a hierarchy its spare lacks has its stub moved
+there before it execs (``set_limits``), and the pool's later spares are made in it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import TYPE_CHECKING
 from ._lazy import lazy_logger
 from .backends.base import Cgroup, Manager
 from .errors import AgentCgroupError
+from .limits import Limits
 from .spawn import STUBS
 from .threadnice import at_base
 
@@ -111,15 +116,20 @@ class WarmPool:
         self._closed = False
         self._busy = False  # the refiller is working for this pool: close waits for it
         self._failures = 0
+        #: the limits of the calls that took a spare, merged: their spares' hierarchies (None: every one)
+        self._shape: Limits | None = None
         _REFILLER.add(self)
 
     @staticmethod
     def supported(manager: Manager) -> bool:
         return STUBS and manager.preplace
 
-    def take(self) -> tuple[Cgroup, Stub] | None:
-        """A ready spare (leaf, stub), or None if none is ready right now (never waits)."""
+    def take(self, limits: Limits | None = None) -> tuple[Cgroup, Stub] | None:
+        """A ready spare (leaf, stub), or None if none is ready right now (never waits). ``limits``: the call's,
+        so that the next spares are made in the hierarchies they need."""
         with self._cv:
+            if limits is not None:
+                self._shape = limits if self._shape is None else self._shape.merged(limits)
             item = self._ready.popleft() if self._ready else None
         _REFILLER.wake()
         return item
@@ -200,7 +210,8 @@ class WarmPool:
 
     def _make(self) -> tuple[Cgroup, Stub]:
         m = self.manager
-        cg = m.create((*self.tools_path, new_call_id()), exist_ok=False, full=True)
+        shape = self._shape
+        cg = m.create((*self.tools_path, new_call_id()), exist_ok=False, full=shape is None, shape=shape)
         try:
             from .stub import Stub
 

@@ -108,7 +108,13 @@ class TreeManager(TreeWatch, Manager):
 
     # --- create / open ---------------------------------------------------------------------------------
     def create(
-        self, path: Sequence[str], limits: Limits | None = None, *, exist_ok: bool = True, full: bool = False
+        self,
+        path: Sequence[str],
+        limits: Limits | None = None,
+        *,
+        exist_ok: bool = True,
+        full: bool = False,
+        shape: Limits | None = None,
     ) -> Cgroup:
         path = tuple(check_name(p) for p in path)
         if not path:
@@ -124,11 +130,11 @@ class TreeManager(TreeWatch, Manager):
                 return cg
             for _ in range(2):
                 try:
-                    return self._create(path, limits, exist_ok, full)
+                    return self._create(path, limits, exist_ok, full, shape)
                 except NotFound:
                     # another process removed our (empty) root or a parent between our steps: redo them
                     self._forget_roots()
-            return self._create(path, limits, exist_ok, full)
+            return self._create(path, limits, exist_ok, full, shape)
 
     def _forget_roots(self) -> None:
         for d in self._roots.values():
@@ -138,9 +144,11 @@ class TreeManager(TreeWatch, Manager):
             self._close_handle(cg)
         self._cache.clear()
 
-    def _create(self, path: tuple[str, ...], limits: Limits, exist_ok: bool, full: bool = False) -> Cgroup:
+    def _create(
+        self, path: tuple[str, ...], limits: Limits, exist_ok: bool, full: bool = False, shape: Limits | None = None
+    ) -> Cgroup:
         parent = self._get_or_create(path[:-1]) if len(path) > 1 else None
-        extra = self.full_roles() if full else self.roles_for(limits)
+        extra = self.full_roles() if full else self.roles_for(limits if shape is None else shape.merged(limits))
         roles = list(dict.fromkeys([*self.always_roles, *extra]))
         roles = [r for r in roles if r in self._bases]
         name = path[-1]

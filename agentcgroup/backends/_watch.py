@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from ..cgroupfs import Dir, read_proc_cgroup
 from ..detect import HostLayout
 from ..errors import CgroupError, FreezeTimeout
-from ..parsers import parse_flat_keyed, parse_proc_cgroup, parse_psi_avg10
+from ..parsers import parse_flat_keyed, parse_psi_avg10, proc_cgroup_path
 from .base import Cgroup, EventSource, Features
 
 
@@ -67,12 +67,10 @@ class TreeWatch:
         if mount is None or not d.path.startswith(mount.mountpoint):
             return None
         rel = d.path[len(mount.mountpoint) :]
-        for e in parse_proc_cgroup(text):
-            if (e.hierarchy_id == 0) if role == "unified" else (role in e.controllers):
-                if role != "unified" and e.path == "/":
-                    return None  # v1 shows an exiting task at "/": cannot tell
-                return e.path.endswith(rel) or f"{rel}/" in e.path
-        return None
+        path = proc_cgroup_path(text, None if role == "unified" else role)
+        if path is None or (role != "unified" and path == "/"):
+            return None  # v1 shows an exiting task at "/": cannot tell
+        return path.endswith(rel) or f"{rel}/" in path
 
     def memory_pressure(self, cg: Cgroup) -> tuple[float | None, float | None]:
         d = cg.backend_data["dirs"].get("unified")

@@ -194,12 +194,19 @@ class Manager(abc.ABC):
     # --- lifecycle ---------------------------------------------------------------------------------
     @abc.abstractmethod
     def create(
-        self, path: Sequence[str], limits: Limits | None = None, *, exist_ok: bool = True, full: bool = False
+        self,
+        path: Sequence[str],
+        limits: Limits | None = None,
+        *,
+        exist_ok: bool = True,
+        full: bool = False,
+        shape: Limits | None = None,
     ) -> Cgroup:
         """Create the cgroup at ``path`` (and missing parents) with ``limits``; nothing is left on failure.
 
         ``full``: create it in every hierarchy this backend uses, so that any limit can be set later without
-        moving its processes (for pre-placed spare leaves)."""
+        moving its processes (for pre-placed spare leaves). ``shape``: create it also in the hierarchies that
+        limits like these need, without setting them (a spare leaf for calls like the ones seen so far)."""
 
     @abc.abstractmethod
     def open(self, path: Sequence[str]) -> Cgroup:

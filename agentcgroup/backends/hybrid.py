@@ -54,6 +54,8 @@ class HybridManager(TreeManager):
             bases[role] = h.base
         super().__init__(bases, root_name)
         self.always_roles = tuple(r for r in ("memory", "unified", "freezer", "cpuacct") if r in bases)
+        if "unified" not in bases and "cpuacct" not in bases and "cpu" in bases:
+            self.always_roles = (*self.always_roles, "cpu")  # co-mounted cpu,cpuacct: a call's CPU time is there
         self.features = probe_features(self)
         if unified is not None and self.features.freeze != "cgroup.freeze" and "freezer" in layout.v1:
             self._bases["freezer"] = layout.v1["freezer"].base  # old kernel: cgroup2 without cgroup.freeze

@@ -84,7 +84,13 @@ class NoCgroupManager(Manager):
 
     # --- lifecycle ---------------------------------------------------------------------------------------
     def create(
-        self, path: Sequence[str], limits: Limits | None = None, *, exist_ok: bool = True, full: bool = False
+        self,
+        path: Sequence[str],
+        limits: Limits | None = None,
+        *,
+        exist_ok: bool = True,
+        full: bool = False,
+        shape: Limits | None = None,
     ) -> Cgroup:
         path = tuple(check_name(p) for p in path)
         if path in self._cgroups:

@@ -52,6 +52,7 @@ V1_FILES = {
         "cpu.cfs_period_us": "100000\n",
         "cpu.shares": "1024\n",
         "cpu.stat": "nr_periods 0\nnr_throttled 0\nthrottled_time 0\n",
+        "cpuacct.usage": "0\n",  # cpu,cpuacct co-mounted, as distributions mount them
     },
     "pids": {"cgroup.procs": "", "pids.max": "max\n", "pids.current": "0\n", "pids.events": "max 0\n"},
     "freezer": {"cgroup.procs": "", "freezer.state": "THAWED\n"},

@@ -77,3 +77,23 @@ def test_placement_uses_the_deepest_dir_in_each_hierarchy(hy, fake_hybrid) -> No
     assert f"{t}/memory/started-here/agentcg/s1/tools/c1" in dirs
     assert f"{t}/unified/agentcg/s1/tools/c1" in dirs
     assert f"{t}/cpu/agentcg/s1" in dirs  # the session's weight applies to the call
+
+
+def test_pure_v1_with_cpu_and_cpuacct_together_puts_every_leaf_in_cpu(fake_hybrid) -> None:
+    """No cgroup2 mount and ``cpu,cpuacct`` mounted as one: a call's CPU time is only in the cpu hierarchy, so a
+    leaf without CPU limits is made there too (a spare made for calls without them reports their CPU time)."""
+    from agentcgroup.detect import Hierarchy, HostLayout
+
+    full = fake_hybrid.layout()
+    v1 = dict(full.v1)
+    cpu = v1["cpu"]
+    v1["cpu"] = v1["cpuacct"] = Hierarchy(1, ("cpu", "cpuacct"), cpu.mountpoint, cpu.own_path, cpu.base)
+    m = HybridManager(HostLayout("v1", None, v1), "agentcg")
+    try:
+        cg = m.create(("s1", "c1"))
+        d = fake_hybrid.tmp / "cpu/agentcg/s1/c1"
+        assert d.is_dir()
+        (d / "cpuacct.usage").write_text("42000\n")
+        assert m.stats(cg).cpu_usec == 42
+    finally:
+        m.close()

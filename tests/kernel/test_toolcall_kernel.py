@@ -365,3 +365,67 @@ def test_figures_of_a_leaf_gone_from_one_hierarchy_are_not_found(manager) -> Non
         os.rmdir(child)
         manager.destroy(cg)
         manager.destroy(manager.open(("s",)))
+
+
+def test_spares_skip_a_hierarchy_no_call_needed_and_a_call_that_needs_it_is_placed_there(manager) -> None:
+    """On a v1 host a spare is made in the ``cpu`` hierarchy only once a call of its pool asked for a CPU limit
+    (a mkdir, an rmdir and a move a call less for the others); a call with a CPU limit that takes a spare made
+    without it has its stub moved there before it execs: its command runs in its leaf there, and the pool's next
+    spares have it."""
+    from agentcgroup import Controller, ControllerConfig
+
+    if "cpu" not in manager.full_roles() or "cpu" in manager.always_roles:
+        pytest.skip("no cgroup v1 cpu hierarchy of its own here (cgroup v2: one hierarchy)")
+    cpu_tools = os.path.join(manager.root_path("cpu"), "s", "tools")
+
+    seen: set[str] = set()
+
+    def spare() -> str:
+        """The session's next spare, once it is ready (placed and in the pool: a call takes no spare before)."""
+        (s,) = ctl.session_states()
+
+        def ready() -> str | None:
+            names = [cg.path[-1] for cg, _stub in list(s.pool._ready)] if s.pool is not None else []
+            return next((n for n in names if n not in seen), None)
+
+        wait_for(ready, "the session's next spare")
+        name = ready()
+        assert name is not None
+        seen.add(name)
+        return name
+
+    probe = [PY, "-c", "print(open('/proc/self/cgroup').read())"]
+    with Controller(manager, config=ControllerConfig(warm=1, warm_after=0)) as ctl:
+        ctl.open_session("s")
+        assert os.path.isdir(os.path.join(cpu_tools, spare()))  # no call seen yet: every hierarchy
+        assert ctl.run("s", ["true"], limits=Limits(pids_max=64)).exit_code == 0
+        narrow = spare()
+        assert not os.path.exists(os.path.join(cpu_tools, narrow))  # made for calls like that one
+        assert os.path.isdir(os.path.join(manager.root_path("pids"), "s", "tools", narrow))
+        out = ctl.run("s", probe, limits=Limits(cpu=0.5), capture_output=True)
+        assert out.exit_code == 0 and out.call_id == narrow, out
+        lines = [line.split(":", 2) for line in out.stdout.decode().splitlines() if line]
+        (cpu_line,) = [path for _, ctrl, path in lines if "cpu" in ctrl.split(",")]
+        assert cpu_line.endswith(f"/s/tools/{narrow}"), lines
+        assert os.path.isdir(os.path.join(cpu_tools, spare()))  # the next spares have it again
+
+
+def test_a_spare_stub_has_no_environment_and_its_command_gets_this_process_one(manager, monkeypatch) -> None:
+    """The stub is spawned with an empty environment (it reads none); the command it execs gets the one it is
+    sent: this process's when the call gives none, the call's own otherwise."""
+    from agentcgroup import Controller, ControllerConfig
+
+    monkeypatch.setenv("AGENTCG_TEST_PROBE", "from-the-parent")
+    probe = ["/bin/sh", "-c", 'echo "${AGENTCG_TEST_PROBE-unset}"']
+    with Controller(manager, config=ControllerConfig(warm=1, warm_after=0)) as ctl:
+        ctl.open_session("s")
+        (s,) = ctl.session_states()
+        wait_for(lambda: s.pool is not None and len(s.pool._ready) == 1, "the session's spare")
+        (cg, stub) = s.pool._ready[0]
+        with open(f"/proc/{stub.pid}/environ", "rb") as f:
+            assert f.read() == b""
+        out = ctl.run("s", probe, capture_output=True)
+        assert out.call_id == cg.path[-1] and out.stdout == b"from-the-parent\n", out
+        wait_for(lambda: len(s.pool._ready) == 1, "the next spare")
+        out = ctl.run("s", probe, env={"AGENTCG_TEST_PROBE": "the-call's"}, capture_output=True)
+        assert out.stdout == b"the-call's\n", out

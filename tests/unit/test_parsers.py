@@ -13,6 +13,7 @@ from agentcgroup.parsers import (
     parse_psi,
     parse_psi_avg10,
     parse_usage_usec,
+    proc_cgroup_path,
     v1_controllers,
 )
 from agentcgroup.units import MAX_BYTES
@@ -96,6 +97,18 @@ def test_proc_cgroup_hybrid() -> None:
     unified = [r for r in rows if r.hierarchy_id == 0]
     assert unified and unified[0].controllers == () and unified[0].path == "/"
     assert any(r.controllers == ("name=systemd",) for r in rows)
+
+
+def test_proc_cgroup_path_finds_one_hierarchy_as_the_full_parse_does() -> None:
+    text = (K / "hybrid-proc-cgroup.txt").read_text()
+    rows = parse_proc_cgroup(text)
+    for c in ("memory", "cpu", "cpuacct", "pids", "name=systemd"):
+        assert proc_cgroup_path(text, c) == next(r.path for r in rows if c in r.controllers), c
+    assert proc_cgroup_path(text, None) == "/"
+    assert proc_cgroup_path("4:memory:/a/b\n0::/x/y:z\n", None) == "/x/y:z"  # a ':' in the path kept
+    assert proc_cgroup_path("4:memory:/a/b\n", None) is None  # no cgroup2 line (pure v1)
+    assert proc_cgroup_path("0::/x\n", "memory") is None
+    assert proc_cgroup_path("", None) is None
 
 
 def test_mountinfo_hybrid() -> None:
