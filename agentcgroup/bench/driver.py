@@ -256,11 +256,12 @@ def run_once(
                     if agent.poll() is not None:
                         break
                     argv = sched.write(time.monotonic(), c.duration, c.points, True, call_procs)
-                    predicted = None
+                    predicted, basis = None, None
                     if predictor is not None and c.command:
                         predictor.alias(argv, c.command)
                         guess = predictor.predict_command(c.command, name)
-                        predicted = None if guess is None else guess.memory
+                        if guess is not None:  # what it rested on: "host signature pytest <some> (26)"
+                            predicted, basis = guess.memory, f"{guess.basis} {guess.key} ({guess.n})"
                     out = ctl.submit(
                         name, argv, timeout=call_timeout(c), stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL
                     ).wait()
@@ -286,6 +287,7 @@ def run_once(
                                 "memory_peak": out.memory_peak,
                                 "planned_peak": max((pt.bytes for pt in c.points), default=0),
                                 "predicted": predicted,
+                                "predicted_basis": basis,
                                 "queued_s": round(out.queued_s, 3),
                                 "priority": res.priority,
                             }

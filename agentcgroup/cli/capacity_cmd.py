@@ -278,10 +278,12 @@ def _print(doc: dict[str, Any]) -> None:
 
 
 def _kill_line(k: dict[str, Any], size: Any) -> str:
-    """One killed call: ``pytest -x (low) by policy: peak 300 MiB, predicted 200 MiB, queued 2.0 s``."""
+    """One killed call: ``pytest -x (low) by policy: peak 300 MiB, predicted 200 MiB (session literal ...
+    (3)), queued 2.0 s``: the prediction with what it rested on (basis, key, how many calls or sessions)."""
     parts = [f"peak {size(k['memory_peak'])}" if k.get("memory_peak") else "peak ?"]
     if k.get("predicted"):
-        parts.append(f"predicted {size(k['predicted'])}")
+        basis = f" ({k['predicted_basis']})" if k.get("predicted_basis") else ""
+        parts.append(f"predicted {size(k['predicted'])}{basis}")
     if k.get("queued_s"):
         parts.append(f"queued {k['queued_s']:.1f} s")
     return f"`{k.get('command') or '?'}` ({k.get('priority')}) by {k.get('killed_by')}: " + ", ".join(parts)

@@ -136,5 +136,9 @@ def test_a_killed_call_is_one_line_with_its_prediction() -> None:
     k = {"command": "pytest -x", "priority": "low", "killed_by": "policy", "memory_peak": 300 << 20,
          "predicted": 200 << 20, "queued_s": 2.0}  # fmt: skip
     assert _kill_line(k, format_size) == "`pytest -x` (low) by policy: peak 300 MiB, predicted 200 MiB, queued 2.0 s"
+    k["predicted_basis"] = "host signature pytest <some> (26)"  # what the prediction rested on, when known
+    assert _kill_line(k, format_size) == (
+        "`pytest -x` (low) by policy: peak 300 MiB, predicted 200 MiB (host signature pytest <some> (26)), queued 2.0 s"
+    )
     k.update(memory_peak=None, predicted=None, queued_s=0.0)
     assert _kill_line(k, format_size) == "`pytest -x` (low) by policy: peak ?"
