@@ -157,14 +157,19 @@ class ControllerConfig(Frozen):
         steps of a third of the range put a third of the budget between the classes: a low call is taken
         before a normal or high one unless it is the smaller by more than that. Agents sit 1000 below the
         high calls (:meth:`agent_adj`). ``agents_lowered`` False (a controller without CAP_SYS_RESOURCE, whose
-        agents stay at 0): every call gets the top value, as only 1000 above an agent keeps every agent
-        behind every call; the calls are then taken largest first, whatever their priority.
+        agents stay at 0): the classes keep their order in the top fifth of the range (1000, 900, 800), so that
+        an agent goes before a call only if it holds 80 % of the budget more than the call does (a third was
+        not enough: an agent of 60 % of the budget outscored a high call of 20 %); between calls a tenth of
+        the budget then separates the classes.
         """
         adj = self.tool_oom_score_adj
-        if adj <= 0 or not agents_lowered:
+        if adj <= 0:
             return adj  # not a ranking (e.g. the bench's baselines, 0 for all): the same for every class
         rank = PRIORITIES[check_priority(priority)][0]
-        return adj * (3 - rank) // 3
+        ranked = adj * (3 - rank) // 3
+        if not agents_lowered:
+            return adj - (adj - ranked) * 3 // 10
+        return ranked
 
     def agent_adj(self) -> int | None:
         """oom_score_adj for a session's agent runtime: 1000 below a high-priority call's (-667 by default), so
