@@ -76,6 +76,28 @@ class SpawnError(OSError):
         self.stage = stage
 
 
+#: CAP_SYS_RESOURCE's bit in /proc/self/status CapEff: what lowering an oom_score_adj takes
+_CAP_SYS_RESOURCE = 24
+_can_lower: bool | None = None
+
+
+def can_lower_oom_adj() -> bool:
+    """Whether this process may give a child an oom_score_adj below its own (CAP_SYS_RESOURCE): an unprivileged
+    controller (a delegated user cgroup) leaves its agents at what they inherit rather than fail to start them."""
+    global _can_lower
+    if _can_lower is None:
+        _can_lower = False
+        try:
+            with open("/proc/self/status", encoding="ascii") as f:
+                for line in f:
+                    if line.startswith("CapEff:"):
+                        _can_lower = bool(int(line.split()[1], 16) >> _CAP_SYS_RESOURCE & 1)
+                        break
+        except OSError:
+            pass
+    return _can_lower
+
+
 def _as_other_user(uid: int | None) -> bool:
     return uid is not None and int(uid) != os.geteuid()
 

@@ -36,8 +36,8 @@ class ControllerConfig(Frozen):
     admission_wait  how long a call whose declared memory does not fit may wait in the queue
     tool_oom_score_adj   oom_score_adj of a low-priority call's processes; normal-priority calls get 2/3 of
                          it, high-priority calls 1/3 (see :meth:`tool_adj`): if the kernel's OOM killer fires
-                         anyway it takes low tools first, then normal, then high; agents (left at their own,
-                         normally 0) last
+                         anyway it takes low tools first, then normal, then high; agents last: they get
+                         1000 below high calls (see :meth:`agent_adj`)
     agent_memory_low     protection of each session's agent leaf from reclaim
     psi_stall_ms / psi_window_ms   host PSI trigger (memory "some"): pressure even below the budget
     checkpoint      v2: usage step at which a growing call notifies the controller (None: budget/32, >= 16 MiB)
@@ -150,18 +150,41 @@ class ControllerConfig(Frozen):
         if self.warm_after < 0:
             raise InvalidValue("warm_after", self.warm_after, "must be 0 or more")
 
-    def tool_adj(self, priority: str) -> int:
-        """oom_score_adj for the processes of a call of ``priority``: low > normal > high > agents (0).
+    def tool_adj(self, priority: str, agents_lowered: bool = True) -> int:
+        """oom_score_adj for the processes of a call of ``priority``: low > normal > high > agents.
 
         The kernel's badness adds ``adj / 1000`` of the OOM-ing cgroup's limit to each process's size, so
         steps of a third of the range put a third of the budget between the classes: a low call is taken
-        before a normal or high one unless it is the smaller by more than that.
+        before a normal or high one unless it is the smaller by more than that. Agents sit 1000 below the
+        high calls (:meth:`agent_adj`). ``agents_lowered`` False (a controller without CAP_SYS_RESOURCE, whose
+        agents stay at 0): the classes keep their order in the top fifth of the range (1000, 900, 800), so that
+        an agent goes before a call only if it holds 80 % of the budget more than the call does (a third was
+        not enough: an agent of 60 % of the budget outscored a high call of 20 %); between calls a tenth of
+        the budget then separates the classes.
         """
         adj = self.tool_oom_score_adj
         if adj <= 0:
             return adj  # not a ranking (e.g. the bench's baselines, 0 for all): the same for every class
         rank = PRIORITIES[check_priority(priority)][0]
-        return adj * (3 - rank) // 3
+        ranked = adj * (3 - rank) // 3
+        if not agents_lowered:
+            return adj - (adj - ranked) * 3 // 10
+        return ranked
+
+    def agent_adj(self) -> int | None:
+        """oom_score_adj for a session's agent runtime: 1000 below a high-priority call's (-667 by default), so
+        that no tool process outranks an agent whatever their sizes, or None (left as inherited) when tools are
+        not ranked (``tool_oom_score_adj`` <= 0, the bench's baselines).
+
+        A third of the budget between a high call and an agent left at 0 is not enough: an agent holding most
+        of a small budget outscores a high call that grows past the rest (``agentcg capacity --budget 96M``
+        lost its agent so). 1000 apart, the call's size plus the budget beats the agent's size, which the
+        budget bounds. Never -1000 (the kernel's "never kill"): an agent alone over its budget must still go.
+        """
+        adj = self.tool_adj("high")
+        if adj <= 0:
+            return None
+        return max(-999, adj - 1000)
 
     @property
     def urgent_at(self) -> float:

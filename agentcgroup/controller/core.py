@@ -24,7 +24,7 @@ from ..backends.base import Cgroup
 from ..errors import AgentCgroupError, NotFound
 from ..limits import Limits
 from ..outcome import Outcome
-from ..spawn import Process
+from ..spawn import Process, can_lower_oom_adj
 from ..toolcall import Launcher
 from .actions import Actuator
 from .admission import Admission, load_predictor
@@ -169,6 +169,9 @@ class Controller:
     # --- the agent runtime ------------------------------------------------------------------------------
     def spawn_agent(self, session: str, argv: Sequence[str], *, uid: int = ROOT_UID, **kwargs: Any) -> Process:
         s = self.session(session, uid)
+        adj = self.config.agent_adj()
+        if adj is not None and "oom_score_adj" not in kwargs and can_lower_oom_adj():
+            kwargs["oom_score_adj"] = adj  # below every tool: the kernel's OOM killer takes calls first
         return self.manager.spawn(self.sessions.agent_leaf(s), argv, **kwargs)
 
     def attach_agent(self, session: str, pid: int, *, uid: int = ROOT_UID) -> None:

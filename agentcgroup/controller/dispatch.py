@@ -22,7 +22,7 @@ from ..errors import AgentCgroupError, CgroupError
 from ..feedback import build_feedback, command_text
 from ..limits import Limits
 from ..outcome import Outcome
-from ..spawn import ForeignProcess
+from ..spawn import ForeignProcess, can_lower_oom_adj
 from ..toolcall import ToolCall
 from ..warm import WarmPool
 from .actions import Actuator
@@ -112,7 +112,7 @@ class Dispatch:
         leaf = self._with_checkpoint(spec, soft)
         ref = SessionRef(s, self.manager)
         ref.starting(self.config.warm_after)
-        adj = self.config.tool_adj(spec.intent.priority or s.priority)
+        adj = self.config.tool_adj(spec.intent.priority or s.priority, can_lower_oom_adj())
         call = ToolCall(ref, spec, leaf_limits=leaf, oom_score_adj=adj)
         cs = CallState(call, s, spec.intent, CallFuture(), soft=soft, queued_s=queued)
         try:

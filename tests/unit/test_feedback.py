@@ -133,6 +133,11 @@ def test_oom_score_adj_ranks_priorities() -> None:
     assert adj["low"] > adj["normal"] > adj["high"] > 0  # agents keep 0: last
     assert adj == {"low": 1000, "normal": 666, "high": 333}
     assert {ControllerConfig(tool_oom_score_adj=0).tool_adj(p) for p in adj} == {0}
+    # agents 1000 below the high calls: a call's size plus the budget outscores any agent the budget holds
+    assert cfg.agent_adj() == -667 and ControllerConfig(tool_oom_score_adj=300).agent_adj() == -900
+    assert ControllerConfig(tool_oom_score_adj=0).agent_adj() is None  # the bench's baselines: left as is
+    # agents that cannot be lowered (no CAP_SYS_RESOURCE) stay at 0: the calls keep their order in the top fifth
+    assert {p: cfg.tool_adj(p, agents_lowered=False) for p in adj} == {"low": 1000, "normal": 900, "high": 800}
 
 
 def test_outcome_to_dict_is_every_field_but_the_output_copied() -> None:
