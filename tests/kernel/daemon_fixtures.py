@@ -21,6 +21,7 @@ import tempfile
 import termios
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
@@ -160,19 +161,25 @@ def start_daemon(
     d = DaemonProc(proc, sock, state, log_path, args, master)
     if master is not None:
         threading.Thread(target=_drain, args=(master, d.pty_out), daemon=True).start()
+    wait_up(proc, sock, d.log)
+    return d
+
+
+def wait_up(proc: subprocess.Popen, sock: str, log: Callable[[], str]) -> None:
+    """Wait for a started daemon's socket. A daemon that did not come up in time, or came up late, leaves
+    neither a process (serving a root the test's teardown removes) nor its socket's directory."""
     deadline = time.monotonic() + 20 * SLOW
     try:
         while not os.path.exists(sock):
-            assert proc.poll() is None, d.log()
+            assert proc.poll() is None, log()
             assert time.monotonic() < deadline, "the daemon did not come up"
             time.sleep(0.05)
-    except BaseException:  # a daemon that did not come up leaves neither a process nor its socket's directory
+    except BaseException:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
-        shutil.rmtree(sockdir, ignore_errors=True)
+        shutil.rmtree(os.path.dirname(sock), ignore_errors=True)
         raise
-    return d
 
 
 def _drain(fd: int, into: bytearray) -> None:

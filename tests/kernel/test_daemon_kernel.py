@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -18,6 +17,7 @@ from agentcgroup.daemon.client import Client
 from agentcgroup.daemon.protocol import TooLarge
 from agentcgroup.errors import InvalidValue, NotFound
 from tests.conftest import SLOW, kernel_skip_reason, leftovers, wait_for
+from tests.kernel.daemon_fixtures import wait_up
 
 pytestmark = [pytest.mark.kernel]
 
@@ -50,18 +50,7 @@ def daemon(tmp_path, root_name):
         "1s",
     ]
     proc = subprocess.Popen(cmd, stderr=open(tmp_path / "daemon.log", "w"))  # noqa: SIM115
-    deadline = time.monotonic() + 20 * SLOW
-    try:
-        while not os.path.exists(sock):
-            assert proc.poll() is None, (tmp_path / "daemon.log").read_text()
-            assert time.monotonic() < deadline, "the daemon did not come up"
-            time.sleep(0.05)
-    except BaseException:  # one that came up late must not live on, serving a root the test's teardown removes
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        shutil.rmtree(sockdir, ignore_errors=True)
-        raise
+    wait_up(proc, sock, lambda: (tmp_path / "daemon.log").read_text())
     yield proc, sock
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)

@@ -10,19 +10,18 @@ fits the CI guest; the generator follows the traces' rise (1.2 s), hold (0.3 s) 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 
 import pytest
 
 from agentcgroup.daemon.client import Client
 from agentcgroup.outcome import Outcome
 from tests.conftest import SLOW, kernel_skip_reason, leftovers
+from tests.kernel.daemon_fixtures import wait_up
 
 pytestmark = [pytest.mark.kernel]
 
@@ -81,18 +80,7 @@ def daemon(tmp_path, root_name):
     cmd += ["--state-dir", str(tmp_path / "state")]
     log = tmp_path / "daemon.log"
     proc = subprocess.Popen(cmd, stderr=open(log, "w"))  # noqa: SIM115
-    deadline = time.monotonic() + 20 * SLOW
-    try:
-        while not os.path.exists(sock):
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "the daemon did not come up"
-            time.sleep(0.05)
-    except BaseException:  # one that came up late must not live on, serving a root the test's teardown removes
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        shutil.rmtree(sockdir, ignore_errors=True)
-        raise
+    wait_up(proc, sock, lambda: log.read_text())
     try:
         yield sock
     finally:
