@@ -10,6 +10,17 @@ A spare is created in the hierarchies that the calls which took this pool's spar
 call has been seen): on a v1 host a leaf in a hierarchy no call uses (``cpu``, for calls without a CPU limit)
 cost a mkdir, an rmdir and a move a call. A call that needs a hierarchy its spare lacks has its stub moved
 there before it execs (``set_limits``), and the pool's later spares are made in it.
+
+The pool steps aside while calls come back to back. A spare costs the process more CPU than the direct spawn
+it replaces (~3.0 against ~2.1 ms of the daemon's CPU a call, one client running ``/bin/true`` in a row,
+docs/performance.md "Fifth pass"), and it only saves anything after a quiet spell: measured through the daemon
+with no pool, a direct spawn's p50 was ~4 ms while calls came at most 20 ms apart and 13-14 ms from 50 ms
+apart (the move's RCU grace period), the same as with a spare below 20 ms. So spares are made only once no call
+of the process has started for the pool's ``quiet`` seconds (:data:`QUIET_S`, 20 ms): under back-to-back calls,
+whether one session's or fifty sessions' (the grace period is the kernel's, for every cgroup move of the host,
+so fifty sessions each calling every 150 ms keep it short as one calling every 3 ms does), calls use the spares
+left and then spawn directly; the pool fills again in the first pause, so an agent's calls seconds apart still
+find one ready.
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ from __future__ import annotations
 import collections
 import os
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from ._lazy import lazy_logger
@@ -34,6 +46,8 @@ log = lazy_logger("agentcgroup")
 DEBOUNCE_S = 0.005
 #: finished leaves of a pool waiting for the refiller at most (each holds a few fds until it is removed)
 MAX_DEFERRED = 8
+#: spares are made only once no call of the process has started for this long (seconds; the module's docstring)
+QUIET_S = 0.02
 
 
 def new_call_id() -> str:
@@ -57,6 +71,24 @@ class _Refiller:
         #: making spares right now: a stub's move into its leaf may hold the kernel's cgroup lock through an RCU
         #: grace period, and every mkdir or rmdir of any cgroup waits for it meanwhile
         self.making = False
+        #: when the process's last call (of any pool) started (time.monotonic()): spares wait for a quiet spell
+        self.last_start = -1e9
+        #: the thread waits with a deadline: for a quiet spell before making some pool's spare
+        self.timed = False
+
+    def started(self, quiet: float) -> None:
+        """A call took (or looked for) a spare now. Wakes the thread, unless it is already waiting for a quiet
+        spell that this call only postpones (calls back to back: no wake-up a call)."""
+        with self.cv:
+            now = time.monotonic()
+            busy = now - self.last_start < quiet
+            self.last_start = now
+            if not (busy and self.timed):
+                self.cv.notify()
+
+    def hold(self, quiet: float) -> float:
+        """Seconds before a pool whose ``quiet`` is this may make a spare (<= 0: now)."""
+        return quiet - (time.monotonic() - self.last_start)
 
     def add(self, pool: WarmPool) -> None:
         with self.cv:
@@ -83,11 +115,22 @@ class _Refiller:
                     if not self.pools:
                         self.thread = None
                         return
-                    spares = [p for p in self.pools if p.needs_spare()]
+                    spares, wait = [], None
+                    for p in self.pools:
+                        if p.needs_spare():
+                            hold = self.hold(p.quiet)
+                            if hold <= 0:
+                                spares.append(p)
+                            else:  # calls are coming back to back: look again once they may have paused
+                                wait = hold if wait is None else min(wait, hold)
                     reaps = [p for p in self.pools if p.has_reaps()]
                     if spares or reaps:
                         break
-                    self.cv.wait()
+                    self.timed = wait is not None
+                    try:
+                        self.cv.wait(wait)
+                    finally:
+                        self.timed = False
                 if not spares:
                     # only finished leaves to remove: let the caller of the call that just ended have the
                     # interpreter first (the GIL would make it wait for this thread's work)
@@ -108,8 +151,12 @@ os.register_at_fork(after_in_child=_REFILLER.reset)
 
 
 class WarmPool:
-    def __init__(self, manager: Manager, tools_path: tuple[str, ...], size: int = 1) -> None:
-        self.manager, self.tools_path, self.size = manager, tools_path, size
+    """``size`` spares of one session, made once no call has started for ``quiet`` seconds (0: at once)."""
+
+    def __init__(self, manager: Manager, tools_path: tuple[str, ...], size: int = 1, quiet: float = QUIET_S) -> None:
+        self.manager, self.tools_path, self.size, self.quiet = manager, tools_path, size, quiet
+        #: spares made, calls that took one, calls that found none ready (and spawned directly)
+        self.made = self.taken = self.missed = 0
         self._ready: collections.deque[tuple[Cgroup, Stub]] = collections.deque()
         self._reap: collections.deque[Cgroup] = collections.deque()
         self._cv = threading.Condition()
@@ -131,8 +178,23 @@ class WarmPool:
             if limits is not None:
                 self._shape = limits if self._shape is None else self._shape.merged(limits)
             item = self._ready.popleft() if self._ready else None
-        _REFILLER.wake()
+            if item is None:
+                self.missed += 1
+            else:
+                self.taken += 1
+        _REFILLER.started(self.quiet)
         return item
+
+    @property
+    def ready(self) -> int:
+        """Spares ready to be taken right now."""
+        return len(self._ready)
+
+    @property
+    def aside(self) -> bool:
+        """Whether the pool is stepping aside: short of spares, and waiting for calls to pause before it makes
+        one (calls meanwhile spawn directly)."""
+        return len(self._ready) < self.size and not self._closed and _REFILLER.hold(self.quiet) > 0
 
     def defer_reap(self, cg: Cgroup) -> bool:
         """Hand ``cg`` (a finished call's leaf) to the refiller if it is making a spare right now, so that the
@@ -180,7 +242,7 @@ class WarmPool:
         if not self._begin():
             return
         try:
-            while self.needs_spare():
+            while self.needs_spare() and _REFILLER.hold(self.quiet) <= 0:  # a call came: it may be the first of many
                 try:
                     item = self._make()
                 except (AgentCgroupError, OSError) as exc:
@@ -189,6 +251,7 @@ class WarmPool:
                     continue
                 with self._cv:
                     self._ready.append(item)  # if closed meanwhile, close() removes it
+                    self.made += 1
         finally:
             self._end()
 

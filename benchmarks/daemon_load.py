@@ -4,7 +4,8 @@
 Starts ``agentcg daemon`` on a socket and state dir of its own (root cgroup ``agentcg-bench-load``), then:
 
 * ``--clients N --calls M``: N clients (threads of this one process, so that they do not take the CPU being
-  measured), each with a session of its own, run M calls of ``/bin/true`` in a row. Every outcome is checked
+  measured), each with a session of its own, run M calls of ``/bin/true`` in a row (``--pause LO-HI``: with
+  a pause between calls, as an agent's calls come). Every outcome is checked
   (exit 0). The daemon's CPU is its utime+stime across the run (/proc/<pid>/stat). Last line:
   ``calls_per_s=412 p50_ms=3.1 p99_ms=41 daemon_cpu_ms_per_call=0.9 errors=0 clients=50``
 * ``--sessions K``: K sessions opened and left idle, then K idle connections held open; what they cost the
@@ -15,7 +16,7 @@ Starts ``agentcg daemon`` on a socket and state dir of its own (root cgroup ``ag
 Everything is removed afterwards (SIGTERM: the daemon closes its sessions). Preliminary figures on a shared
 machine are noisy: compare runs made side by side.
 
-Usage: python benchmarks/daemon_load.py [--clients 50 --calls 20 [--warmup 1100] | --sessions 1000]
+Usage: python benchmarks/daemon_load.py [--clients 50 --calls 20 [--warmup 1100] [--pause 0.2-1] | --sessions 1000]
        [--root agentcg-bench-load]
        [--agentcg "python /other/build/agentcg"]
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import resource
 import shlex
 import shutil
@@ -99,7 +101,9 @@ def start_daemon(
     return proc, sock, tmp
 
 
-def load(sock: str, pid: int, clients: int, calls: int, warmup: int = 0) -> str:
+def load(
+    sock: str, pid: int, clients: int, calls: int, warmup: int = 0, pause: tuple[float, float] = (0.0, 0.0)
+) -> str:
     c = Client(sock)
     for i in range(clients):
         c.open_session(f"load{i}")
@@ -118,7 +122,10 @@ def load(sock: str, pid: int, clients: int, calls: int, warmup: int = 0) -> str:
                     errors[0] += 1
         warmed.wait()
         start.wait()
-        for _ in range(calls):
+        rnd = random.Random(i)
+        for k in range(calls):
+            if k and pause[1]:  # an agent's cadence: a pause between calls (not counted in the latency)
+                time.sleep(rnd.uniform(*pause))
             t0 = time.perf_counter()
             try:
                 out = cl.run(f"load{i}", ["/bin/true"])
@@ -198,6 +205,18 @@ def idle(sock: str, pid: int, sessions: int) -> str:
     )
 
 
+def pause_range(text: str) -> tuple[float, float]:
+    """``S`` or ``LO-HI`` (seconds) for --pause."""
+    try:
+        lo, _, hi = text.partition("-")
+        low, high = float(lo), float(hi or lo)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--pause {text!r}: expected S or LO-HI, in seconds") from None
+    if not 0 <= low <= high:
+        raise argparse.ArgumentTypeError(f"--pause {text!r}: expected 0 <= LO <= HI")
+    return low, high
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clients", type=int, default=50)
@@ -208,6 +227,13 @@ def main() -> None:
         default=0,
         help="calls each client makes first, not measured (1100 with one client: the state dir keeps 1000 "
         "outcomes, and past them a call creates and removes no file: its steady state)",
+    )
+    ap.add_argument(
+        "--pause",
+        type=pause_range,
+        default=(0.0, 0.0),
+        help="seconds each client waits between its calls, S or LO-HI (uniform; an agent's cadence, e.g. 0.2-1). "
+        "The pause is not in the latency; calls_per_s then counts it",
     )
     ap.add_argument("--sessions", type=int, default=0, help="measure K idle sessions and connections instead")
     ap.add_argument("--root", default="agentcg-bench-load")
@@ -227,7 +253,7 @@ def main() -> None:
         line = (
             idle(sock, proc.pid, args.sessions)
             if args.sessions
-            else load(sock, proc.pid, args.clients, args.calls, args.warmup)
+            else load(sock, proc.pid, args.clients, args.calls, args.warmup, args.pause)
         )
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -44,6 +44,8 @@ class ControllerConfig(Frozen):
     warm            spare pre-placed leaves per session (0: off)
     warm_after      calls a session starts before its spares are made (0: at open). The daemon uses 1: an idle
                     session, or one opened for a single call (``agentcg run``), holds no spare, stub or thread
+    warm_quiet      seconds with no call starting before spares are made (0: at once). Calls back to back
+                    spawn directly (cheaper then); the pool fills again in their first pause (warm.py)
     predict         a call that declares no memory reserves its predicted peak, from what similar calls
                     used (history in the state dir, when there is one); queued while it does not fit
     """
@@ -66,6 +68,7 @@ class ControllerConfig(Frozen):
         "checkpoint",
         "warm",
         "warm_after",
+        "warm_quiet",
         "predict",
     )
     budget: int | None
@@ -85,6 +88,7 @@ class ControllerConfig(Frozen):
     checkpoint: int | None
     warm: int
     warm_after: int
+    warm_quiet: float
     predict: bool
 
     def __init__(
@@ -106,6 +110,7 @@ class ControllerConfig(Frozen):
         checkpoint: int | None = None,
         warm: int = 2,
         warm_after: int = 0,
+        warm_quiet: float = 0.02,  # warm.QUIET_S (not imported: this module is light, warm.py is not)
         predict: bool = False,
     ) -> None:
         self._set("budget", budget)
@@ -125,6 +130,7 @@ class ControllerConfig(Frozen):
         self._set("checkpoint", checkpoint)
         self._set("warm", warm)
         self._set("warm_after", warm_after)
+        self._set("warm_quiet", warm_quiet)
         self._set("predict", predict)
         self._check()
 
@@ -149,6 +155,8 @@ class ControllerConfig(Frozen):
             raise InvalidValue("warm", self.warm, "must be 0 or more")
         if self.warm_after < 0:
             raise InvalidValue("warm_after", self.warm_after, "must be 0 or more")
+        if not 0 <= self.warm_quiet <= 60:
+            raise InvalidValue("warm_quiet", self.warm_quiet, "must be 0..60 seconds")
 
     def tool_adj(self, priority: str, agents_lowered: bool = True) -> int:
         """oom_score_adj for the processes of a call of ``priority``: low > normal > high > agents.

@@ -72,16 +72,17 @@ class SessionRef:
         """Leaves kept for their background processes (keep_background) until the session closes."""
         return self._s.kept
 
-    def starting(self, warm_after: int) -> None:
+    def starting(self, warm_after: int, quiet: float) -> None:
         """A call of the session starts: once ``warm_after`` calls started before it, the session keeps spare
-        leaves (warm.py); until then it holds no spare, stub or thread."""
+        leaves (warm.py; made once no call started for ``quiet`` seconds); until then it holds no spare, stub
+        or thread."""
         s = self._s
         if s.pool is not None or not s.warm:
             return
         with s.lock:
             s.starts += 1
             if s.pool is None and s.starts > warm_after and not s.closing:
-                s.pool = WarmPool(self.manager, (s.name, "tools"), s.warm)
+                s.pool = WarmPool(self.manager, (s.name, "tools"), s.warm, quiet)
 
 
 class Dispatch:
@@ -111,7 +112,7 @@ class Dispatch:
         soft = spec.limits.memory_high
         leaf = self._with_checkpoint(spec, soft)
         ref = SessionRef(s, self.manager)
-        ref.starting(self.config.warm_after)
+        ref.starting(self.config.warm_after, self.config.warm_quiet)
         adj = self.config.tool_adj(spec.intent.priority or s.priority, can_lower_oom_adj())
         call = ToolCall(ref, spec, leaf_limits=leaf, oom_score_adj=adj)
         cs = CallState(call, s, spec.intent, CallFuture(), soft=soft, queued_s=queued)

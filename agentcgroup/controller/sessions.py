@@ -129,7 +129,7 @@ class Sessions:
                 if self.config.warm_after:
                     s.warm = self.config.warm  # made on demand, by the call that needs it (SessionRef.starting)
                 else:
-                    s.pool = WarmPool(m, (name, "tools"), self.config.warm)
+                    s.pool = WarmPool(m, (name, "tools"), self.config.warm, self.config.warm_quiet)
         except BaseException:
             self.drop(s)
             raise

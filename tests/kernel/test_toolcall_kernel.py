@@ -429,3 +429,60 @@ def test_a_spare_stub_has_no_environment_and_its_command_gets_this_process_one(m
         wait_for(lambda: len(s.pool._ready) == 1, "the next spare")
         out = ctl.run("s", probe, env={"AGENTCG_TEST_PROBE": "the-call's"}, capture_output=True)
         assert out.stdout == b"the-call's\n", out
+
+
+def _placed(out, manager) -> None:
+    """The command ran in its call's leaf from its first instruction: ``cat /proc/self/cgroup`` (the exec'd
+    command itself) names the call's leaf in the memory hierarchy (v1) and in cgroup2."""
+    assert out.exit_code == 0 and out.error is None, out
+    lines = [line.split(":", 2) for line in out.stdout.decode().splitlines() if line]
+    paths = [path for _, ctrl, path in lines if ctrl == "" or "memory" in ctrl.split(",")]
+    assert paths and all(p.endswith(f"/s/tools/{out.call_id}") for p in paths), (out.call_id, lines)
+
+
+def test_the_pool_steps_aside_under_back_to_back_calls_and_fills_again_after_a_pause(manager) -> None:
+    """A spare costs more than the direct spawn it replaces while calls come back to back (no quiet spell: the
+    move is cheap then), so the pool makes none until no call has started for ``warm_quiet``: a burst takes the
+    spares ready and then spawns directly, every command placed before it runs either way; the pool is full
+    again after the pause, and the next call takes a spare. (``warm_quiet`` is 1 s here, so that a slow host's
+    calls in a row are still back to back.)"""
+    from agentcgroup import Controller, ControllerConfig
+
+    probe = ["cat", "/proc/self/cgroup"]
+    with Controller(manager, config=ControllerConfig(warm=2, warm_after=0, warm_quiet=1.0)) as ctl:
+        ctl.open_session("s")
+        (s,) = ctl.session_states()
+        pool = s.pool
+        assert pool is not None
+        wait_for(lambda: pool.ready == 2, "the session's two spares")
+        assert (pool.made, pool.taken, pool.missed) == (2, 0, 0) and not pool.aside
+        outs = [ctl.run("s", probe, capture_output=True) for _ in range(8)]
+        assert (pool.taken, pool.missed) == (2, 6)
+        assert pool.made == 2 and pool.ready == 0 and pool.aside  # none made while the calls came
+        for out in outs:
+            _placed(out, manager)
+        assert len({out.call_id for out in outs}) == 8
+        wait_for(lambda: pool.ready == 2, "the spares made again once the calls paused")
+        assert pool.made == 4 and not pool.aside
+        ready = [cg.path[-1] for cg, _stub in list(pool._ready)]
+        out = ctl.run("s", probe, capture_output=True)
+        _placed(out, manager)
+        assert pool.taken == 3 and out.call_id == ready[0]
+
+
+def test_with_warm_quiet_zero_the_pool_refills_between_calls_in_a_row(manager) -> None:
+    """``warm_quiet=0``: the pool never steps aside (the behaviour before it could): each call of a slow
+    series finds a spare made after the call before it."""
+    from agentcgroup import Controller, ControllerConfig
+
+    with Controller(manager, config=ControllerConfig(warm=1, warm_after=0, warm_quiet=0)) as ctl:
+        ctl.open_session("s")
+        (s,) = ctl.session_states()
+        pool = s.pool
+        assert pool is not None
+        for _ in range(3):
+            wait_for(lambda: pool.ready == 1, "the spare")
+            assert not pool.aside
+            out = ctl.run("s", ["cat", "/proc/self/cgroup"], capture_output=True)
+            _placed(out, manager)
+        assert pool.taken == 3 and pool.missed == 0

@@ -50,3 +50,13 @@ def test_a_closed_pool_takes_none(making: None) -> None:
     p._closed = True
     assert p.defer_reap("leaf") is False  # type: ignore[arg-type]
     assert not p._reap
+
+
+def test_warm_quiet_outside_0_to_60_seconds_is_refused_by_name() -> None:
+    from agentcgroup.controller.config import ControllerConfig
+    from agentcgroup.errors import InvalidValue
+
+    for bad in (-0.1, 61):
+        with pytest.raises(InvalidValue, match="warm_quiet"):
+            ControllerConfig(warm_quiet=bad)
+    assert ControllerConfig().warm_quiet == warm.QUIET_S  # the config's default is the pool's
