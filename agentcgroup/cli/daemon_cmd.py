@@ -41,6 +41,12 @@ CONTROL_NICE = -5
 @click.option("--admission-wait", metavar="SEC", help="Longest wait in the admission queue (30s).")
 @click.option("--warm", metavar="N", help="Spare pre-placed leaves per session (2).")
 @click.option(
+    "--warm-quiet",
+    metavar="SEC",
+    help="Spares are made once no call has started for this long; calls back to back spawn directly (20ms; 0: "
+    "at once).",
+)
+@click.option(
     "--predict",
     is_flag=True,
     help="A call that declares no memory reserves its peak predicted from its uid's earlier calls, and waits in "
@@ -105,6 +111,7 @@ def daemon(
     urgent_grace: str | None,
     admission_wait: str | None,
     warm: str | None,
+    warm_quiet: str | None,
     predict: bool,
     state_dir: str,
     keep_calls: bool,
@@ -135,6 +142,7 @@ def daemon(
             urgent_grace=urgent_grace,
             admission_wait=admission_wait,
             warm=warm,
+            warm_quiet=warm_quiet,
             predict=predict or None,
         ).with_(warm_after=1)  # spares for the sessions that make calls, none for idle ones
         flags = {

@@ -221,7 +221,15 @@ class ControllerConfig(Frozen):
                 raise InvalidValue("setting", key, f"unknown; known: {', '.join(sorted(names))}")
             if key in ("budget", "agent_memory_low", "checkpoint"):
                 out[key] = parse_size(value, key)
-            elif key in ("stall_grace", "kill_after", "urgent_grace", "lead_time", "sample_interval", "admission_wait"):
+            elif key in (
+                "stall_grace",
+                "kill_after",
+                "urgent_grace",
+                "lead_time",
+                "sample_interval",
+                "admission_wait",
+                "warm_quiet",
+            ):
                 out[key] = 0.0 if str(value) == "0" else parse_duration(value, key)
             elif key == "predict":
                 out[key] = _flag(key, value)

@@ -179,6 +179,7 @@ DAEMON_OPTS = [
     "--urgent-grace",
     "--admission-wait",
     "--warm",
+    "--warm-quiet",
     "--root",
     "--backend",
     "--policy",
