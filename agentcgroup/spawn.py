@@ -138,6 +138,15 @@ def _devnull() -> int:
     return _DEVNULL_FD
 
 
+def _forget_devnull() -> None:
+    """In a forked child: it may close every fd it inherited (the supervisor does), so it opens its own."""
+    global _DEVNULL_FD, _devnull_lock
+    _DEVNULL_FD, _devnull_lock = -1, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_devnull)
+
+
 def _fd_for(spec: Any, mode: str, to_close: list[int], stdout_fd: int = -1) -> tuple[int, int | None]:
     """(fd for the child, our end of a pipe or None). ``stdout_fd``: the child's stdout, for ``STDOUT``."""
     if spec is None:

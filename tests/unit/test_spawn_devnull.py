@@ -65,3 +65,31 @@ def test_the_shared_fd_is_never_one_of_0_1_2(monkeypatch) -> None:
         assert fds[0].startswith(b"pipe:") and fds[1].startswith(b"pipe:") and fds[2] == b"/dev/null"
     finally:
         os.close(fd)
+
+
+def test_a_forked_child_that_closed_its_fds_opens_its_own() -> None:
+    """The supervisor forks and closes every inherited fd: were it ever to spawn, its DEVNULL must not be the
+    parent's number (closed there, or by then another file)."""
+    parent_fd = spawn_mod._devnull()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        code = 1
+        try:
+            os.close(r)
+            os.close(parent_fd)
+            p = spawn(["/bin/true"], stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL)
+            code = 0 if p.wait(30) == 0 else 2
+            if os.readlink(f"/proc/self/fd/{spawn_mod._DEVNULL_FD}") != "/dev/null":
+                code = 3
+        finally:
+            os.write(w, bytes([code]))
+            os._exit(0)
+    os.close(w)
+    try:
+        got = os.read(r, 1)
+    finally:
+        os.close(r)
+        os.waitpid(pid, 0)
+    assert got == b"\x00"
+    assert spawn_mod._devnull() == parent_fd  # the parent's is untouched
