@@ -5,6 +5,7 @@ daemon's thin client checks a command line without importing the spawner."""
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Mapping, Sequence
 
 from .errors import InvalidValue
@@ -17,9 +18,10 @@ def resolve(argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str 
     name = argv[0]
     if "/" in name:
         path = name if os.path.isabs(name) or cwd is None else os.path.join(cwd, name)
-        if not os.path.exists(path):
+        mode = _mode(path)
+        if mode is None:
             raise FileNotFoundError(2, f"command not found: {name}", name)
-        if os.path.isdir(path) or not os.access(path, os.X_OK):
+        if stat.S_ISDIR(mode) or not os.access(path, os.X_OK):
             raise PermissionError(13, f"not an executable file: {name}", name)
         return path
     search = (env if env is not None else os.environ).get("PATH", os.defpath)
@@ -39,9 +41,19 @@ def _which(name: str, search: str) -> str | None:
             continue
         seen.add(d)
         path = os.path.join(d, name)
-        if os.path.exists(path) and os.access(path, os.X_OK) and not os.path.isdir(path):
+        mode = _mode(path)
+        if mode is not None and not stat.S_ISDIR(mode) and os.access(path, os.X_OK):
             return path
     return None
+
+
+def _mode(path: str) -> int | None:
+    """``st_mode`` of ``path`` (symlinks followed), None where ``os.path.exists`` says False: one ``stat`` where
+    ``exists`` and ``isdir`` made two, on every call's path."""
+    try:
+        return os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
 
 
 def exec_paths(argv: Sequence[str], env: Mapping[str, str] | None = None) -> list[str]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import select
 import signal
+import threading
 import time
 import types
 from collections.abc import Mapping, Sequence
@@ -118,6 +119,34 @@ def _attach_pipes(proc: Process, ours: dict[str, int | None]) -> Process:
     return proc
 
 
+_DEVNULL_FD = -1
+_devnull_lock = threading.Lock()
+
+
+def _devnull() -> int:
+    """One ``/dev/null`` fd for every child's DEVNULL, opened once and kept (close-on-exec, never 0-2, so a
+    child's dup2 of its stdio in order cannot clobber it): a daemon call gave it up to three opens and closes."""
+    global _DEVNULL_FD
+    if _DEVNULL_FD < 0:
+        with _devnull_lock:
+            if _DEVNULL_FD < 0:
+                fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+                if fd < 3:
+                    low, fd = fd, _dup_high(fd)
+                    os.close(low)
+                _DEVNULL_FD = fd
+    return _DEVNULL_FD
+
+
+def _forget_devnull() -> None:
+    """In a forked child: it may close every fd it inherited (the supervisor does), so it opens its own."""
+    global _DEVNULL_FD, _devnull_lock
+    _DEVNULL_FD, _devnull_lock = -1, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_devnull)
+
+
 def _fd_for(spec: Any, mode: str, to_close: list[int], stdout_fd: int = -1) -> tuple[int, int | None]:
     """(fd for the child, our end of a pipe or None). ``stdout_fd``: the child's stdout, for ``STDOUT``."""
     if spec is None:
@@ -134,9 +163,7 @@ def _fd_for(spec: Any, mode: str, to_close: list[int], stdout_fd: int = -1) -> t
         to_close.append(w)
         return w, r
     if spec == DEVNULL:
-        fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-        to_close.append(fd)
-        return fd, None
+        return _devnull(), None
     if isinstance(spec, int):
         return spec, None
     return spec.fileno(), None

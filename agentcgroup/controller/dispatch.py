@@ -44,6 +44,14 @@ log = lazy_logger("agentcgroup")
 OOM_RELOOK_S = (0.005, 0.05, 0.25)
 
 
+def _has_exited(pidfd: int) -> bool:
+    """Has the process ended (a zombie, not reaped yet)? It is not reaped here: the finish waits for it."""
+    try:
+        return os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except (OSError, AttributeError):  # not our child, or no P_PIDFD (kernel < 5.4): the pidfd tells, as before
+        return False
+
+
 def boot_clock() -> float:
     """Seconds since boot, counting suspend: a call's start is written down in it too (no wall-clock jumps)."""
     return time.clock_gettime(time.CLOCK_BOOTTIME)
@@ -201,7 +209,10 @@ class Dispatch:
         call = cs.call
         proc = call.proc
         assert proc is not None
-        if proc.pidfd >= 0:
+        ended = proc.pidfd >= 0 and _has_exited(proc.pidfd)
+        if ended:
+            pass  # finished below, in this turn: nothing to watch for it
+        elif proc.pidfd >= 0:
             self.loop.add(proc.pidfd, READ, self.guarded(cs, lambda fd, ev: self._on_exit(cs)))
         else:  # no pidfd (old kernel): poll the process
             self._poll_exit(cs)
@@ -211,6 +222,14 @@ class Dispatch:
                 os.set_blocking(fd, False)
                 cs.pipes[fd] = f
                 self.loop.add(fd, READ, self.guarded(cs, lambda fd, ev: self._on_pipe(cs, fd)))
+        if ended:
+            # a short command (true, ls, cat) is often over before the loop takes it: its memory notifications
+            # would be watched only to be dropped at once (v1: an eventfd, two control files, an epoll add and
+            # delete), and its pidfd's wake-up would come next turn. What they would tell (an OOM kill, the peak)
+            # its figures say at the finish, as for every call.
+            self.enforcer.started(cs)
+            self._on_exit(cs)
+            return
         if call.cg is not None:
             try:
                 src = self.manager.memory_events(call.cg)

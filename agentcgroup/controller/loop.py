@@ -79,6 +79,8 @@ class Loop:
         callbacks handed over (a write, a wake-up and a GIL hand-off less for each one after the first): the
         loop clears the flag before it looks at them, so a callback appended after that writes again."""
         self._soon.append(callback)
+        if self.thread is threading.current_thread():
+            return  # the loop's own thread: this turn runs what is queued before it waits again, no wake-up needed
         if not self._woken:
             self._woken = True
             os.eventfd_write(self._wake, 1)

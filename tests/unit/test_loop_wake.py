@@ -80,3 +80,31 @@ def test_a_callback_handed_over_during_a_turn_does_not_silence_the_next() -> Non
         assert "x3" in ran and time.monotonic() - t0 < 1.5, "the wake-up was lost: the loop waited out its poll"
     finally:
         lp.close()
+
+
+def test_a_callback_handed_over_on_the_loops_own_thread_runs_this_turn_without_a_wake_up(monkeypatch) -> None:
+    """The daemon's loop hands itself work (a connection's next turn after a reply): no eventfd write, no
+    extra turn; it runs before the loop waits again, even with a long wait ahead."""
+    writes: list[int] = []
+    real = loop_mod.os.eventfd_write
+    monkeypatch.setattr(loop_mod.os, "eventfd_write", lambda fd, n: (writes.append(n), real(fd, n)))
+    lp = Loop()
+    lp.thread = threading.current_thread()
+    ran: list[str] = []
+    try:
+        lp.call_soon_threadsafe(lambda: (ran.append("first"), lp.call_soon_threadsafe(lambda: ran.append("second"))))
+        assert writes == []  # on the loop's own thread
+        t0 = time.monotonic()
+        lp.run_once(5.0)  # something queued: no wait at all
+        assert ran == ["first", "second"]  # the one it handed itself ran in the same turn
+        assert writes == []
+        assert time.monotonic() - t0 < 1.0
+        woken = []
+        t = threading.Thread(target=lambda: lp.call_soon_threadsafe(lambda: woken.append(1)))
+        t.start()
+        t.join()
+        assert writes == [1]  # from another thread: written, as before
+        lp.run_once(5.0)
+        assert woken == [1]
+    finally:
+        lp.close()
