@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import itertools
 import json
 import os
@@ -128,6 +129,62 @@ def thread_cpu(pid: int) -> dict[int, float]:
             continue
         out[int(task)] = (int(fields[11]) + int(fields[12])) / TICK
     return out
+
+
+class Probe:
+    """Samples, every ``every`` seconds on a thread of its own, the daemon's children by state (``Z``: the call's
+    command exited and the daemon has not reaped it yet) and its threads by what they wait on (wchan: ``futex``,
+    a lock or the GIL; ``epoll``, nothing to do; ``0``, running or runnable)."""
+
+    def __init__(self, pid: int, every: float = 0.02) -> None:
+        self.pid, self.every = pid, every
+        self.children: collections.Counter[str] = collections.Counter()
+        self.threads: collections.Counter[str] = collections.Counter()
+        self.samples = 0
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _state(self, path: str) -> str | None:
+        try:
+            with open(path) as f:
+                return f.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return None
+
+    def _run(self) -> None:
+        while not self.stopping.wait(self.every):
+            try:
+                tasks = os.listdir(f"/proc/{self.pid}/task")
+            except OSError:
+                return
+            kids: list[str] = []
+            for t in tasks:
+                try:
+                    with open(f"/proc/{self.pid}/task/{t}/children") as f:
+                        kids += f.read().split()
+                    with open(f"/proc/{self.pid}/task/{t}/wchan") as f:
+                        w = f.read()
+                except OSError:
+                    continue
+                self.threads["futex" if "futex" in w else "epoll" if "epoll" in w else w or "0"] += 1
+            for k in kids:
+                st = self._state(f"/proc/{k}/stat")
+                if st is not None:
+                    self.children[st] += 1
+            self.samples += 1
+
+    def stop(self) -> str:
+        self.stopping.set()
+        self.thread.join()
+        n = max(self.samples, 1)
+        kids = " ".join(f"{k}:{v / n:.1f}" for k, v in self.children.most_common())
+        ths = " ".join(f"{k}:{v / n:.1f}" for k, v in self.threads.most_common(5))
+        return (
+            f"(probe, {self.samples} samples, mean: the daemon's children by state {kids}; its threads by wait {ths})"
+        )
 
 
 def host_jiffies() -> tuple[int, int]:
@@ -322,14 +379,18 @@ def load(
     pause: tuple[float, float] = (0.0, 0.0),
     driver: str = "async",
     root: str = "agentcg-bench-load",
+    probe: bool = False,
 ) -> str:
     c = Client(sock)
     sessions = [f"load{i}" for i in range(clients)]
     for name in sessions:
         c.open_session(name)
     before: dict[str, Any] = {}
+    sampler = Probe(pid) if probe else None
 
     def measure() -> None:
+        if sampler is not None:
+            sampler.start()
         before.update(
             daemon=cpu_split(pid),
             threads=thread_cpu(pid),
@@ -341,6 +402,8 @@ def load(
 
     tally = (drive_async if driver == "async" else drive_threads)(sock, sessions, calls, warmup, pause, measure)
     wall = time.perf_counter() - before["t"]
+    if sampler is not None:
+        print(sampler.stop(), file=sys.stderr)
     u1, s1 = cpu_split(pid)
     me = resource.getrusage(resource.RUSAGE_SELF)
     busy1, idle1 = host_jiffies()
@@ -458,6 +521,12 @@ def main() -> None:
         help="the clients as coroutines of one event loop (default: light, so that they leave the CPU to what is "
         "measured) or as threads, a Client each (the earlier passes' load generator)",
     )
+    ap.add_argument(
+        "--probe",
+        action="store_true",
+        help="sample the daemon's children (exited, not yet reaped: Z) and threads (waiting on a futex: the GIL or "
+        "a lock) every 20 ms during the calls (costs this process some CPU)",
+    )
     ap.add_argument("--sessions", type=int, default=0, help="measure K idle sessions and connections instead")
     ap.add_argument("--root", default="agentcg-bench-load")
     ap.add_argument("--daemon-arg", action="append", default=[], help="passed on to agentcg daemon")
@@ -476,7 +545,9 @@ def main() -> None:
         line = (
             idle(sock, proc.pid, args.sessions)
             if args.sessions
-            else load(sock, proc.pid, args.clients, args.calls, args.warmup, args.pause, args.driver, args.root)
+            else load(
+                sock, proc.pid, args.clients, args.calls, args.warmup, args.pause, args.driver, args.root, args.probe
+            )
         )
     finally:
         proc.send_signal(signal.SIGTERM)
