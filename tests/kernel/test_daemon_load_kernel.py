@@ -14,7 +14,7 @@ import pytest
 from agentcgroup.daemon.client import Client
 from tests.kernel.daemon_fixtures import start_daemon, stop_daemon
 
-pytestmark = [pytest.mark.kernel]
+pytestmark = [pytest.mark.kernel, pytest.mark.v2]
 
 
 def _load_bench() -> Any:
