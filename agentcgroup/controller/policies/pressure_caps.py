@@ -37,7 +37,8 @@ class PressureCaps(PressureWatch):
             slack = budget // (4 * STEP_OF_BUDGET)
             on = fair_caps(int(view.config.pressure_on * budget) - usage, shares, FLOOR, slack)
             off = fair_caps(int(view.config.pressure_off * budget) - usage, shares, FLOOR, slack)
-            kept = self._kept_caps(view, scope, usage, budget, shares, slack, calls)
+            reserved = {c.id: c.reserved for c in calls}
+            kept = self._kept_caps(view, scope, usage, budget, shares, slack, reserved)
             for sh in shares:
                 level = (on if sh.rank >= top else off).get(sh.id)
                 if level is not None and sh.id in kept:
@@ -54,41 +55,26 @@ class PressureCaps(PressureWatch):
         budget: int,
         shares: Sequence[Share],
         slack: int,
-        calls: Sequence[CallInfo],
+        reserved: dict[str, int],
     ) -> dict[str, int]:
-        """Under the host budget: a call shares only what is left beside the room kept for the sessions of higher
-        priority that have a call running (:meth:`_kept`), and may reach its own reservation whatever that
-        leaves. So a call that outgrows its prediction is held early, small, where it stands (then frozen, and
-        released when room frees), rather than growing into that room and being killed for the higher call at
-        the budget's edge."""
+        """Under the host budget: a call shares only what is left beside the room the running higher-priority
+        calls were admitted to grow into (their reservations, declared or predicted, less their usage:
+        :meth:`View.kept_for`), and may reach its own reservation whatever that leaves. So a call that outgrows
+        its prediction is held early, small, where it stands (then frozen, and released when room frees),
+        rather than growing into that room and being killed for the higher call at the budget's edge."""
         if scope != "":
             return {}
         line = int(view.config.pressure_off * budget) - usage
         out: dict[str, int] = {}
         for rank in {sh.rank for sh in shares if sh.capped}:
-            kept = self._kept(view, calls, rank)
+            kept = view.kept_for(rank)
             if kept <= 0:
                 continue
             caps = fair_caps(line - kept, shares, FLOOR, slack)
             for sh in shares:
                 if sh.rank == rank and sh.id in caps:
-                    mine = next((c.reserved for c in calls if c.id == sh.id), 0)
-                    out[sh.id] = max(caps[sh.id], mine)
+                    out[sh.id] = max(caps[sh.id], reserved.get(sh.id, 0))
         return out
-
-    def _kept(self, view: View, calls: Sequence[CallInfo], rank: int) -> int:
-        """The room a session of higher priority than ``rank`` with a call running is expected to grow into: what
-        its calls were admitted to grow into (their reservations, declared or predicted, less their usage), or,
-        if more, what its largest call so far used less what its calls use now (a call of it under-predicted
-        grows as its predecessors did). 0 for a session with no call running: nothing is kept for ever."""
-        per: dict[str, tuple[int, int]] = {}
-        for c in self._live(calls):
-            if view.rank_of(c) <= rank:
-                continue
-            used = view.call_usage(c)
-            owed, now = per.get(c.session_name, (0, 0))
-            per[c.session_name] = (owed + max(0, c.reserved - used), now + used)
-        return sum(max(owed, self.call_peak.get(name, 0) - now) for name, (owed, now) in per.items())
 
     def _share(
         self, view: View, budgets: Sequence[tuple[str, int, int, Sequence[CallInfo]]], done: Sequence[Action]

@@ -43,7 +43,6 @@ class PressureWatch(Policy):
         self.killed: set[str] = set()  # call ids this policy killed (draining)
         self.held_rate: dict[str, float] = {}  # call id -> how fast it grew when it was throttled (B/s)
         self.tick_due: float | None = None
-        self.call_peak: dict[str, int] = {}  # session name -> the most one of its calls used so far
         self.tick_call: str | None = None
 
     def _observe(self, view: View) -> list[tuple[str, int, int, Sequence[CallInfo]]]:
@@ -54,10 +53,7 @@ class PressureWatch(Policy):
         for scope, usage, _, calls in budgets:
             self.series.add(f"budget:{scope}", view.now, usage)
             for c in calls:
-                used = view.call_usage(c)
-                self.series.add(f"call:{c.id}", view.now, used)
-                if used > self.call_peak.get(c.session_name, 0):
-                    self.call_peak[c.session_name] = used
+                self.series.add(f"call:{c.id}", view.now, view.call_usage(c))
         return budgets
 
     def rate(self, call: CallInfo) -> float:
