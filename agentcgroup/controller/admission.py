@@ -248,13 +248,14 @@ class Admission:
             free = min(free, int(budget * self.config.pressure_on) - usage - owed)
         return free
 
-    def claim(self, token: str, call_id: str) -> None:
-        """The call started: its reservation now goes by its id."""
+    def claim(self, token: str, call_id: str) -> int:
+        """The call started: its reservation now goes by its id. Returns the bytes reserved (0: none)."""
         with self._cv:
             if token in self._reserved:
                 self._reserved[call_id] = self._reserved.pop(token)
             if token in self._notes:
                 self._notes[call_id] = self._notes.pop(token)
+            return self._reserved.get(call_id, 0)
 
     def release(self, key: str) -> None:
         with self._cv:

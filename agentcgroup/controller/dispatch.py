@@ -129,7 +129,7 @@ class Dispatch:
         except BaseException:
             self.admission.release(token)
             raise
-        self.admission.claim(token, call.call_id)
+        cs.reserved = self.admission.claim(token, call.call_id)
         cs.checkpoint = leaf.memory_high if leaf.memory_high != soft else None
         with self.lock:
             s.calls[call.call_id] = cs

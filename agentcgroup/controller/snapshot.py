@@ -32,6 +32,7 @@ class Snapshot:
         self._sessions = list(sessions)
         self._root_cg = root_cg
         self._last_psi = last_psi
+        self._kept: dict[int, int] = {}
         self._now = time.monotonic()
         self._kernel_oom_group = manager.features.oom_group == "memory.oom.group"
         self._cache: dict[int, Stats] = {}
@@ -111,6 +112,16 @@ class Snapshot:
             if scope in ("", call.session.name):
                 room = min(room, int(budget * self._config.pressure_on) - usage)
         return room
+
+    def kept_for(self, rank: int) -> int:
+        """Memory the running calls of higher priority than ``rank`` were admitted to grow into and have not used
+        yet: what admission reserved for each (a declared or predicted peak) less its usage. 0 without
+        reservations."""
+        if rank not in self._kept:
+            self._kept[rank] = sum(
+                max(0, cs.reserved - self.call_usage(cs)) for cs in self.running() if cs.rank > rank and cs.reserved
+            )
+        return self._kept[rank]
 
     def psi_recent(self) -> bool:
         last = self._last_psi

@@ -160,6 +160,7 @@ class CallState(Identity):  # one object per call: compared and hashed by identi
         "pipes",
         "held_s",
         "held_from",
+        "reserved",
     )
 
     def __init__(
@@ -180,6 +181,7 @@ class CallState(Identity):  # one object per call: compared and hashed by identi
         pipes: dict[int, Any] | None = None,
         held_s: float = 0.0,
         held_from: float | None = None,
+        reserved: int = 0,
     ) -> None:
         self.call = call
         self.session = session
@@ -197,6 +199,7 @@ class CallState(Identity):  # one object per call: compared and hashed by identi
         self.pipes: dict[int, Any] = {} if pipes is None else pipes
         self.held_s = held_s  # seconds held (throttled or frozen) by a policy, the holds that ended
         self.held_from = held_from  # when the hold in force began (None: not held)
+        self.reserved = reserved  # bytes admission reserved for it (declared or predicted peak; 0: none)
 
     @property
     def id(self) -> str:

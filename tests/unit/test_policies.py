@@ -80,6 +80,7 @@ class FakeView:
         self.calls: list[CallState] = []
         self.under_oom: set[str] = set()
         self.cpu: dict[str, int] = {}  # call id -> CPU µs (absent: the kernel cannot tell)
+        self.kept: dict[int, int] = {}  # rank -> host memory kept for higher-priority sessions' predictions
 
     def stats(self, cs: CallState) -> Stats:
         return Stats(
@@ -102,6 +103,9 @@ class FakeView:
 
     def psi_recent(self) -> bool:
         return False
+
+    def kept_for(self, rank: int) -> int:
+        return self.kept.get(rank, 0)
 
 
 def call(

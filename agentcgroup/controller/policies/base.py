@@ -55,6 +55,8 @@ class CallInfo(Protocol):
     def exited(self) -> bool: ...  # its command ended (the rest of its tree may not have)
     def elapsed(self) -> float: ...
     def held(self, now: float) -> float: ...  # seconds the controller held it (throttled or frozen) so far
+    @property
+    def reserved(self) -> int: ...  # bytes admission reserved for it (declared or predicted peak; 0: none)
 
 
 #: (scope: "" for the host budget else the session's name, usage, budget, the running calls under it)
@@ -76,6 +78,7 @@ class View(Protocol):
     def budgets(self) -> list[Budget]: ...
     def headroom(self, call: Any) -> int: ...
     def psi_recent(self) -> bool: ...
+    def kept_for(self, rank: int) -> int: ...  # what higher-priority running calls reserved and do not use yet
 
 
 class Policy:

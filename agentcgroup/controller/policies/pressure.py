@@ -25,12 +25,16 @@ the first held one is released whatever the level. Agent leaves are never touche
 Before any of that, every running call below high priority is *capped* (``caps``, :mod:`.shares`): its usage
 plus its share of the budget's headroom (up to ``pressure_on`` for the top rank present, ``pressure_off`` for the
 ranks below it), recomputed at each sample, so that a burst faster than a sample stalls at the call's own cap
-rather than at the budget's hard limit, where the kernel's OOM killer would choose. A call found stalled at its
-cap is throttled there (held) unless it is protected. With caps, held calls go on as soon as the cap they would
-get leaves them room (they meet their caps, not the limit), the most important first, one per two samples,
-instead of by the budget's level. A protected call below high priority that waits at its cap with the budget
-full for ``stall_grace + kill_after`` has the frozen call that frees the most killed for it, if the held calls
-keep a part of the budget worth having; if not, it needs more than the budget has beside the rest, and dies.
+rather than at the budget's hard limit, where the kernel's OOM killer would choose. Under the host budget the
+headroom a call shares leaves out what running calls of higher priority were admitted to grow into and do not use
+yet (their declared or predicted peaks less their usage), though a call may always reach its own reservation: a
+call that outgrows its prediction is held small, not grown into that room and killed at the edge for them. A
+call found stalled at its cap is throttled there (held) unless it is protected. With caps, held calls go on as
+soon as the cap they would get leaves them room (they meet their caps, not the limit), the most important first,
+one per two samples, instead of by the budget's level. A protected call below high priority that waits at its
+cap with the budget full for ``stall_grace + kill_after`` has the frozen call that frees the most killed for it,
+if the held calls keep a part of the budget worth having; if not, it needs more than the budget has beside the
+rest, and dies.
 """
 
 from __future__ import annotations

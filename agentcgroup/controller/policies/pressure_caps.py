@@ -37,10 +37,43 @@ class PressureCaps(PressureWatch):
             slack = budget // (4 * STEP_OF_BUDGET)
             on = fair_caps(int(view.config.pressure_on * budget) - usage, shares, FLOOR, slack)
             off = fair_caps(int(view.config.pressure_off * budget) - usage, shares, FLOOR, slack)
+            reserved = {c.id: c.reserved for c in calls}
+            kept = self._kept_caps(view, scope, usage, budget, shares, slack, reserved)
             for sh in shares:
                 level = (on if sh.rank >= top else off).get(sh.id)
+                if level is not None and sh.id in kept:
+                    level = min(level, kept[sh.id])
                 if level is not None:
                     out[sh.id] = min(level, out.get(sh.id, level))
+        return out
+
+    def _kept_caps(
+        self,
+        view: View,
+        scope: str,
+        usage: int,
+        budget: int,
+        shares: Sequence[Share],
+        slack: int,
+        reserved: dict[str, int],
+    ) -> dict[str, int]:
+        """Under the host budget: a call shares only what is left beside the room the running higher-priority
+        calls were admitted to grow into (their reservations, declared or predicted, less their usage:
+        :meth:`View.kept_for`), and may reach its own reservation whatever that leaves. So a call that outgrows
+        its prediction is held early, small, where it stands (then frozen, and released when room frees),
+        rather than growing into that room and being killed for the higher call at the budget's edge."""
+        if scope != "":
+            return {}
+        line = int(view.config.pressure_off * budget) - usage
+        out: dict[str, int] = {}
+        for rank in {sh.rank for sh in shares if sh.capped}:
+            kept = view.kept_for(rank)
+            if kept <= 0:
+                continue
+            caps = fair_caps(line - kept, shares, FLOOR, slack)
+            for sh in shares:
+                if sh.rank == rank and sh.id in caps:
+                    out[sh.id] = max(caps[sh.id], reserved.get(sh.id, 0))
         return out
 
     def _share(
