@@ -84,7 +84,12 @@ class Controller:
         self.actuator = actuator or Actuator()
         self.loop = Loop()
         self.closed = False
-        self.state = StateDir(state_dir) if state_dir is not None else None
+        try:
+            self.state = StateDir(state_dir) if state_dir is not None else None
+        except BaseException:
+            if self._own_manager:
+                self.manager.close()
+            raise
         self.root = RootBudget(self.manager, self.config, self.loop, lambda: self.dispatch.pressure())
         self.sessions = Sessions(self.manager, self.config, self.root, self.state)
         learned = load_predictor(state_dir) if self.config.predict else None  # admission by prediction
@@ -294,6 +299,8 @@ class Controller:
         self.root.close(sessions_left=bool(self.sessions.all()))
         if self._own_manager:
             self.manager.close()
+        if self.state is not None:
+            self.state.close()
 
     def __enter__(self) -> Controller:
         return self

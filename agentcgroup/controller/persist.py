@@ -50,10 +50,35 @@ class StateWriteError(AgentCgroupError):
     """The state dir could not be written (full, read-only): the work it was for is refused."""
 
 
+def _hold(path: Path) -> int:
+    """An fd on the state dir (made if missing) holding an exclusive ``flock`` on it; an error naming it when
+    another process holds it."""
+    import fcntl
+
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise AgentCgroupError(f"cannot use the state dir {path}: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise AgentCgroupError(
+            f"another agentcg daemon uses the state dir {path}: stop it, or give this one a state dir of its own "
+            "(--state-dir DIR)"
+        ) from None
+    return fd
+
+
 class StateDir:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        # one controller a state dir, before anything in it is read or written: a second daemon given a live
+        # one's state dir (on another root) took its sessions and calls for ended and wiped their records, so a
+        # crash of the first one would have left its calls to nobody
+        self._held = _hold(self.path)
         self._lines: int | None = None  # lines in the outcome log (counted once, then kept)
         for sub in ("sessions", "calls", "outcomes"):
             (self.path / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -61,6 +86,12 @@ class StateDir:
         self._free = list((self.path / "calls").glob("*.spare"))
         while len(self._free) > MAX_SPARES:
             self._free.pop().unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Let another controller use this state dir (a successor; the kernel does it if this process dies)."""
+        if self._held >= 0:
+            os.close(self._held)
+            self._held = -1
 
     def _write(self, kind: str, name: str, data: dict[str, Any]) -> None:
         """Write ``data`` whole: a temp file (a spare written over, if there is one), then renamed into place."""

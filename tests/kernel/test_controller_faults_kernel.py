@@ -446,3 +446,28 @@ def _root_memory_limit(ctl: Controller) -> int | None:
                 text = Path(path).read_text().strip()
                 return None if text == "max" else int(text)
     return None
+
+
+def test_a_second_daemon_on_a_live_daemons_state_dir_is_refused(root_name: str, tmp_path: Path) -> None:
+    """On another root but the same state dir, a second controller took the first one's running call for ended
+    and wiped its records, so a crash of the first would have left the call to nobody."""
+    from agentcgroup.errors import AgentCgroupError
+
+    state = tmp_path / "state"
+    first = Controller(root=root_name, state_dir=state, exclusive=True)
+    other = test_root_name()
+    try:
+        first.open_session("s")
+        h = first.submit("s", ["sleep", "30"])
+        wait_for(lambda: list((state / "calls").glob("*.json")), "the call written down")
+        records = sorted(p.name for p in state.rglob("*.json"))
+        with pytest.raises(AgentCgroupError, match="another agentcg daemon uses the state dir"):
+            Controller(root=other, state_dir=state, exclusive=True)
+        assert sorted(p.name for p in state.rglob("*.json")) == records
+        assert leftovers(other) == []
+        first.kill_call("s", h.call_id)
+        assert h.wait().killed_by is not None
+    finally:
+        first.close()
+        remove_leftovers(leftovers(other))  # what a second controller made, if it was not refused
+    assert leftovers(root_name) == []

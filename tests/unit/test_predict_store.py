@@ -140,6 +140,7 @@ def test_the_outcome_log_keeps_the_newest_and_turns_over(tmp_path, monkeypatch) 
         assert min(i + 1, 5) <= len(kept) <= 10, kept
         assert kept == [f"c{j:02d}" for j in range(i + 1 - len(kept), i + 1)]  # the newest, in order
     assert sorted(p.name for p in (tmp_path / "state" / "outcomes").iterdir()) == ["log.1.jsonl", "log.jsonl"]
+    sd.close()  # the successor comes after this controller let go of the state dir
     again = persist.StateDir(tmp_path / "state")  # a successor counts the log's lines: it turns over alike
     for i in range(33, 40):
         again.save_outcome(0, Outcome("s1", f"c{i:02d}", "true", ["true"], "hybrid"))
@@ -169,6 +170,7 @@ def test_a_call_creates_and_removes_no_file_after_the_first(tmp_path, monkeypatc
         assert sd.calls() == {} and [p.stat().st_ino for p in calls.iterdir()] == [ino]
         assert {p.name for p in outs.iterdir()} <= {"log.jsonl", "log.1.jsonl"}
     assert [(o.call_id, o.exit_code) for _owner, o in sd.outcomes()][-3:] == [(f"c{i:02d}", i) for i in range(9, 12)]
+    sd.close()
     assert persist.StateDir(tmp_path / "state")._spare() == calls / next(calls.iterdir()).name  # a successor's
 
 
@@ -184,6 +186,7 @@ def test_a_torn_log_line_is_skipped_and_the_next_starts_afresh(tmp_path) -> None
     (tmp_path / "outcomes" / "c0.json").write_text(
         '{"owner":0,"outcome":' + __import__("json").dumps(Outcome("s", "c0", "t", ["t"], "hybrid").to_dict()) + "}"
     )
+    sd.close()
     again = persist.StateDir(tmp_path)
     again.save_outcome(7, Outcome("s", "c2", "true", ["true"], "hybrid", exit_code=2))
     assert [(owner, o.call_id) for owner, o in again.outcomes()] == [(0, "c0"), (0, "c1"), (7, "c2")]
@@ -254,3 +257,22 @@ def test_a_session_opened_for_one_call_creates_and_frees_no_inode(tmp_path) -> N
     for i in range(1, 6):
         one_call(i)
         assert inodes() == first
+
+
+def test_a_state_dir_serves_one_controller_at_a_time(tmp_path) -> None:
+    """A second daemon given a live one's state dir wiped its session and call records (it took them for
+    ended): the second one is refused, naming the dir, and reads or writes nothing; once the first lets go (or
+    dies), a successor may use it."""
+    from agentcgroup.controller import persist
+    from agentcgroup.errors import AgentCgroupError
+
+    sd = persist.StateDir(tmp_path / "state")
+    sd.save_outcome(0, Outcome("s", "c1", "true", ["true"], "hybrid"))
+    before = sorted(p.name for p in (tmp_path / "state").rglob("*"))
+    with pytest.raises(AgentCgroupError, match=f"another agentcg daemon uses the state dir {tmp_path}/state"):
+        persist.StateDir(tmp_path / "state")
+    assert sorted(p.name for p in (tmp_path / "state").rglob("*")) == before
+    sd.close()
+    again = persist.StateDir(tmp_path / "state")
+    assert [o.call_id for _owner, o in again.outcomes()] == ["c1"]
+    again.close()
