@@ -19,6 +19,7 @@ Closing ends the calls, removes the container (systemd removes its scope), then 
 from __future__ import annotations
 
 import os
+import time
 from typing import TYPE_CHECKING, NoReturn
 
 from ..cgroupfs import Dir
@@ -111,6 +112,10 @@ class SystemdDriver:
             return
         self.made_slice = False
         try:
+            # `docker rm -f` returns before systemd has removed the container's scope: wait for it (bounded), or
+            # the slice looks busy and is left behind
+            if self.scope_dir:
+                _wait_gone(self.scope_dir, SCOPE_GONE_S)
             d = Dir.open(self.scope_dir.rsplit("/", 1)[0]) if self.scope_dir else None
             busy = d is not None and bool(d.children())
             if d is not None:
@@ -118,9 +123,26 @@ class SystemdDriver:
             if busy:
                 return  # another handle of the same session still has a container in it
             with connected(user=False) as bus:
-                bus.stop_unit(self.slice)
+                bus.stop_unit(self.slice)  # a job: the slice's cgroup goes when it has run
+            if self.scope_dir:
+                _wait_gone(self.scope_dir.rsplit("/", 1)[0], SCOPE_GONE_S)
         except CgroupError:
             pass
+
+
+#: how long close() waits for systemd to remove the container's scope, then the session's slice (seconds)
+SCOPE_GONE_S = 10.0
+
+
+def _wait_gone(path: str, timeout: float) -> bool:
+    """Whether the cgroup directory ``path`` is gone within ``timeout`` seconds (systemd removes units' cgroups
+    asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while os.path.exists(path):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def _fail(message: str) -> NoReturn:
