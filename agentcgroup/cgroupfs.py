@@ -269,20 +269,6 @@ class Dir:
             raise from_oserror(exc, self.path, "flock") from None
         return True
 
-    def claim(self, fname: str) -> int | None:
-        """An fd on control file ``fname`` holding an exclusive ``flock`` on it, or None when another process
-        holds one (a second claimant of the same cgroup)."""
-        fd = self.open_file(fname)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        except OSError as exc:
-            os.close(fd)
-            raise from_oserror(exc, f"{self.path}/{fname}", "flock") from None
-        return fd
-
     def is_linked(self) -> bool:
         """Whether the directory this handle opened is still at its path (not removed, nor made anew)."""
         try:

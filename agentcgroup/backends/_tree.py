@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..cgroupfs import Dir, check_name
-from ..errors import AgentCgroupError, CgroupError, InvalidName, NotFound
+from ..errors import CgroupError, InvalidName, NotFound
 from ..limits import Limits
 from ..parsers import parse_pids
 from ..spawn import Process
@@ -55,7 +55,6 @@ class TreeManager(TreeWatch, Manager):
         self._roots: dict[str, Dir] = {}
         self._cache: dict[tuple[str, ...], Cgroup] = {}
         self._lock = threading.RLock()
-        self._claim: int | None = None  # claim_root's fd, holding its lock
 
     # --- roles ---------------------------------------------------------------------------------------
     @property
@@ -110,19 +109,6 @@ class TreeManager(TreeWatch, Manager):
                 cg = Cgroup((), None, Limits(), {"dirs": dirs, "root": True})
                 self._cache[()] = cg
             return cg
-
-    def claim_root(self) -> None:
-        with self._lock:
-            if self._claim is not None:
-                return
-            role = (self.always_roles or tuple(self._bases))[0]
-            fd = self._root(role).claim("cgroup.procs")
-            if fd is None:
-                raise AgentCgroupError(
-                    f"another agentcg daemon serves the root cgroup {self.root_path(role)}: stop it, or give this "
-                    "one a root of its own (--root NAME)"
-                )
-            self._claim = fd
 
     def root_path(self, role: str) -> str:
         return f"{self._bases[role]}/{self.root_name}"
@@ -446,9 +432,6 @@ class TreeManager(TreeWatch, Manager):
             for cg in list(self._cache.values()):
                 self._close_handle(cg)
             self._cache.clear()
-            if self._claim is not None:
-                os.close(self._claim)
-                self._claim = None
             roots, self._roots = self._roots, {}
             for role, base in self._bases.items():
                 d = roots.pop(role, None)

@@ -280,11 +280,6 @@ class Manager(abc.ABC):
         """The root itself (when ``has_root``): not destroyable; :meth:`close` removes it when empty."""
         raise Unsupported(f"the {self.kind} backend has no root cgroup")
 
-    def claim_root(self) -> None:  # noqa: B027 - optional: a backend without a root has nothing to claim
-        """Hold the root for this process alone among the processes that claim it (daemons), for as long as the
-        manager is open. Raises :class:`~agentcgroup.errors.AgentCgroupError` naming the root when another
-        holds it: two daemons on one root would share its budget and their sessions' names."""
-
     def open_placement(self, cg: Cgroup) -> list[int]:
         """When ``preplace``: fds on ``cgroup.procs`` of every hierarchy a process of ``cg`` belongs in (the
         caller writes a pid to each, then closes them)."""

@@ -162,7 +162,7 @@ def daemon(
     except (InvalidValue, ValueError) as exc:
         fail(str(exc))
     try:
-        ctl = Controller(root=root, backend=backend, config=cfg, state_dir=state_dir, exclusive=True)
+        ctl = Controller(root=root, backend=backend, config=cfg, state_dir=state_dir)
     except AgentCgroupError as exc:
         fail(str(exc), RUNNER_FAILED)
     try:

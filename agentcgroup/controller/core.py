@@ -74,7 +74,6 @@ class Controller:
         actuator: Actuator | None = None,
         start: bool = True,
         state_dir: str | os.PathLike[str] | None = None,
-        exclusive: bool = False,
     ) -> None:
         self.config = config or ControllerConfig()
         raise_fd_limit()
@@ -111,8 +110,6 @@ class Controller:
             self.events,
         )
         try:
-            if exclusive:  # a daemon: no other daemon may serve this root (before anything is written to it)
-                self.manager.claim_root()
             self.root.setup()
             if self.state is not None:
                 Adoption(self.manager, self.state, self.sessions, self.dispatch).run()
