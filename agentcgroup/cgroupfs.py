@@ -11,7 +11,6 @@ Retries are only for what the kernel documents as transient: ``EBUSY`` from ``rm
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import re
 import time
@@ -255,27 +254,6 @@ class Dir:
             return sorted(e.name for e in os.scandir(fd) if e.is_dir(follow_symlinks=False))
         finally:
             os.close(fd)
-
-    # --- who else uses it ---------------------------------------------------------------------------------
-    def lock(self, *, exclusive: bool = False, wait: bool = True) -> bool:
-        """``flock`` this directory through this handle (released when it is closed, or by a failed upgrade).
-        Returns False when another process holds a conflicting lock and ``wait`` is false."""
-        op = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB)
-        try:
-            fcntl.flock(self.fd, op)
-        except BlockingIOError:
-            return False
-        except OSError as exc:
-            raise from_oserror(exc, self.path, "flock") from None
-        return True
-
-    def is_linked(self) -> bool:
-        """Whether the directory this handle opened is still at its path (not removed, nor made anew)."""
-        try:
-            st = os.stat(self.path, follow_symlinks=False)
-        except OSError:
-            return False
-        return os.path.samestat(st, os.fstat(self.fd))
 
     # --- removal -------------------------------------------------------------------------------------
     def remove_child(self, name: str, timeout: float = 5.0, *, listed: bool = False) -> bool:

@@ -80,20 +80,7 @@ class TreeManager(TreeWatch, Manager):
         base = Dir.open(self._bases[role])
         try:
             self.prepare_parent(role, base, 0)
-            for _ in range(5):
-                d = base.child(self.root_name, create=True)
-                # a shared lock for as long as this process uses the root: another one's close() removes the
-                # root only when it can lock it alone, so a daemon's root (its budget) outlives a one-off
-                # `agentcg run` on the same root. Taken after the mkdir: the root may have been removed between
-                # the two by a close() that held it alone; then it is made again.
-                d.lock()
-                if d.is_linked():
-                    break
-                d.close()
-            else:
-                raise NotFound(
-                    "the root cgroup was removed again and again while it was being opened", self.root_path(role)
-                )
+            d = base.child(self.root_name, create=True)
         finally:
             base.close()
         self._roots[role] = d
@@ -425,38 +412,26 @@ class TreeManager(TreeWatch, Manager):
         cg.closed = True
 
     def close(self) -> None:
-        """Close every handle and remove our root where it is empty and no other process uses it (each user of
-        the root holds a shared ``flock`` on it: a daemon keeps its root, and the budget set on it, while a
-        one-off ``agentcg run`` on the same root comes and goes)."""
+        """Close every handle and remove our root where it is empty (others may still use it)."""
         with self._lock:
             for cg in list(self._cache.values()):
                 self._close_handle(cg)
             self._cache.clear()
-            roots, self._roots = self._roots, {}
+            for d in self._roots.values():
+                d.close()
+            self._roots.clear()
             for role, base in self._bases.items():
-                d = roots.pop(role, None)
                 try:
-                    if d is None or d.fd < 0:
-                        if d is not None:
-                            d.close()
-                        d = Dir.open(self.root_path(role))
                     bdir = Dir.open(base)
                 except CgroupError:
-                    if d is not None:
-                        d.close()
                     continue
                 try:
-                    # alone on it: remove it, still holding the lock (a process opening it meanwhile waits,
-                    # then finds it gone and makes it again)
-                    if d.lock(exclusive=True, wait=False):
-                        bdir.remove_child(self.root_name, timeout=0)
+                    bdir.remove_child(self.root_name, timeout=0)
                 except CgroupError:
-                    pass  # not empty: a session of another process of ours is using it
+                    pass  # not empty: another session of ours is using it
                 finally:
-                    d.close()
                     bdir.close()
-            for d in roots.values():
-                d.close()
+                del role
 
 
 def _ours(name: str) -> bool:

@@ -377,50 +377,6 @@ def test_torn_records_are_dropped_at_adoption(manager, tmp_path: Path) -> None:
     manager.destroy(manager.open(("t",)))
 
 
-def test_a_one_off_run_on_the_same_root_leaves_a_daemons_root_and_budget(root_name: str) -> None:
-    """A daemon with a budget, idle (no session), and a one-off ``agentcg run`` on the same root (the default
-    root is one for both): the run's end removed the idle root, and the budget set on it with it, until each
-    user of the root held a shared lock on it and a close removes it only when alone."""
-    budget = 300 << 20
-    ctl = Controller(root=root_name, config=ControllerConfig(budget=budget))
-
-    def root_limit() -> int | None:
-        for role in ctl.manager.roles:
-            for name in ("memory.max", "memory.limit_in_bytes"):
-                path = os.path.join(ctl.manager.root_path(role), name)
-                if os.path.exists(path):
-                    return int(Path(path).read_text())
-        return None
-
-    try:
-        assert root_limit() == budget
-        for _ in range(2):  # a one-off run on the same root, in a process of its own
-            r = subprocess.run(
-                [PY, "-m", "agentcgroup", "run", "--root", root_name, "--", "/bin/true"],
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-            assert r.returncode == 0, r.stderr
-            assert leftovers(root_name), "the one-off run removed the daemon's root"
-            assert root_limit() == budget, "the budget on the daemon's root was lost"
-        ctl.open_session("s")  # and the controller goes on under it
-        assert ctl.run("s", ["/bin/true"]).exit_code == 0
-    finally:
-        ctl.close()
-    assert leftovers(root_name) == [], "the last user of the root removes it"
-
-
-def _root_memory_limit(ctl: Controller) -> int | None:
-    for role in ctl.manager.roles:
-        for name in ("memory.max", "memory.limit_in_bytes"):
-            path = os.path.join(ctl.manager.root_path(role), name)
-            if os.path.exists(path):
-                text = Path(path).read_text().strip()
-                return None if text == "max" else int(text)
-    return None
-
-
 def test_a_second_daemon_on_a_live_daemons_state_dir_is_refused(root_name: str, tmp_path: Path) -> None:
     """On another root but the same state dir, a second controller took the first one's running call for ended
     and wiped its records, so a crash of the first would have left the call to nobody."""
