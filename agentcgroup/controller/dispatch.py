@@ -209,13 +209,11 @@ class Dispatch:
         call = cs.call
         proc = call.proc
         assert proc is not None
-        ended = proc.pidfd >= 0 and _has_exited(proc.pidfd)
-        if ended:
-            pass  # finished below, in this turn: nothing to watch for it
-        elif proc.pidfd >= 0:
-            self.loop.add(proc.pidfd, READ, self.guarded(cs, lambda fd, ev: self._on_exit(cs)))
-        else:  # no pidfd (old kernel): poll the process
+        ended = proc.pidfd >= 0 and _has_exited(proc.pidfd)  # then finished below, in this turn
+        if proc.pidfd < 0:  # no pidfd (old kernel): poll the process
             self._poll_exit(cs)
+        elif not ended:
+            self.loop.add(proc.pidfd, READ, self.guarded(cs, lambda fd, ev: self._on_exit(cs)))
         for f in (proc.stdout, proc.stderr):
             if f is not None:
                 fd = f.fileno()
